@@ -1,0 +1,102 @@
+# tbwrap — token budgets for AI coding agents.
+#
+#   make            build build/tbwrap and build/libtbwrap.so
+#   make check      install what is missing, build, run every test (unit, ASan/UBSan, shell, e2e)
+#   make bench      benchmarks (tests/bench), ratios printed side by side with their baselines
+#   make demo       the main scene: real Claude Code instances under budgets, live bars
+#
+# Strict everywhere: the same warnings-as-errors flags for the library, the launcher and tests.
+
+BUILD   ?= build
+CC      ?= cc
+PKGS    := libseccomp libcjson
+SAN     ?=
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+	-Wno-format-nonliteral -Wvla -Wpointer-arith -Wundef
+OPT  := -O2 -g
+ifeq ($(SAN),1)
+OPT  := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SANLD := -fsanitize=address,undefined
+endif
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fPIC -fvisibility=hidden \
+	-Iinclude $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANLD) $(LDFLAGS)
+
+COMMON_SRC   := $(wildcard common/*.c)
+PRELOAD_SRC  := $(wildcard preload/*.c)
+LAUNCHER_SRC := $(wildcard launcher/*.c)
+UNIT_SRC     := $(wildcard tests/unit/test_*.c)
+HELPER_SRC   := $(wildcard tests/helpers/*.c)
+BENCH_SRC    := $(wildcard tests/bench/*.c)
+HEADERS      := $(wildcard include/tbwrap/*.h)
+
+COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+PRELOAD_OBJ  := $(PRELOAD_SRC:%.c=$(BUILD)/%.o)
+# The launcher's main() lives in launcher/main.c; everything else there is linkable into tests.
+LAUNCHER_LIB_OBJ := $(filter-out $(BUILD)/launcher/main.o,$(LAUNCHER_SRC:%.c=$(BUILD)/%.o))
+UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HELPER_BIN   := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(HELPER_SRC))
+BENCH_BIN    := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all check unit bench demo clean deps format format-check helpers
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/tbwrap $(BUILD)/libtbwrap.so
+
+$(BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libtbwrap.so: $(PRELOAD_OBJ) $(COMMON_OBJ)
+	$(CC) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lpthread
+
+$(BUILD)/tbwrap: $(BUILD)/launcher/main.o $(LAUNCHER_LIB_OBJ) $(COMMON_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) -lpthread -lm
+
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(LDFLAGS_ALL) $(PKG_LIBS) \
+		$(CMOCKA_LIBS) -lpthread -lm
+
+# Helpers named static_*.c are linked statically: programs the preload library cannot enter.
+$(BUILD)/tests/helpers/static_%: tests/helpers/static_%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 $(WARN) -D_GNU_SOURCE -static -o $@ $<
+
+$(BUILD)/tests/helpers/%: tests/helpers/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -lpthread
+
+$(BUILD)/bench/%: tests/bench/%.c $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O3 -o $@ $< $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(LDFLAGS_ALL) $(PKG_LIBS) \
+		-lpthread -lm
+
+unit: $(UNIT_BIN)
+helpers: $(HELPER_BIN)
+
+deps:
+	scripts/install-deps
+
+check: deps
+	scripts/run-tests
+
+bench: deps all $(BENCH_BIN) $(HELPER_BIN)
+	scripts/run-bench
+
+demo: deps
+	scripts/demo
+
+format:
+	clang-format -i $(COMMON_SRC) $(PRELOAD_SRC) $(LAUNCHER_SRC) $(UNIT_SRC) $(HELPER_SRC) $(BENCH_SRC) $(HEADERS)
+
+format-check:
+	clang-format --dry-run -Werror $(COMMON_SRC) $(PRELOAD_SRC) $(LAUNCHER_SRC) $(UNIT_SRC) $(HELPER_SRC) $(BENCH_SRC) $(HEADERS)
+
+clean:
+	rm -rf build build-asan

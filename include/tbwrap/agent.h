@@ -1,0 +1,24 @@
+/*
+ * Recognising an agent and the budget key of its prompt, from argv alone. Side-effect free, shared
+ * by the preload library and the unit tests.
+ */
+#ifndef TBWRAP_AGENT_H
+#define TBWRAP_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True when the process is an agent: the basename of argv[0] (with a trailing ".exe" dropped)
+ * equals one of the ':'-separated names in match, or argv[0] is node/bun/deno and argv[1] is a
+ * script path ending in "claude-code/cli.js" or "claude-code/cli.mjs" (the npm JavaScript build). */
+bool agent_is_match(int argc, char *const argv[], const char *match);
+
+/* Writes the budget key of the agent's prompt: "/test" for "/test --real-services";
+ * LEDGER_CATCH_ALL for a prompt that is not a slash command; "" when there is no prompt on argv
+ * (it comes on stdin). Returns false only when out is too small. */
+bool agent_command_key(int argc, char *const argv[], char *out, size_t outlen);
+
+/* Base command of a prompt text: first word when it starts with '/', else LEDGER_CATCH_ALL. */
+bool agent_prompt_key(const char *prompt, size_t len, char *out, size_t outlen);
+
+#endif

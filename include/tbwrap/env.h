@@ -1,0 +1,18 @@
+/*
+ * Names the launcher uses to talk to the preload library through the environment. They live here
+ * and nowhere else.
+ */
+#ifndef TBWRAP_ENV_H
+#define TBWRAP_ENV_H
+
+#define TBWRAP_ENV_LEDGER "TBWRAP_LEDGER"     /* shm name of the ledger, "/tbwrap-..." */
+#define TBWRAP_ENV_SOCKET "TBWRAP_SOCKET"     /* path of the supervisor's Unix socket */
+#define TBWRAP_ENV_MATCH "TBWRAP_MATCH"       /* ':'-separated program names that are agents */
+#define TBWRAP_ENV_FILTERED "TBWRAP_FILTERED" /* set by an agent for its descendants: a filter
+						 of this session is above them */
+#define TBWRAP_ENV_ESTIMATE "TBWRAP_ESTIMATE" /* per-agent estimate override (tokens) */
+#define TBWRAP_ENV_PRELOAD "LD_PRELOAD"
+
+#define TBWRAP_DEFAULT_MATCH "claude"
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * Meter: turns the bytes an agent writes into exact token usage.
+ *
+ * One implementation serves the preload library (libc writes metered in the agent itself) and the
+ * supervisor (raw syscalls metered from outside). It knows Claude Code's output formats
+ * (stream-json, json, the transcript *.jsonl) and counts each API call once:
+ *
+ *   - assistant lines carry message.id and usage; the same id repeats once per content block (and
+ *     once more in the transcript), so usage is kept per message id as per-field maxima;
+ *   - stream_event lines: message_start (message.id + usage snapshot) and message_delta (usage of
+ *     the message most recently started on the same stream);
+ *   - result lines (and the single object of --output-format json): cumulative usage of the whole
+ *     session, plus the sum of modelUsage; authoritative, so the instance total is the per-field
+ *     maximum of (sum over distinct messages, result figures) and never goes down.
+ *
+ * The split: struct meter_core is plain old data (no pointers) so that it can live in the shared
+ * ledger and be fed by several processes under the instance lock; struct meter_stream is the
+ * per-source line reassembly that lives in whichever process reads that source.
+ */
+#ifndef TBWRAP_METER_H
+#define TBWRAP_METER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum meter_field {
+	METER_INPUT = 0,
+	METER_OUTPUT,
+	METER_CACHE_CREATION,
+	METER_CACHE_READ,
+	METER_NFIELDS
+};
+
+struct meter_usage {
+	uint64_t n[METER_NFIELDS];
+};
+
+/* Why they are counted: each is a reason a line gave no usage although it looked like it might. */
+enum meter_anomaly {
+	METER_ANOM_NOT_JSON = 0, /* line had a usage marker but is not one valid JSON value */
+	METER_ANOM_BAD_NUMBER,   /* a usage count negative, fractional, non-numeric or > 2^53 */
+	METER_ANOM_OVERSIZE,     /* line longer than the stream's bound: skipped */
+	METER_ANOM_GAP,          /* positioned feed skipped bytes: the line in progress is dropped */
+	METER_ANOM_ORPHAN_DELTA, /* message_delta with no message_start before it on that stream */
+	METER_NANOMALY
+};
+
+/* Distinct API calls remembered for de-duplication. Older ones stay in the sums; only a repeat
+ * of a message more than this many distinct messages ago could be counted twice. */
+#define METER_WINDOW 1024
+#define METER_SUBTYPE_LEN 32
+
+struct meter_msg {
+	uint64_t id_hash; /* 0 = empty slot */
+	uint64_t n[METER_NFIELDS];
+};
+
+/* Zero-initialised = empty. Plain data: safe to place in shared memory. */
+struct meter_core {
+	struct meter_usage msg_sum; /* sum over distinct messages of their per-field maxima */
+	struct meter_usage result;  /* per-field maximum over result lines (usage and modelUsage) */
+	struct meter_usage total;   /* per-field max(msg_sum, result); never decreases */
+	uint64_t cost_micro_usd;    /* largest total_cost_usd of a result line, in micro-USD */
+	uint64_t messages;          /* distinct message ids seen */
+	uint64_t results;           /* result lines seen */
+	uint64_t lines;             /* complete lines processed */
+	uint64_t lines_ignored;     /* lines that carried no usage (text, other JSON, non-JSON) */
+	uint64_t anomalies[METER_NANOMALY];
+	char result_subtype[METER_SUBTYPE_LEN]; /* subtype of the last result line, NUL-terminated */
+	uint32_t win_next;                      /* next ring slot to fill */
+	uint32_t win_used;                      /* filled ring slots */
+	struct meter_msg win[METER_WINDOW];
+};
+
+/* Default bound on one line. A longer line is skipped (METER_ANOM_OVERSIZE) using no more memory
+ * than the bound, and metering resumes at the next newline. */
+#define METER_LINE_MAX_DEFAULT ((size_t)4 << 20)
+
+/* Position of fed bytes unknown: they follow what was fed before. */
+#define METER_POS_APPEND UINT64_MAX
+
+/* Per-source line reassembly. Lives in the process that reads the source. */
+struct meter_stream {
+	char *buf;          /* partial line; grows on demand up to max_line (never per line) */
+	size_t len;         /* bytes of the partial line in buf */
+	size_t cap;         /* allocated size of buf */
+	size_t max_line;    /* bound on one line */
+	bool skipping;      /* inside an oversize line: drop bytes up to the next newline */
+	bool has_cur_msg;   /* a message_start was seen on this stream */
+	uint64_t cur_msg;   /* id hash of the message most recently started on this stream */
+	uint64_t end;       /* stream offset just past the last byte taken in */
+};
+
+/* What one complete line says. */
+enum meter_event_kind {
+	METER_EV_NONE = 0,      /* carries no usage */
+	METER_EV_MESSAGE,       /* assistant line: id + usage */
+	METER_EV_MESSAGE_START, /* stream_event message_start: id + usage */
+	METER_EV_MESSAGE_DELTA, /* stream_event message_delta: usage of the current message */
+	METER_EV_RESULT         /* result line / json output: cumulative usage, cost, subtype */
+};
+
+struct meter_event {
+	enum meter_event_kind kind;
+	uint64_t id_hash; /* MESSAGE, MESSAGE_START: hash of message.id (never 0) */
+	struct meter_usage usage;
+	bool has_cost;
+	uint64_t cost_micro_usd;
+	char subtype[METER_SUBTYPE_LEN];
+};
+
+/* Sum of the four counts, each multiplied by its weight; weights == NULL means all 1 (the seed's
+ * total: input + output + cache_creation + cache_read). Saturates instead of wrapping. */
+uint64_t meter_usage_total(const struct meter_usage *u, const uint32_t *weights);
+
+/* Classifies one line (without its newline; a trailing CR is allowed). Returns 0 and fills *ev
+ * (kind NONE when the line carries no usage), or -1 with *anomaly set when the line looked like a
+ * usage line but must not count. Allocates nothing. Lines without the text "usage" are rejected
+ * by a single scan, without parsing. */
+int meter_parse_line(const char *line, size_t len, struct meter_event *ev,
+		     enum meter_anomaly *anomaly);
+
+/* 64-bit hash of a message id (never 0). */
+uint64_t meter_hash_id(const char *id, size_t len);
+
+void meter_stream_init(struct meter_stream *s, size_t max_line);
+void meter_stream_free(struct meter_stream *s);
+
+/* Applies one event to the core. Adds to *delta the increase of core->total it caused (the caller
+ * zeroes *delta when it wants the delta of one call only). */
+void meter_apply(struct meter_core *core, struct meter_stream *s, const struct meter_event *ev,
+		 struct meter_usage *delta);
+
+/*
+ * Feeds bytes of one source. pos is the stream offset of data[0], or METER_POS_APPEND.
+ * With a position, bytes before s->end were taken in already and are skipped (re-sent data after
+ * a restarted, retried or partial write never counts twice); bytes after a gap drop the line in
+ * progress (METER_ANOM_GAP). Every complete line is parsed and applied; the increase of
+ * core->total is added to *delta. Returns false only when memory for the line buffer could not be
+ * had (the line is then skipped as oversize; nothing is lost silently: the anomaly is counted).
+ */
+bool meter_feed(struct meter_core *core, struct meter_stream *s, uint64_t pos, const void *data,
+		size_t len, struct meter_usage *delta);
+
+/* End of the source: a last line without a newline is processed. */
+void meter_finish(struct meter_core *core, struct meter_stream *s, struct meter_usage *delta);
+
+#endif

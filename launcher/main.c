@@ -1,0 +1,242 @@
+/*
+ * tbwrap: parses the command line and dispatches. Running a command means: create the ledger,
+ * open the supervisor's socket in a private directory, start the command with libtbwrap.so
+ * preloaded, and stay its parent until it and every agent below it have ended.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tbwrap/cli.h"
+#include "tbwrap/env.h"
+#include "tbwrap/ledger.h"
+#include "tbwrap/log.h"
+#include "tbwrap/render.h"
+#include "tbwrap/report.h"
+#include "tbwrap/status.h"
+#include "tbwrap/supervisor.h"
+
+#ifndef TBWRAP_VERSION
+#define TBWRAP_VERSION "0.1.0"
+#endif
+
+static char sock_dir[PATH_MAX];
+static char sock_path[PATH_MAX];
+
+static void cleanup_socket(void)
+{
+	if (sock_path[0])
+		unlink(sock_path);
+	if (sock_dir[0])
+		rmdir(sock_dir);
+}
+
+/* libtbwrap.so next to the executable (the build tree), or in ../lib/tbwrap (an install). */
+static bool find_library(char *out, size_t len)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	const char *dir = dirname(exe);
+	static const char *const rel[] = { "libtbwrap.so", "../lib/tbwrap/libtbwrap.so" };
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		snprintf(out, len, "%s/%s", dir, rel[i]);
+		if (access(out, R_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int open_socket(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(sock_dir, sizeof(sock_dir), "%s/tbwrap-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(sock_dir)) {
+		sock_dir[0] = '\0';
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "cannot create a private socket directory");
+	}
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", sock_dir);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+		log_die(TBWRAP_EXIT_INTERNAL, "socket path under %s is too long (set TMPDIR shorter)",
+			sock_dir);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "socket");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "bind %s", sa.sun_path);
+	snprintf(sock_path, sizeof(sock_path), "%s", sa.sun_path);
+	if (listen(fd, 64) < 0)
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "listen %s", sock_path);
+	return fd;
+}
+
+static void print_dry_run(const struct cli_options *o, const char *lib)
+{
+	char t[32];
+	printf("mode: %s\n", o->mode == LEDGER_MODE_BLOCK ? "block" : "warn");
+	render_tokens(t, sizeof(t), o->estimate);
+	printf("estimate per agent: %s (%llu tokens)\n", t, (unsigned long long)o->estimate);
+	if (o->overall_limit == LEDGER_NO_LIMIT) {
+		printf("overall budget: none\n");
+	} else {
+		render_tokens(t, sizeof(t), o->overall_limit);
+		printf("overall budget: %s (%llu tokens)\n", t, (unsigned long long)o->overall_limit);
+	}
+	for (size_t i = 0; i < o->n_commands; i++) {
+		render_tokens(t, sizeof(t), o->command_limits[i]);
+		printf("command budget %s: %s (%llu tokens)\n", o->command_names[i], t,
+		       (unsigned long long)o->command_limits[i]);
+	}
+	printf("agents: programs named");
+	for (size_t i = 0; i < o->n_match; i++)
+		printf(" %s", o->match[i]);
+	printf("\npreload: %s\nwould run:", lib);
+	for (int i = 0; i < o->argc; i++)
+		printf(" %s", o->argv[i]);
+	printf("\n");
+}
+
+static void set_child_env(const struct cli_options *o, const char *lib, const struct ledger *l)
+{
+	char buf[PATH_MAX * 2];
+	const char *old = getenv(TBWRAP_ENV_PRELOAD);
+	if (old && *old)
+		snprintf(buf, sizeof(buf), "%s:%s", lib, old);
+	else
+		snprintf(buf, sizeof(buf), "%s", lib);
+	setenv(TBWRAP_ENV_PRELOAD, buf, 1);
+	setenv(TBWRAP_ENV_LEDGER, l->name, 1);
+	setenv(TBWRAP_ENV_SOCKET, sock_path, 1);
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < o->n_match && off < sizeof(buf); i++)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s", i ? ":" : "",
+					o->match[i]);
+	setenv(TBWRAP_ENV_MATCH, buf, 1);
+	/* A tbwrap run from inside an agent starts a session of its own. */
+	unsetenv(TBWRAP_ENV_FILTERED);
+}
+
+static int run(const struct cli_options *o)
+{
+	char lib[PATH_MAX];
+	if (!find_library(lib, sizeof(lib)))
+		log_die(TBWRAP_EXIT_INTERNAL,
+			"cannot find libtbwrap.so next to the tbwrap executable or in "
+			"../lib/tbwrap (build it with make)");
+	if (o->dry_run) {
+		print_dry_run(o, lib);
+		return 0;
+	}
+
+	const char *names[LEDGER_MAX_COMMANDS];
+	for (size_t i = 0; i < o->n_commands; i++)
+		names[i] = o->command_names[i];
+	struct ledger_config lc = {
+		.overall_limit = o->overall_limit,
+		.mode = o->mode,
+		.estimate = o->estimate,
+		.weights = { 1, 1, 1, 1 },
+		.n_commands = o->n_commands,
+		.command_names = names,
+		.command_limits = o->command_limits,
+	};
+	struct ledger l;
+	char err[256];
+	if (ledger_create(&l, &lc, err, sizeof(err)) < 0)
+		log_die(TBWRAP_EXIT_INTERNAL, "%s", err);
+
+	sigset_t mask, old;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		ledger_close(&l);
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "signalfd");
+	}
+	int lfd = open_socket();
+
+	pid_t child = fork();
+	if (child < 0) {
+		cleanup_socket();
+		ledger_close(&l);
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "fork");
+	}
+	if (child == 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		set_child_env(o, lib, &l);
+		execvp(o->argv[0], o->argv);
+		int e = errno;
+		log_die_errno(e == ENOENT ? TBWRAP_EXIT_NOTFOUND : TBWRAP_EXIT_NOEXEC,
+			      "cannot run '%s'", o->argv[0]);
+	}
+
+	struct supervisor_config sc = {
+		.ledger = &l,
+		.listen_fd = lfd,
+		.signal_fd = sfd,
+		.child = child,
+		.live = o->visuals && isatty(STDERR_FILENO),
+		.render = { .color = render_use_color(STDERR_FILENO), .bars = o->visuals },
+	};
+	int rc = supervisor_run(&sc);
+	close(lfd);
+	cleanup_socket();
+
+	char *report = render_report(l.h, &sc.render);
+	if (report) {
+		fputs(report, stderr);
+		free(report);
+	}
+	if (o->report_json && report_write_json(l.h, o->report_json, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		if (rc == 0)
+			rc = TBWRAP_EXIT_INTERNAL;
+	}
+	ledger_close(&l);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli_options o;
+	char err[512];
+	if (cli_parse(argc, argv, &o, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		log_warn("try 'tbwrap --help'");
+		return TBWRAP_EXIT_USAGE;
+	}
+	switch (o.action) {
+	case CLI_HELP:
+		cli_usage(stdout);
+		return 0;
+	case CLI_VERSION:
+		printf("tbwrap %s\n", TBWRAP_VERSION);
+		return 0;
+	case CLI_STATUS: {
+		struct render_opts ro = { .color = render_use_color(STDOUT_FILENO), .bars = true };
+		return status_main(o.status_pid, &ro);
+	}
+	case CLI_RUN:
+	default:
+		return run(&o);
+	}
+}

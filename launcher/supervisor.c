@@ -1,0 +1,890 @@
+/*
+ * The supervisor's poll loop (see include/tbwrap/supervisor.h).
+ *
+ * Metering raw syscalls: a notification names the thread, the syscall and its arguments. The
+ * written bytes are read with process_vm_readv, the notification id is checked again afterwards
+ * (the thread may have died and its id been reused while we read), the bytes are fed to the
+ * ledger for the agent's stdout (identified by the open file, DESIGN.md 1.3) or transcript, and
+ * the syscall is let through with SECCOMP_USER_NOTIF_FLAG_CONTINUE.
+ *
+ * CONTINUE means we see what the process asked to write, not what it wrote. Each source therefore
+ * gets a stream position for what it is fed: the file offset for regular files (O_APPEND: the
+ * size), and for pipes the rule that a retry (EAGAIN, restart, the rest of a partial write) is
+ * issued by the same thread from the same buffer, ending where the previous one ended, with the
+ * same bytes. The meter skips bytes before the position it has reached, so a re-sent write never
+ * counts twice.
+ */
+#include "tbwrap/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tbwrap/log.h"
+#include "tbwrap/proto.h"
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1UL
+#endif
+
+#define MAX_AGENTS LEDGER_MAX_INSTANCES
+#define MAX_CONNS 64
+#define MAX_SOURCES 8
+#define TID_CACHE 4096
+#define READ_CHUNK ((size_t)1 << 20)
+/* Bytes of a pipe write kept to recognise its retry; a longer write is not compared. */
+#define RETRY_KEEP ((size_t)1 << 20)
+#define TICK_MS 100
+#define LIVE_MS 500
+
+enum src_kind { SRC_STDOUT = 1, SRC_TRANSCRIPT };
+
+struct source {
+	dev_t dev;
+	ino_t ino;
+	int kind;
+	bool seekable;
+	struct meter_stream s;
+	/* last write, to recognise a retry on a pipe */
+	pid_t last_tid;
+	uint64_t last_addr;
+	size_t last_len;
+	uint64_t last_start;
+	char *last_data;
+	size_t last_cap;
+};
+
+struct agent {
+	bool used;
+	bool ended;
+	bool stopping;
+	bool unmetered;
+	pid_t pid;
+	int inst;
+	int pidfd;
+	uint64_t kill_at_ms;
+	dev_t stdout_dev;
+	ino_t stdout_ino;
+	char config_dir[PROTO_PATH_LEN];
+	size_t config_len;
+	int n_sources;
+	struct source sources[MAX_SOURCES];
+};
+
+struct listener {
+	int fd;
+	pid_t owner;
+};
+
+struct tid_entry {
+	pid_t tid;
+	pid_t tgid;
+	int agent; /* index, -1 for a non-agent */
+};
+
+struct sup {
+	const struct supervisor_config *cfg;
+	struct ledger *l;
+	struct agent agents[MAX_AGENTS];
+	int n_agents; /* high-water mark of agents[] */
+	struct listener listeners[MAX_AGENTS];
+	int n_listeners;
+	int conns[MAX_CONNS];
+	int n_conns;
+	struct tid_entry tids[TID_CACHE];
+	struct seccomp_notif *req;
+	struct seccomp_notif_resp *resp;
+	size_t req_size, resp_size;
+	char *buf;
+	bool child_done;
+	int child_status;
+	bool child_stopped;
+	bool live_drawn;
+	uint64_t next_live_ms;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The live line is redrawn in place; anything else printed must first wipe it. */
+static void clear_live(struct sup *s)
+{
+	if (s->live_drawn) {
+		static const char wipe[] = "\r\033[K";
+		if (write(STDERR_FILENO, wipe, sizeof(wipe) - 1) < 0) {
+			/* nothing to do: stderr is gone */
+		}
+		s->live_drawn = false;
+	}
+}
+
+static void draw_live(struct sup *s)
+{
+	if (!s->cfg->live)
+		return;
+	uint64_t t = now_ms();
+	if (t < s->next_live_ms)
+		return;
+	s->next_live_ms = t + LIVE_MS;
+	char *line = render_status_line(s->l->h, &s->cfg->render);
+	if (!line)
+		return;
+	char buf[2048];
+	int n = snprintf(buf, sizeof(buf), "\r\033[K%s", line);
+	free(line);
+	if (n > 0 && write(STDERR_FILENO, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) > 0)
+		s->live_drawn = true;
+}
+
+/* ---- agents ---------------------------------------------------------------------------- */
+
+static int agent_by_pid(struct sup *s, pid_t pid)
+{
+	for (int i = 0; i < s->n_agents; i++)
+		if (s->agents[i].used && !s->agents[i].ended && s->agents[i].pid == pid)
+			return i;
+	return -1;
+}
+
+static void tid_forget_tgid(struct sup *s, pid_t tgid)
+{
+	for (int i = 0; i < TID_CACHE; i++)
+		if (s->tids[i].tid && s->tids[i].tgid == tgid)
+			s->tids[i].tid = 0;
+}
+
+static pid_t read_tgid(pid_t tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strstr(buf, "\nTgid:");
+	return p ? (pid_t)strtol(p + 6, NULL, 10) : -1;
+}
+
+/* Which agent a notifying thread belongs to (-1: not an agent). */
+static int agent_of_tid(struct sup *s, pid_t tid, pid_t *tgid)
+{
+	struct tid_entry *e = &s->tids[(unsigned)tid % TID_CACHE];
+	if (e->tid != tid) {
+		pid_t g = read_tgid(tid);
+		if (g < 0)
+			return -1; /* gone already */
+		e->tid = tid;
+		e->tgid = g;
+		e->agent = agent_by_pid(s, g);
+	}
+	*tgid = e->tgid;
+	return e->agent;
+}
+
+static void free_sources(struct agent *a)
+{
+	for (int i = 0; i < a->n_sources; i++) {
+		meter_stream_free(&a->sources[i].s);
+		free(a->sources[i].last_data);
+	}
+	a->n_sources = 0;
+}
+
+static void stop_agent(struct sup *s, struct agent *a, const struct ledger_refusal *why)
+{
+	if (a->stopping)
+		return;
+	char used[32], lim[32];
+	render_tokens(used, sizeof(used), why->used);
+	render_tokens(lim, sizeof(lim), why->limit);
+	const struct ledger_budget *b = &s->l->h->commands[s->l->h->instances[a->inst].command];
+	clear_live(s);
+	if (why->is_overall)
+		log_warn("stopping agent %d (%s): overall budget exceeded, used %s/%s (block mode)",
+			 (int)a->pid, b->name, used, lim);
+	else
+		log_warn("stopping agent %d (%s): command budget %s exceeded, used %s/%s "
+			 "(block mode)",
+			 (int)a->pid, b->name, why->name, used, lim);
+	a->stopping = true;
+	a->kill_at_ms = now_ms() + SUPERVISOR_GRACE_MS;
+	__atomic_store_n(&s->l->h->instances[a->inst].status, LEDGER_INST_STOPPED,
+			 __ATOMIC_RELEASE);
+	if (a->pid == s->cfg->child)
+		s->child_stopped = true;
+	kill(a->pid, SIGTERM);
+}
+
+static void warn_thresholds(struct sup *s, struct ledger_budget *b)
+{
+	static const unsigned pct[] = { 70, 90, 100 };
+	uint64_t limit = b->limit;
+	if (limit == LEDGER_NO_LIMIT || limit == 0)
+		return;
+	uint64_t used = ledger_load(&b->used.total);
+	for (unsigned i = 0; i < 3; i++) {
+		/* 100 % means exceeded (used > limit), like block mode's stop. */
+		bool crossed = pct[i] == 100 ? used > limit
+					     : (unsigned __int128)used * 100 >=
+						       (unsigned __int128)limit * pct[i];
+		if (!crossed || (b->warned & (1u << i)))
+			continue;
+		b->warned |= 1u << i;
+		char u[32], lm[32];
+		render_tokens(u, sizeof(u), used);
+		render_tokens(lm, sizeof(lm), limit);
+		clear_live(s);
+		const char *what = b->name[0] ? b->name : "overall";
+		if (pct[i] == 100)
+			log_warn("warning: %s budget exceeded: %s/%s%s", what, u, lm,
+				 s->l->h->mode == LEDGER_MODE_WARN ? " (warn mode: nothing is stopped)"
+								   : "");
+		else
+			log_warn("warning: %s budget at %u%%: %s/%s", what, pct[i], u, lm);
+	}
+}
+
+/* After usage changed anywhere: warnings, then block mode's stops. */
+static void check_budgets(struct sup *s)
+{
+	struct ledger_header *h = s->l->h;
+	warn_thresholds(s, &h->overall);
+	uint32_t nc = __atomic_load_n(&h->n_commands, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < nc && i < LEDGER_MAX_COMMANDS; i++)
+		warn_thresholds(s, &h->commands[i]);
+	if (h->mode != LEDGER_MODE_BLOCK)
+		return;
+	for (int i = 0; i < s->n_agents; i++) {
+		struct agent *a = &s->agents[i];
+		struct ledger_refusal why;
+		if (a->used && !a->ended && !a->stopping && ledger_over_limit(s->l, a->inst, &why))
+			stop_agent(s, a, &why);
+	}
+}
+
+static void end_agent(struct sup *s, int idx, int exit_code)
+{
+	struct agent *a = &s->agents[idx];
+	if (!a->used || a->ended)
+		return;
+	for (int i = 0; i < a->n_sources; i++)
+		ledger_meter_finish(s->l, a->inst, &a->sources[i].s);
+	ledger_settle(s->l, a->inst, a->stopping ? LEDGER_INST_STOPPED : LEDGER_INST_EXITED,
+		      exit_code);
+	free_sources(a);
+	if (a->pidfd >= 0)
+		close(a->pidfd);
+	a->pidfd = -1;
+	a->ended = true;
+	tid_forget_tgid(s, a->pid);
+	check_budgets(s);
+}
+
+static int new_agent_slot(struct sup *s)
+{
+	for (int i = 0; i < MAX_AGENTS; i++) {
+		if (!s->agents[i].used || s->agents[i].ended) {
+			if (s->agents[i].used)
+				memset(&s->agents[i], 0, sizeof(s->agents[i]));
+			if (i >= s->n_agents)
+				s->n_agents = i + 1;
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void set_sync_wakeup(int fd)
+{
+	/* Linux 6.6: the supervisor is woken on the same CPU, about 14 instead of 24 us per
+	 * notification (DESIGN.md 1.9). Older kernels refuse it; nothing else changes then. */
+	uint64_t flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+	(void)ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags);
+}
+
+static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int listener)
+{
+	struct proto_reply r = { .magic = PROTO_MAGIC, .status = 0 };
+	int idx = -1;
+	if (m->inst < 0 || m->inst >= LEDGER_MAX_INSTANCES ||
+	    ledger_load((const uint64_t *)&s->l->h->instances[m->inst].pid) != (uint64_t)m->pid) {
+		r.status = -EINVAL;
+	} else if ((idx = new_agent_slot(s)) < 0) {
+		r.status = -ENOSPC;
+	}
+	if (r.status == 0) {
+		struct agent *a = &s->agents[idx];
+		memset(a, 0, sizeof(*a));
+		a->used = true;
+		a->pid = m->pid;
+		a->inst = m->inst;
+		a->unmetered = m->flags & PROTO_F_UNMETERED;
+		a->stdout_dev = (dev_t)m->stdout_dev;
+		a->stdout_ino = (ino_t)m->stdout_ino;
+		memcpy(a->config_dir, m->config_dir, sizeof(a->config_dir));
+		a->config_dir[sizeof(a->config_dir) - 1] = '\0';
+		a->config_len = strlen(a->config_dir);
+		a->pidfd = (int)syscall(SYS_pidfd_open, m->pid, 0);
+		if (a->unmetered) {
+			__atomic_store_n(&s->l->h->instances[m->inst].status,
+					 LEDGER_INST_UNMETERED, __ATOMIC_RELEASE);
+			clear_live(s);
+			log_warn("WARNING: agent %d runs UNMETERED: it could not install the "
+				 "seccomp filter",
+				 (int)m->pid);
+		}
+		if (m->flags & PROTO_F_NESTED)
+			__atomic_or_fetch(&s->l->h->instances[m->inst].flags, LEDGER_F_NESTED,
+					  __ATOMIC_RELAXED);
+		tid_forget_tgid(s, m->pid);
+		if (listener >= 0) {
+			set_sync_wakeup(listener);
+			s->listeners[s->n_listeners].fd = listener;
+			s->listeners[s->n_listeners].owner = m->pid;
+			s->n_listeners++;
+			listener = -1;
+		}
+	}
+	if (listener >= 0)
+		close(listener);
+	if (send(conn, &r, sizeof(r), MSG_NOSIGNAL) < 0 && idx >= 0)
+		end_agent(s, idx, -1);
+}
+
+static void handle_conn(struct sup *s, int ci)
+{
+	int conn = s->conns[ci];
+	struct proto_msg m;
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf) };
+	ssize_t n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	int fd = -1;
+	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (n <= 0) {
+		/* The agent closed its end (it exited): its pidfd tells the rest. */
+		close(conn);
+		s->conns[ci] = s->conns[--s->n_conns];
+		return;
+	}
+	if ((size_t)n != sizeof(m) || m.magic != PROTO_MAGIC) {
+		if (fd >= 0)
+			close(fd);
+		return; /* not ours: ignore, change nothing */
+	}
+	if (m.type == PROTO_HELLO) {
+		if ((fd >= 0) != !!(m.flags & PROTO_F_LISTENER)) {
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
+		}
+		handle_hello(s, conn, &m, fd);
+	} else {
+		if (fd >= 0)
+			close(fd);
+		check_budgets(s); /* PROTO_POKE */
+	}
+}
+
+/* ---- notifications --------------------------------------------------------------------- */
+
+static void respond(struct sup *s, int fd, int error)
+{
+	struct seccomp_notif_resp *r = s->resp;
+	memset(r, 0, s->resp_size);
+	r->id = s->req->id;
+	if (error) {
+		r->error = -error;
+	} else {
+		r->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	}
+	while (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {
+	}
+	/* ENOENT: the thread is gone (killed while waiting); nothing to answer. */
+}
+
+static bool is_transcript(const struct agent *a, pid_t tgid, int fd)
+{
+	char link[64], path[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)tgid, fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		return false;
+	path[n] = '\0';
+	return a->config_len > 0 && (size_t)n > a->config_len + 16 &&
+	       memcmp(path, a->config_dir, a->config_len) == 0 &&
+	       strncmp(path + a->config_len, "/projects/", 10) == 0 &&
+	       strcmp(path + n - 6, ".jsonl") == 0;
+}
+
+/* The metered source fd is, or NULL. *st gets the open file's stat. */
+static struct source *classify(struct agent *a, pid_t tgid, int fd, struct stat *st)
+{
+	char link[64];
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)tgid, fd);
+	if (stat(link, st) < 0)
+		return NULL;
+	for (int i = 0; i < a->n_sources; i++)
+		if (a->sources[i].dev == st->st_dev && a->sources[i].ino == st->st_ino)
+			return &a->sources[i];
+	int kind = 0;
+	if (a->stdout_ino && st->st_dev == a->stdout_dev && st->st_ino == a->stdout_ino)
+		kind = SRC_STDOUT;
+	else if (S_ISREG(st->st_mode) && is_transcript(a, tgid, fd))
+		kind = SRC_TRANSCRIPT;
+	if (!kind || a->n_sources == MAX_SOURCES)
+		return NULL;
+	struct source *src = &a->sources[a->n_sources++];
+	memset(src, 0, sizeof(*src));
+	src->dev = st->st_dev;
+	src->ino = st->st_ino;
+	src->kind = kind;
+	src->seekable = S_ISREG(st->st_mode) || S_ISBLK(st->st_mode);
+	meter_stream_init(&src->s, METER_LINE_MAX_DEFAULT);
+	src->s.end = METER_POS_APPEND; /* set from the first write's position */
+	return src;
+}
+
+/* File offset and O_APPEND of a target's fd, from /proc/PID/fdinfo. */
+static bool fd_position(pid_t tgid, int fd, uint64_t *pos, bool *append)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)tgid, fd);
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return false;
+	ssize_t n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	char *p = strstr(buf, "pos:");
+	char *fl = strstr(buf, "flags:");
+	if (!p || !fl)
+		return false;
+	*pos = strtoull(p + 4, NULL, 10);
+	*append = strtoul(fl + 6, NULL, 8) & O_APPEND;
+	return true;
+}
+
+static bool read_remote(pid_t tgid, uint64_t addr, void *dst, size_t len)
+{
+	struct iovec local = { .iov_base = dst, .iov_len = len };
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+	return process_vm_readv(tgid, &local, 1, &remote, 1, 0) == (ssize_t)len;
+}
+
+static bool still_valid(int fd, uint64_t id)
+{
+	return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+/* Where in the source's stream this write's bytes start. */
+static uint64_t write_position(struct source *src, pid_t tid, pid_t tgid, int fd, bool has_off,
+			       uint64_t off, const struct stat *st, uint64_t addr, size_t len,
+			       int lfd, uint64_t id)
+{
+	if (src->seekable) {
+		uint64_t pos = off;
+		bool append = false;
+		if (!has_off && !fd_position(tgid, fd, &pos, &append))
+			return METER_POS_APPEND;
+		if (append)
+			pos = (uint64_t)st->st_size;
+		return pos;
+	}
+	/* A pipe, socket or terminal: a retry comes from the same thread, ends where the last
+	 * write ended, and carries the same bytes. */
+	if (src->last_tid == tid && src->last_len && addr >= src->last_addr &&
+	    addr + len == src->last_addr + src->last_len && src->last_data &&
+	    src->last_len <= RETRY_KEEP && len <= READ_CHUNK) {
+		size_t skip = (size_t)(addr - src->last_addr);
+		char tmp_small[4096];
+		char *tmp = len <= sizeof(tmp_small) ? tmp_small : malloc(len);
+		bool same = tmp && read_remote(tgid, addr, tmp, len) && still_valid(lfd, id) &&
+			    memcmp(tmp, src->last_data + skip, len) == 0;
+		if (tmp != tmp_small)
+			free(tmp);
+		if (same)
+			return src->last_start + skip;
+	}
+	return METER_POS_APPEND;
+}
+
+static void remember_write(struct source *src, pid_t tid, uint64_t addr, size_t len,
+			   uint64_t start, const char *data, size_t have)
+{
+	src->last_tid = tid;
+	src->last_addr = addr;
+	src->last_len = len;
+	src->last_start = start;
+	if (src->seekable || len > RETRY_KEEP || have != len) {
+		src->last_len = 0;
+		return;
+	}
+	if (src->last_cap < len) {
+		char *p = realloc(src->last_data, len);
+		if (!p) {
+			src->last_len = 0;
+			return;
+		}
+		src->last_data = p;
+		src->last_cap = len;
+	}
+	memcpy(src->last_data, data, len);
+}
+
+/* Feeds one remote buffer; returns bytes fed. */
+static size_t feed_remote(struct sup *s, struct agent *a, struct source *src, pid_t tgid,
+			  uint64_t addr, size_t len, uint64_t pos, int lfd, uint64_t id,
+			  bool *changed)
+{
+	size_t done = 0;
+	while (done < len) {
+		size_t n = len - done < READ_CHUNK ? len - done : READ_CHUNK;
+		if (!read_remote(tgid, addr + done, s->buf, n) || !still_valid(lfd, id))
+			break;
+		uint64_t p = pos == METER_POS_APPEND ? METER_POS_APPEND : pos + done;
+		*changed |= ledger_meter_feed(s->l, a->inst, &src->s, p, s->buf, n);
+		done += n;
+	}
+	return done;
+}
+
+static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, int lfd)
+{
+	const struct seccomp_data *d = &s->req->data;
+	int nr = d->nr;
+	int fd = (int)d->args[0];
+	bool is_vec = nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2;
+	bool has_off = nr == SYS_pwrite64 ||
+		       ((nr == SYS_pwritev || nr == SYS_pwritev2) &&
+			(int64_t)(d->args[3] | (d->args[4] << 32)) != -1);
+	uint64_t off = nr == SYS_pwrite64 ? d->args[3] : (d->args[3] | (d->args[4] << 32));
+	struct stat st;
+	struct source *src = classify(a, tgid, fd, &st);
+	if (!src)
+		return;
+
+	struct iovec one, vec[64];
+	int cnt = 1;
+	if (is_vec) {
+		cnt = (int)d->args[2];
+		if (cnt <= 0)
+			return;
+		if (cnt > 64)
+			cnt = 64; /* beyond: the rest is not metered (IOV_MAX is 1024; Claude uses 1) */
+		if (!read_remote(tgid, d->args[1], vec, sizeof(vec[0]) * (size_t)cnt))
+			return;
+	} else {
+		one.iov_base = (void *)(uintptr_t)d->args[1];
+		one.iov_len = (size_t)d->args[2];
+		vec[0] = one;
+	}
+	size_t total = 0;
+	for (int i = 0; i < cnt; i++)
+		total += vec[i].iov_len;
+	uint64_t first = (uint64_t)(uintptr_t)vec[0].iov_base;
+	uint64_t pos = write_position(src, tid, tgid, fd, has_off, off, &st,
+				      cnt == 1 ? first : 0, cnt == 1 ? total : 0, lfd, s->req->id);
+	/* First sight of a source: start at this write (an existing file's old lines - a
+	 * resumed session - were metered when they were written, if at all). */
+	if (src->s.end == METER_POS_APPEND)
+		src->s.end = pos == METER_POS_APPEND ? 0 : pos;
+	uint64_t start = pos == METER_POS_APPEND ? src->s.end : pos;
+
+	bool changed = false;
+	size_t fed = 0;
+	for (int i = 0; i < cnt; i++) {
+		uint64_t p = pos == METER_POS_APPEND ? METER_POS_APPEND : pos + fed;
+		size_t n = feed_remote(s, a, src, tgid, (uint64_t)(uintptr_t)vec[i].iov_base,
+				       vec[i].iov_len, p, lfd, s->req->id, &changed);
+		fed += n;
+		if (n < vec[i].iov_len)
+			break;
+	}
+	if (cnt == 1)
+		remember_write(src, tid, first, total, start,
+			       fed <= READ_CHUNK ? s->buf : NULL, fed <= READ_CHUNK ? fed : 0);
+	else
+		src->last_len = 0;
+	if (changed)
+		check_budgets(s);
+}
+
+static bool is_socket_fd(pid_t tgid, int fd)
+{
+	char link[64];
+	struct stat st;
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)tgid, fd);
+	return stat(link, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static void handle_notification(struct sup *s, int lfd)
+{
+	memset(s->req, 0, s->req_size);
+	if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_RECV, s->req) < 0)
+		return; /* EINTR, or ENOENT: the target died before we received it */
+	pid_t tid = (pid_t)s->req->pid, tgid = -1;
+	int idx = agent_of_tid(s, tid, &tgid);
+	if (idx < 0) {
+		respond(s, lfd, 0); /* not an agent: answered at once */
+		return;
+	}
+	struct agent *a = &s->agents[idx];
+	int nr = s->req->data.nr;
+	int fd = (int)s->req->data.args[0];
+	if (a->stopping && (nr == SYS_sendto || nr == SYS_sendmsg || is_socket_fd(tgid, fd))) {
+		/* A stopped agent makes no further request to its API, even during the grace. */
+		respond(s, lfd, EPERM);
+		return;
+	}
+	if (!a->unmetered && nr != SYS_sendto && nr != SYS_sendmsg)
+		handle_write(s, a, tid, tgid, lfd);
+	respond(s, lfd, 0);
+}
+
+/* ---- loop ------------------------------------------------------------------------------ */
+
+static int wait_status_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return TBWRAP_EXIT_INTERNAL;
+}
+
+static void reap(struct sup *s)
+{
+	int status;
+	pid_t p;
+	while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+		int idx = agent_by_pid(s, p);
+		if (idx >= 0)
+			end_agent(s, idx, wait_status_code(status));
+		if (p == s->cfg->child) {
+			s->child_done = true;
+			s->child_status = status;
+		}
+	}
+}
+
+static void handle_signal(struct sup *s)
+{
+	struct signalfd_siginfo si;
+	while (read(s->cfg->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD)
+			reap(s);
+		else if (!s->child_done)
+			/* Like timeout(1): tbwrap passes what it is sent on to the command. */
+			kill(s->cfg->child, (int)si.ssi_signo);
+	}
+}
+
+static void tick(struct sup *s)
+{
+	uint64_t t = now_ms();
+	for (int i = 0; i < s->n_agents; i++) {
+		struct agent *a = &s->agents[i];
+		if (!a->used || a->ended)
+			continue;
+		if (a->stopping && t >= a->kill_at_ms) {
+			kill(a->pid, SIGKILL);
+			a->kill_at_ms = UINT64_MAX;
+		}
+	}
+	/* Usage from the in-process path arrives by poke, but a lost poke must not matter. */
+	check_budgets(s);
+	draw_live(s);
+}
+
+static bool agents_running(const struct sup *s)
+{
+	for (int i = 0; i < s->n_agents; i++)
+		if (s->agents[i].used && !s->agents[i].ended)
+			return true;
+	return false;
+}
+
+static bool init_buffers(struct sup *s)
+{
+	struct seccomp_notif_sizes sizes;
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) {
+		log_warn_errno("seccomp user notification is not available");
+		return false;
+	}
+	/* The kernel may know a larger struct than our headers: allocate what it says. */
+	s->req_size = sizes.seccomp_notif > sizeof(*s->req) ? sizes.seccomp_notif : sizeof(*s->req);
+	s->resp_size = sizes.seccomp_notif_resp > sizeof(*s->resp) ? sizes.seccomp_notif_resp
+								    : sizeof(*s->resp);
+	s->req = calloc(1, s->req_size);
+	s->resp = calloc(1, s->resp_size);
+	s->buf = malloc(READ_CHUNK);
+	return s->req && s->resp && s->buf;
+}
+
+int supervisor_run(const struct supervisor_config *cfg)
+{
+	struct sup *s = calloc(1, sizeof(*s));
+	if (!s) {
+		log_warn("out of memory");
+		return TBWRAP_EXIT_INTERNAL;
+	}
+	s->cfg = cfg;
+	s->l = cfg->ledger;
+	int rc = TBWRAP_EXIT_INTERNAL;
+	if (!init_buffers(s))
+		goto out;
+
+	struct pollfd pfd[2 + MAX_CONNS + 2 * MAX_AGENTS];
+	enum { K_SIG, K_LISTEN, K_CONN, K_NOTIF, K_PIDFD } kind[2 + MAX_CONNS + 2 * MAX_AGENTS];
+	int ref[2 + MAX_CONNS + 2 * MAX_AGENTS];
+	uint64_t next_tick = now_ms() + TICK_MS;
+
+	while (!s->child_done || agents_running(s)) {
+		int n = 0;
+		pfd[n] = (struct pollfd){ .fd = cfg->signal_fd, .events = POLLIN };
+		kind[n++] = K_SIG;
+		if (s->n_conns < MAX_CONNS) {
+			pfd[n] = (struct pollfd){ .fd = cfg->listen_fd, .events = POLLIN };
+			kind[n++] = K_LISTEN;
+		}
+		for (int i = 0; i < s->n_conns; i++) {
+			pfd[n] = (struct pollfd){ .fd = s->conns[i], .events = POLLIN };
+			kind[n] = K_CONN;
+			ref[n++] = i;
+		}
+		for (int i = 0; i < s->n_listeners; i++) {
+			pfd[n] = (struct pollfd){ .fd = s->listeners[i].fd, .events = POLLIN };
+			kind[n] = K_NOTIF;
+			ref[n++] = i;
+		}
+		for (int i = 0; i < s->n_agents; i++) {
+			if (s->agents[i].used && !s->agents[i].ended && s->agents[i].pidfd >= 0) {
+				pfd[n] = (struct pollfd){ .fd = s->agents[i].pidfd, .events = POLLIN };
+				kind[n] = K_PIDFD;
+				ref[n++] = i;
+			}
+		}
+		uint64_t t = now_ms();
+		int timeout = next_tick > t ? (int)(next_tick - t) : 0;
+		int r = poll(pfd, (nfds_t)n, timeout);
+		if (r < 0 && errno != EINTR) {
+			log_warn_errno("poll");
+			goto out;
+		}
+		if (now_ms() >= next_tick) {
+			tick(s);
+			next_tick = now_ms() + TICK_MS;
+		}
+		if (r <= 0)
+			continue;
+		/* Notifications first: an agent blocked in a write is waiting for us. Listener
+		 * indices may shift when one closes, so closing happens after the pass. */
+		bool hup_listener = false;
+		for (int i = 0; i < n; i++) {
+			if (kind[i] != K_NOTIF || !pfd[i].revents)
+				continue;
+			if (pfd[i].revents & POLLIN)
+				handle_notification(s, pfd[i].fd);
+			else if (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL))
+				hup_listener = true;
+		}
+		for (int i = 0; i < n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			switch (kind[i]) {
+			case K_SIG:
+				handle_signal(s);
+				break;
+			case K_LISTEN: {
+				int c = accept4(cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+				if (c >= 0)
+					s->conns[s->n_conns++] = c;
+				break;
+			}
+			case K_PIDFD:
+				/* The command itself is ended by reap(), which knows its status. */
+				if (s->agents[ref[i]].pid != cfg->child)
+					end_agent(s, ref[i], -1);
+				break;
+			default:
+				break;
+			}
+		}
+		/* Connections last, from the highest index, since handling may remove one. */
+		for (int i = n - 1; i >= 0; i--)
+			if (kind[i] == K_CONN && pfd[i].revents)
+				handle_conn(s, ref[i]);
+		if (hup_listener) {
+			for (int i = 0; i < s->n_listeners;) {
+				struct pollfd p = { .fd = s->listeners[i].fd, .events = POLLIN };
+				if (poll(&p, 1, 0) == 1 && !(p.revents & POLLIN) &&
+				    (p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+					close(s->listeners[i].fd);
+					s->listeners[i] = s->listeners[--s->n_listeners];
+				} else {
+					i++;
+				}
+			}
+		}
+	}
+	clear_live(s);
+	check_budgets(s);
+	if (s->child_stopped)
+		rc = TBWRAP_EXIT_STOPPED;
+	else
+		rc = wait_status_code(s->child_status);
+out:
+	clear_live(s);
+	for (int i = 0; i < s->n_listeners; i++)
+		close(s->listeners[i].fd);
+	for (int i = 0; i < s->n_conns; i++)
+		close(s->conns[i]);
+	for (int i = 0; i < s->n_agents; i++)
+		if (s->agents[i].used && !s->agents[i].ended) {
+			free_sources(&s->agents[i]);
+			if (s->agents[i].pidfd >= 0)
+				close(s->agents[i].pidfd);
+		}
+	free(s->req);
+	free(s->resp);
+	free(s->buf);
+	free(s);
+	return rc;
+}

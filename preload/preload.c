@@ -1,0 +1,433 @@
+/*
+ * libtbwrap.so: loaded into every process below tbwrap (LD_PRELOAD), dormant unless the process
+ * is an agent.
+ *
+ * In an agent the constructor, before the host's main() runs:
+ *   1. reads argv for the budget key of the prompt ("/test --x" -> "/test");
+ *   2. admits the agent against the ledger: an atomic check-and-reserve of the estimate (block
+ *      mode refuses with one line on stderr and exit status 86; warn mode says it and runs);
+ *   3. installs the seccomp notify filter on itself and hands the listener fd to the supervisor
+ *      (a nested agent, already under a listener, registers its pid instead);
+ *   4. arms SIGIO on its connection, so that a supervisor that dies stops the agent loudly
+ *      instead of leaving its writes failing in silence.
+ * Its libc write family is then metered in-line (hooks.c); raw syscalls go to the supervisor.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "preload.h"
+#include "tbwrap/agent.h"
+#include "tbwrap/env.h"
+#include "tbwrap/log.h"
+#include "tbwrap/proto.h"
+#include "tbwrap/render.h"
+
+int preload_mode = PRELOAD_DORMANT;
+uint64_t preload_tag;
+struct preload_real preload_real;
+
+static struct ledger ledger;
+static int inst = -1;
+static int sup_fd = -1;
+static bool is_block;
+static dev_t stdout_dev;
+static ino_t stdout_ino;
+static char config_dir[PROTO_PATH_LEN];
+static size_t config_dir_len;
+
+/* In-process knowledge of fds: what each is, and its stream. Protected by the instance lock. */
+enum fd_kind { FD_UNKNOWN = 0, FD_OTHER, FD_STDOUT, FD_TRANSCRIPT };
+#define FD_TRACK 4096
+#define MAX_TRANSCRIPTS 8
+static uint8_t fd_kind[FD_TRACK];
+static uint8_t fd_stream[FD_TRACK];
+static struct meter_stream stdout_stream;
+static struct {
+	dev_t dev;
+	ino_t ino;
+	struct meter_stream s;
+} transcripts[MAX_TRANSCRIPTS];
+static int n_transcripts;
+
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+static void *must_sym(const char *name, void *self)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	/* Resolving to ourselves would recurse forever: better to stop here, loudly. */
+	if (p == self)
+		log_die(TBWRAP_EXIT_INTERNAL, "%s resolves to the hook itself; preload order broken",
+			name);
+	return p;
+}
+
+static void resolve_all(void)
+{
+	preload_real.write = must_sym("write", (void *)write);
+	preload_real.writev = must_sym("writev", (void *)writev);
+	preload_real.pwrite = must_sym("pwrite", (void *)pwrite);
+	preload_real.pwrite64 = must_sym("pwrite64", (void *)pwrite64);
+	preload_real.pwritev = must_sym("pwritev", (void *)pwritev);
+	preload_real.pwritev64 = must_sym("pwritev64", (void *)pwritev64);
+	preload_real.pwritev2 = must_sym("pwritev2", (void *)pwritev2);
+	preload_real.pwritev64v2 = must_sym("pwritev64v2", (void *)pwritev64v2);
+	preload_real.close = must_sym("close", (void *)close);
+	preload_real.dup2 = must_sym("dup2", (void *)dup2);
+	preload_real.dup3 = must_sym("dup3", (void *)dup3);
+}
+
+void preload_resolve(void)
+{
+	pthread_once(&resolve_once, resolve_all);
+}
+
+ssize_t preload_tagged_write(int fd, const void *buf, size_t len)
+{
+	return syscall(SYS_write, fd, buf, len, 0, 0, (long)preload_tag);
+}
+
+static void poke_supervisor(void)
+{
+	struct proto_msg m = { .magic = PROTO_MAGIC, .type = PROTO_POKE, .pid = getpid(),
+			       .inst = inst };
+	/* Non-blocking: a full socket buffer means pokes are pending already. */
+	syscall(SYS_sendto, sup_fd, &m, sizeof(m), MSG_DONTWAIT, NULL, 0);
+}
+
+/* Index of the transcript's stream, -1 when more transcripts than tracked are open. */
+static int transcript_stream(dev_t dev, ino_t ino)
+{
+	for (int i = 0; i < n_transcripts; i++)
+		if (transcripts[i].dev == dev && transcripts[i].ino == ino)
+			return i;
+	if (n_transcripts == MAX_TRANSCRIPTS)
+		return -1;
+	transcripts[n_transcripts].dev = dev;
+	transcripts[n_transcripts].ino = ino;
+	meter_stream_init(&transcripts[n_transcripts].s, METER_LINE_MAX_DEFAULT);
+	return n_transcripts++;
+}
+
+static bool is_transcript_path(int fd)
+{
+	char link[64], path[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		return false;
+	path[n] = '\0';
+	return config_dir_len > 0 && (size_t)n > config_dir_len + 16 &&
+	       memcmp(path, config_dir, config_dir_len) == 0 &&
+	       strncmp(path + config_dir_len, "/projects/", 10) == 0 &&
+	       strcmp(path + n - 6, ".jsonl") == 0;
+}
+
+/* Called with the instance lock held. */
+static struct meter_stream *stream_of(int fd)
+{
+	if (fd < 0 || fd >= FD_TRACK)
+		return NULL;
+	if (fd_kind[fd] == FD_UNKNOWN) {
+		struct stat st;
+		fd_kind[fd] = FD_OTHER;
+		if (fstat(fd, &st) == 0) {
+			if (stdout_ino && st.st_dev == stdout_dev && st.st_ino == stdout_ino) {
+				fd_kind[fd] = FD_STDOUT;
+			} else if (S_ISREG(st.st_mode) && is_transcript_path(fd)) {
+				int i = transcript_stream(st.st_dev, st.st_ino);
+				if (i >= 0) {
+					fd_kind[fd] = FD_TRANSCRIPT;
+					fd_stream[fd] = (uint8_t)i;
+				}
+			}
+		}
+	}
+	switch (fd_kind[fd]) {
+	case FD_STDOUT:
+		return &stdout_stream;
+	case FD_TRANSCRIPT:
+		return &transcripts[fd_stream[fd]].s;
+	default:
+		return NULL;
+	}
+}
+
+void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
+{
+	if ((unsigned)fd < FD_TRACK && fd_kind[fd] == FD_OTHER)
+		return; /* the common case of a write to anything else: no lock, no syscall */
+	ledger_instance_lock(&ledger, inst);
+	struct meter_stream *s = stream_of(fd);
+	struct meter_usage delta = { { 0 } };
+	bool changed = false;
+	if (s) {
+		for (int i = 0; i < iovcnt && ret > 0; i++) {
+			size_t n = iov[i].iov_len < ret ? iov[i].iov_len : ret;
+			changed |= meter_feed(&ledger.h->instances[inst].core, s, METER_POS_APPEND,
+					      iov[i].iov_base, n, &delta) &&
+				   meter_usage_total(&delta, NULL) > 0;
+			ret -= n;
+		}
+	}
+	ledger_instance_unlock(&ledger, inst);
+	if (changed) {
+		ledger_record_delta(&ledger, inst, &delta);
+		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_LIBC, __ATOMIC_RELAXED);
+		poke_supervisor();
+	}
+}
+
+void preload_forget_fd(int fd)
+{
+	if (fd >= 0 && fd < FD_TRACK)
+		__atomic_store_n(&fd_kind[fd], FD_UNKNOWN, __ATOMIC_RELAXED);
+}
+
+/* SIGIO on the supervisor connection: either a hang-up (the supervisor is gone) or nothing. */
+static void on_sigio(int sig)
+{
+	(void)sig;
+	char c;
+	int saved = errno;
+	ssize_t n = recv(sup_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+		static const char msg[] = ": supervisor is gone; stopping this agent (its usage "
+					  "can no longer be metered)\n";
+		char head[32];
+		int h = snprintf(head, sizeof(head), "tbwrap[%d]", (int)getpid());
+		preload_tagged_write(STDERR_FILENO, head, (size_t)h);
+		preload_tagged_write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		_exit(TBWRAP_EXIT_LOST);
+	}
+	errno = saved;
+}
+
+static void set_config_dir(void)
+{
+	const char *dir = getenv("CLAUDE_CONFIG_DIR");
+	char buf[PROTO_PATH_LEN];
+	if (!dir || !*dir) {
+		const char *home = getenv("HOME");
+		snprintf(buf, sizeof(buf), "%s/.claude", home ? home : "");
+		dir = buf;
+	}
+	/* /proc/self/fd links are canonical; so must the prefix be, when it exists already. */
+	char *real = realpath(dir, NULL);
+	snprintf(config_dir, sizeof(config_dir), "%s", real ? real : dir);
+	free(real);
+	config_dir_len = strlen(config_dir);
+	while (config_dir_len > 1 && config_dir[config_dir_len - 1] == '/')
+		config_dir[--config_dir_len] = '\0';
+}
+
+static int connect_supervisor(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int saved = errno;
+		preload_real.close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/* Sends the HELLO (with the listener fd when there is one) and waits for the answer. */
+static int register_agent(uint32_t flags, int listener)
+{
+	struct proto_msg m = { .magic = PROTO_MAGIC, .type = PROTO_HELLO, .pid = getpid(),
+			       .inst = inst, .flags = flags,
+			       .stdout_dev = stdout_dev, .stdout_ino = stdout_ino };
+	memcpy(m.config_dir, config_dir, config_dir_len + 1);
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (listener >= 0) {
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &listener, sizeof(int));
+	}
+	/* Tagged: an untagged sendmsg would be notified to a listener nobody holds yet. */
+	if (syscall(SYS_sendmsg, sup_fd, &mh, 0, 0, 0, (long)preload_tag) < 0)
+		return -errno;
+	struct proto_reply r;
+	ssize_t n;
+	do
+		n = recv(sup_fd, &r, sizeof(r), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(r) || r.magic != PROTO_MAGIC)
+		return -EPROTO;
+	return r.status;
+}
+
+static void describe_refusal(const struct ledger_refusal *why, char *buf, size_t len)
+{
+	char used[32], res[32], est[32], lim[32];
+	render_tokens(used, sizeof(used), why->used);
+	render_tokens(res, sizeof(res), why->reserved);
+	render_tokens(est, sizeof(est), why->estimate);
+	render_tokens(lim, sizeof(lim), why->limit);
+	if (why->is_overall)
+		snprintf(buf, len, "overall budget: used %s + reserved %s + estimate %s > limit %s",
+			 used, res, est, lim);
+	else
+		snprintf(buf, len, "command budget %s: used %s + reserved %s + estimate %s > limit %s",
+			 why->name, used, res, est, lim);
+}
+
+/* Stops the agent before its main() in block mode; says why. */
+static void refuse(const char *fmt, const char *detail)
+{
+	log_warn(fmt, detail);
+	_exit(TBWRAP_EXIT_REFUSED);
+}
+
+static void become_agent(int argc, char **argv)
+{
+	const char *name = getenv(TBWRAP_ENV_LEDGER);
+	const char *sock = getenv(TBWRAP_ENV_SOCKET);
+	char err[256], why_text[256], key[LEDGER_NAME_LEN];
+
+	log_set_prefix_pid(getpid());
+	if (ledger_open(&ledger, name, true, err, sizeof(err)) < 0)
+		log_die(TBWRAP_EXIT_REFUSED, "refusing to run this agent unmetered: %s", err);
+	preload_tag = ledger.h->tag;
+	is_block = ledger.h->mode == LEDGER_MODE_BLOCK;
+
+	if (!agent_command_key(argc, argv, key, sizeof(key)) || key[0] == '\0')
+		/* No prompt on argv (it comes on stdin): the catch-all key. */
+		snprintf(key, sizeof(key), "%s", LEDGER_CATCH_ALL);
+	int cmd = ledger_command_index(&ledger, key, true);
+	if (cmd < 0)
+		cmd = ledger_command_index(&ledger, LEDGER_CATCH_ALL, true);
+
+	bool exceeded = false;
+	struct ledger_refusal why;
+	int refused_slot = -1;
+	inst = ledger_admit(&ledger, cmd, getpid(), ledger.h->estimate, &exceeded, &why,
+			    &refused_slot);
+	if (inst == -2) {
+		describe_refusal(&why, why_text, sizeof(why_text));
+		refuse("refused %s (block mode)", why_text);
+	}
+	if (inst < 0)
+		log_die(TBWRAP_EXIT_REFUSED, "refused: the ledger's table of %d agents is full",
+			LEDGER_MAX_INSTANCES);
+	if (exceeded) {
+		describe_refusal(&why, why_text, sizeof(why_text));
+		log_warn("warning: %s (warn mode: running anyway)", why_text);
+	}
+
+	struct stat st;
+	if (fstat(STDOUT_FILENO, &st) == 0) {
+		stdout_dev = st.st_dev;
+		stdout_ino = st.st_ino;
+	}
+	set_config_dir();
+
+	sup_fd = sock ? connect_supervisor(sock) : -1;
+	if (sup_fd < 0) {
+		ledger_settle(&ledger, inst, LEDGER_INST_REFUSED, -1);
+		log_die_errno(TBWRAP_EXIT_LOST, "cannot reach the supervisor at %s",
+			      sock ? sock : "(no " TBWRAP_ENV_SOCKET ")");
+	}
+
+	uint32_t flags = 0;
+	int listener = -1;
+	if (getenv(TBWRAP_ENV_FILTERED)) {
+		flags = PROTO_F_NESTED;
+	} else {
+		listener = preload_install_filter(preload_tag);
+		if (listener >= 0) {
+			flags = PROTO_F_LISTENER;
+		} else if (errno == EBUSY) {
+			flags = PROTO_F_NESTED;
+		} else {
+			int e = errno;
+			if (is_block) {
+				ledger_settle(&ledger, inst, LEDGER_INST_REFUSED, -1);
+				errno = e;
+				log_die_errno(TBWRAP_EXIT_REFUSED,
+					      "refused: cannot install the seccomp filter that "
+					      "meters this agent (block mode)");
+			}
+			errno = e;
+			log_warn_errno("WARNING: cannot install the seccomp filter; this agent "
+				       "runs UNMETERED (warn mode)");
+			flags = PROTO_F_UNMETERED;
+		}
+	}
+	/* From here on the process may be under the filter: our own messages go tagged. */
+	log_set_writer(preload_tagged_write);
+	int rc = register_agent(flags, listener);
+	if (listener >= 0)
+		preload_real.close(listener);
+	if (rc < 0) {
+		errno = -rc;
+		log_die_errno(TBWRAP_EXIT_LOST, "the supervisor did not take this agent");
+	}
+
+	meter_stream_init(&stdout_stream, METER_LINE_MAX_DEFAULT);
+	setenv(TBWRAP_ENV_FILTERED, "1", 1);
+
+	struct sigaction sa = { .sa_handler = on_sigio, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGIO, &sa, NULL);
+	fcntl(sup_fd, F_SETOWN, getpid());
+	fcntl(sup_fd, F_SETFL, fcntl(sup_fd, F_GETFL) | O_ASYNC);
+	/* Unmetered agents too: their libc writes are still metered in-process. */
+	preload_mode = PRELOAD_AGENT;
+}
+
+__attribute__((constructor)) static void preload_init(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	preload_resolve();
+	if (!getenv(TBWRAP_ENV_LEDGER))
+		return; /* loaded outside tbwrap: stay out of the way */
+	const char *match = getenv(TBWRAP_ENV_MATCH);
+	if (agent_is_match(argc, argv, match && *match ? match : TBWRAP_DEFAULT_MATCH)) {
+		become_agent(argc, argv);
+		return;
+	}
+	if (getenv(TBWRAP_ENV_FILTERED)) {
+		/* Under an agent's filter: tag our writes so they skip the supervisor. The tag is
+		 * in the ledger; without it (ledger unreadable) we stay dormant and are notified. */
+		char err[256];
+		struct ledger l;
+		if (ledger_open(&l, getenv(TBWRAP_ENV_LEDGER), false, err, sizeof(err)) == 0) {
+			preload_tag = l.h->tag;
+			ledger_close(&l);
+			log_set_writer(preload_tagged_write);
+			preload_mode = PRELOAD_TAGGED;
+		}
+	}
+}

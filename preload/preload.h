@@ -1,0 +1,57 @@
+/*
+ * Internals of libtbwrap.so shared by its files. Nothing here is exported: the library is built
+ * with -fvisibility=hidden and only the hooks in hooks.c are marked visible.
+ */
+#ifndef TBWRAP_PRELOAD_H
+#define TBWRAP_PRELOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "tbwrap/ledger.h"
+
+/* What this process is. Read on every hook; written once by the constructor. */
+enum preload_mode {
+	PRELOAD_DORMANT = 0, /* not under tbwrap's filter: hooks call libc */
+	PRELOAD_TAGGED,      /* a non-agent under an agent's filter: tagged raw syscalls, no meter */
+	PRELOAD_AGENT        /* an agent: meter in-line, then a tagged raw syscall */
+};
+
+extern int preload_mode;
+extern uint64_t preload_tag;
+
+struct preload_real {
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*pwrite)(int, const void *, size_t, off_t);
+	ssize_t (*pwrite64)(int, const void *, size_t, off_t);
+	ssize_t (*pwritev)(int, const struct iovec *, int, off_t);
+	ssize_t (*pwritev64)(int, const struct iovec *, int, off_t);
+	ssize_t (*pwritev2)(int, const struct iovec *, int, off_t, int);
+	ssize_t (*pwritev64v2)(int, const struct iovec *, int, off_t, int);
+	int (*close)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+};
+
+extern struct preload_real preload_real;
+
+/* Resolves the real symbols once (constructor, or first use from an earlier constructor). */
+void preload_resolve(void);
+
+/* Tagged raw write: passes the filter without a notification. */
+ssize_t preload_tagged_write(int fd, const void *buf, size_t len);
+
+/* In an agent: account bytes that the libc path has written (ret bytes of iov) to fd. */
+void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret);
+
+/* In an agent: forget what is known about fd (closed or replaced). */
+void preload_forget_fd(int fd);
+
+/* Builds and loads the notify filter; returns the listener fd, or -1 with errno (EBUSY: a
+ * listener is already above this process). */
+int preload_install_filter(uint64_t tag);
+
+#endif

@@ -328,6 +328,9 @@ static void become_agent(int argc, char **argv)
 	int cmd = ledger_command_index(&ledger, key, true);
 	if (cmd < 0)
 		cmd = ledger_command_index(&ledger, LEDGER_CATCH_ALL, true);
+	if (cmd < 0)
+		log_die(TBWRAP_EXIT_REFUSED, "refused: the ledger's table of %d commands is full",
+			LEDGER_MAX_COMMANDS);
 
 	bool exceeded = false;
 	struct ledger_refusal why;

@@ -1,0 +1,164 @@
+/*
+ * The ledger is read by processes built from other trees (a tbwrap status of one build looking at
+ * the segment of another), so its layout is a file format. Every offset and size is pinned here:
+ * a change to any struct fails this test, and whoever changes it must bump LEDGER_VERSION and the
+ * numbers below together. The meter core is embedded in every instance, so its size is pinned too.
+ * Numbers are for x86_64 glibc (pthread_mutex_t is 40 bytes there).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tbwrap/ledger.h"
+
+/* 8-byte counters are updated with __atomic RMWs from several processes; a misaligned one would
+ * be split across cache lines (slow, and not atomic at all on some architectures). */
+#define ALIGNED8(T, f) _Static_assert(offsetof(struct T, f) % 8 == 0, #T "." #f " not 8-aligned")
+ALIGNED8(ledger_counts, n);
+ALIGNED8(ledger_counts, total);
+ALIGNED8(ledger_budget, limit);
+ALIGNED8(ledger_budget, used);
+ALIGNED8(ledger_budget, reserved);
+ALIGNED8(ledger_budget, agents);
+ALIGNED8(ledger_budget, refused);
+ALIGNED8(ledger_budget, stopped);
+ALIGNED8(ledger_instance, lock);
+ALIGNED8(ledger_instance, pid);
+ALIGNED8(ledger_instance, start_ns);
+ALIGNED8(ledger_instance, end_ns);
+ALIGNED8(ledger_instance, estimate);
+ALIGNED8(ledger_instance, reserved);
+ALIGNED8(ledger_instance, used);
+ALIGNED8(ledger_instance, core);
+ALIGNED8(ledger_header, magic);
+ALIGNED8(ledger_header, size);
+ALIGNED8(ledger_header, creator_pid);
+ALIGNED8(ledger_header, estimate);
+ALIGNED8(ledger_header, tag);
+ALIGNED8(ledger_header, lock);
+ALIGNED8(ledger_header, overall);
+ALIGNED8(ledger_header, commands);
+ALIGNED8(ledger_header, instances);
+_Static_assert(sizeof(struct ledger_counts) % 8 == 0, "ledger_counts size");
+_Static_assert(sizeof(struct ledger_budget) % 8 == 0, "ledger_budget size: array elements");
+_Static_assert(sizeof(struct ledger_instance) % 8 == 0, "ledger_instance size: array elements");
+_Static_assert(_Alignof(struct ledger_header) == 8, "ledger_header alignment");
+/* 4-byte atomics too. */
+_Static_assert(offsetof(struct ledger_header, n_commands) % 4 == 0, "n_commands");
+_Static_assert(offsetof(struct ledger_header, n_instances) % 4 == 0, "n_instances");
+_Static_assert(offsetof(struct ledger_instance, status) % 4 == 0, "status");
+
+#define OFF(T, f, v) assert_int_equal(offsetof(struct T, f), (v))
+
+static void test_sizes(void **state)
+{
+	(void)state;
+	assert_int_equal(sizeof(pthread_mutex_t), 40);
+	assert_int_equal(sizeof(struct meter_usage), 32);
+	assert_int_equal(sizeof(struct meter_core), 41176);
+	assert_int_equal(sizeof(struct ledger_counts), 40);
+	assert_int_equal(sizeof(struct ledger_budget), 152);
+	assert_int_equal(sizeof(struct ledger_instance), 41312);
+	assert_int_equal(sizeof(struct ledger_header), 10585880);
+	assert_int_equal(LEDGER_VERSION, 1);
+	assert_true(LEDGER_MAGIC == UINT64_C(0x31474c5257425454));
+	assert_int_equal(LEDGER_MAX_COMMANDS, 64);
+	assert_int_equal(LEDGER_MAX_INSTANCES, 256);
+	assert_int_equal(LEDGER_NAME_LEN, 64);
+}
+
+static void test_counts(void **state)
+{
+	(void)state;
+	OFF(ledger_counts, n, 0);
+	OFF(ledger_counts, total, 32);
+}
+
+static void test_budget(void **state)
+{
+	(void)state;
+	OFF(ledger_budget, name, 0);
+	OFF(ledger_budget, limit, 64);
+	OFF(ledger_budget, used, 72);
+	OFF(ledger_budget, reserved, 112);
+	OFF(ledger_budget, agents, 120);
+	OFF(ledger_budget, refused, 128);
+	OFF(ledger_budget, stopped, 136);
+	OFF(ledger_budget, warned, 144);
+	OFF(ledger_budget, pad, 148);
+}
+
+static void test_instance(void **state)
+{
+	(void)state;
+	OFF(ledger_instance, lock, 0);
+	OFF(ledger_instance, pid, 40);
+	OFF(ledger_instance, start_ns, 48);
+	OFF(ledger_instance, end_ns, 56);
+	OFF(ledger_instance, command, 64);
+	OFF(ledger_instance, status, 68);
+	OFF(ledger_instance, exit_code, 72);
+	OFF(ledger_instance, flags, 76);
+	OFF(ledger_instance, estimate, 80);
+	OFF(ledger_instance, reserved, 88);
+	OFF(ledger_instance, used, 96);
+	OFF(ledger_instance, core, 136);
+}
+
+static void test_header(void **state)
+{
+	(void)state;
+	OFF(ledger_header, magic, 0);
+	OFF(ledger_header, version, 8);
+	OFF(ledger_header, header_size, 12);
+	OFF(ledger_header, size, 16);
+	OFF(ledger_header, creator_pid, 24);
+	OFF(ledger_header, uid, 32);
+	OFF(ledger_header, mode, 36);
+	OFF(ledger_header, estimate, 40);
+	OFF(ledger_header, tag, 48);
+	OFF(ledger_header, weights, 56);
+	OFF(ledger_header, n_commands, 72);
+	OFF(ledger_header, n_instances, 76);
+	OFF(ledger_header, flags, 80);
+	OFF(ledger_header, pad, 84);
+	OFF(ledger_header, lock, 88);
+	OFF(ledger_header, overall, 128);
+	OFF(ledger_header, commands, 280);
+	OFF(ledger_header, instances, 10008);
+	/* The last instance ends exactly at the end of the header: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_header, instances) +
+				 LEDGER_MAX_INSTANCES * sizeof(struct ledger_instance),
+			 sizeof(struct ledger_header));
+}
+
+/* Enum values are stored in the segment as numbers. */
+static void test_enums(void **state)
+{
+	(void)state;
+	assert_int_equal(LEDGER_MODE_WARN, 0);
+	assert_int_equal(LEDGER_MODE_BLOCK, 1);
+	assert_int_equal(LEDGER_INST_FREE, 0);
+	assert_int_equal(LEDGER_INST_RUNNING, 1);
+	assert_int_equal(LEDGER_INST_UNMETERED, 2);
+	assert_int_equal(LEDGER_INST_REFUSED, 3);
+	assert_int_equal(LEDGER_INST_STOPPED, 4);
+	assert_int_equal(LEDGER_INST_EXITED, 5);
+	assert_int_equal(METER_INPUT, 0);
+	assert_int_equal(METER_OUTPUT, 1);
+	assert_int_equal(METER_CACHE_CREATION, 2);
+	assert_int_equal(METER_CACHE_READ, 3);
+	assert_int_equal(METER_NFIELDS, 4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sizes),  cmocka_unit_test(test_counts),
+		cmocka_unit_test(test_budget), cmocka_unit_test(test_instance),
+		cmocka_unit_test(test_header), cmocka_unit_test(test_enums),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

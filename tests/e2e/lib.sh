@@ -1,0 +1,425 @@
+# shellcheck shell=bash
+# Shared setup of the end-to-end tests: the real Claude Code CLI (scripts/ensure-claude) run
+# offline against the local API stand-in (tests/standin/api_standin.py), and TAP helpers.
+#
+#   source "$(dirname "$0")/lib.sh"
+#   e2e_setup                      temp dir, config dir, project with /test and /slow, env, PATH
+#   standin_start SCENARIO         starts a stand-in (sets STANDIN_PORT, STANDIN_LOG, base URL)
+#   run_claude OUT ERR ARGS...     runs `claude ARGS...` in the project (CLAUDE_RC, CLAUDE_MS)
+#   ground_truth [COMMAND]         "input output cache_creation cache_read" billed by the stand-in
+#   result_usage FILE              the same four numbers from the CLI's json/stream-json result
+#   transcript_usage FILE          the same four numbers from a transcript, one call per message id
+#   ok / not_ok / skip / assert_eq / assert_contains   numbered TAP lines; plan printed at exit
+#
+# Everything started here is stopped when the test exits, and the temp dir is removed
+# (kept, and its path printed, when E2E_KEEP=1).
+
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+E2E_SCENARIOS=$E2E_ROOT/tests/e2e/scenarios
+E2E_TESTS=0
+E2E_FAILED=0
+E2E_PIDS=()
+E2E_STANDIN_PID=
+E2E_STANDIN_N=0
+E2E_TMP=
+
+# --- TAP ---------------------------------------------------------------------------------------
+
+ok() {
+	E2E_TESTS=$((E2E_TESTS + 1))
+	echo "ok $E2E_TESTS - $1"
+}
+
+# not_ok NAME [DIAGNOSTIC...]: each diagnostic line is printed as a TAP comment.
+not_ok() {
+	E2E_TESTS=$((E2E_TESTS + 1))
+	E2E_FAILED=$((E2E_FAILED + 1))
+	echo "not ok $E2E_TESTS - $1"
+	shift
+	local line
+	for line in "$@"; do
+		while IFS= read -r l; do echo "#   $l"; done <<<"$line"
+	done
+}
+
+skip() {
+	E2E_TESTS=$((E2E_TESTS + 1))
+	echo "ok $E2E_TESTS - $1 # SKIP $2"
+}
+
+# assert_eq EXPECTED ACTUAL NAME
+assert_eq() {
+	if [[ $1 == "$2" ]]; then
+		ok "$3"
+	else
+		not_ok "$3" "expected: '$1'" "got:      '$2'"
+	fi
+}
+
+# assert_contains HAYSTACK NEEDLE NAME
+assert_contains() {
+	if [[ $1 == *"$2"* ]]; then
+		ok "$3"
+	else
+		not_ok "$3" "expected to contain: '$2'" "in: '${1:0:2000}'"
+	fi
+}
+
+# --- lifetime ----------------------------------------------------------------------------------
+
+e2e_cleanup() {
+	local rc=$? pid
+	for pid in "${E2E_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	standin_stop
+	for pid in "${E2E_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	if [[ -n $E2E_TMP && -d $E2E_TMP ]]; then
+		if [[ ${E2E_KEEP:-0} == 1 ]]; then
+			echo "# kept $E2E_TMP"
+		else
+			rm -rf "$E2E_TMP"
+		fi
+	fi
+	echo "1..$E2E_TESTS"
+	if ((E2E_FAILED > 0 && rc == 0)); then
+		rc=1
+	fi
+	exit "$rc"
+}
+
+# e2e_track PID: stop this process too when the test exits.
+e2e_track() {
+	E2E_PIDS+=("$1")
+}
+
+# e2e_setup: installs/finds the CLI (a failure fails the test: the CI machine reaches npm),
+# creates the temp tree and exports the environment every claude run of the test uses.
+e2e_setup() {
+	E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tbwrap-e2e.XXXXXX") || {
+		not_ok "create the test's temp dir"
+		exit 1
+	}
+	trap e2e_cleanup EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
+
+	local claude reason
+	if ! claude=$("$E2E_ROOT/scripts/ensure-claude" 2>"$E2E_TMP/ensure-claude.err"); then
+		reason=$(grep -v '^ensure-claude: installing' "$E2E_TMP/ensure-claude.err")
+		not_ok "Claude Code CLI installed (scripts/ensure-claude)" "${reason:-no reason given}"
+		exit 1
+	fi
+	E2E_CLAUDE_BIN=$(dirname "$claude")
+
+	E2E_PROJECT=$E2E_TMP/project
+	mkdir -p "$E2E_PROJECT/.claude/commands" "$E2E_TMP/config" "$E2E_TMP/home"
+	printf 'Run the test suite and report the result.\n' >"$E2E_PROJECT/.claude/commands/test.md"
+	printf 'Run the slow checks and report the result.\n' >"$E2E_PROJECT/.claude/commands/slow.md"
+
+	export CLAUDE_CONFIG_DIR=$E2E_TMP/config
+	# A private HOME keeps the CLI away from the real user's files.
+	export HOME=$E2E_TMP/home
+	export ANTHROPIC_API_KEY=test
+	export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
+	export DISABLE_AUTOUPDATER=1
+	export DISABLE_TELEMETRY=1
+	export PATH=$E2E_CLAUDE_BIN:$PATH
+	unset ANTHROPIC_AUTH_TOKEN ANTHROPIC_MODEL CLAUDE_CODE_USE_BEDROCK CLAUDE_CODE_USE_VERTEX
+}
+
+# --- the stand-in ------------------------------------------------------------------------------
+
+# standin_start SCENARIO: SCENARIO is a path or a name in tests/e2e/scenarios (without .json).
+# Stops a previous stand-in of this test first, so each one has its own log.
+standin_start() {
+	local scenario=$1
+	[[ -f $scenario ]] || scenario=$E2E_SCENARIOS/$1.json
+	standin_stop
+	E2E_STANDIN_N=$((E2E_STANDIN_N + 1))
+	local dir=$E2E_TMP/standin.$E2E_STANDIN_N
+	mkdir -p "$dir"
+	STANDIN_LOG=$dir/requests.jsonl
+	python3 "$E2E_ROOT/tests/standin/api_standin.py" --scenario "$scenario" \
+		--port-file "$dir/port" --log "$STANDIN_LOG" 2>"$dir/stderr" &
+	E2E_STANDIN_PID=$!
+	# Readiness wait, not a speed check: the port file appears once the socket listens.
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[[ -s $dir/port ]] && break
+		if ! kill -0 "$E2E_STANDIN_PID" 2>/dev/null; then
+			not_ok "stand-in started with $scenario" "$(cat "$dir/stderr")"
+			E2E_STANDIN_PID=
+			exit 1
+		fi
+		sleep 0.05
+	done
+	if [[ ! -s $dir/port ]]; then
+		not_ok "stand-in started with $scenario" "no port file after 10 s" "$(cat "$dir/stderr")"
+		exit 1
+	fi
+	STANDIN_PORT=$(<"$dir/port")
+	export ANTHROPIC_BASE_URL=http://127.0.0.1:$STANDIN_PORT
+}
+
+standin_stop() {
+	[[ -n $E2E_STANDIN_PID ]] || return 0
+	kill -TERM "$E2E_STANDIN_PID" 2>/dev/null
+	wait "$E2E_STANDIN_PID" 2>/dev/null
+	E2E_STANDIN_PID=
+}
+
+# --- running the CLI ---------------------------------------------------------------------------
+
+# run_claude OUT ERR ARGS...: runs `claude ARGS...` in the project dir; sets CLAUDE_RC and
+# CLAUDE_MS (elapsed milliseconds). The timeout only turns a hang into a failure.
+run_claude() {
+	local out=$1 err=$2
+	shift 2
+	local t0 t1
+	t0=$(date +%s%N)
+	(cd "$E2E_PROJECT" && exec timeout -k 5 300 claude "$@") >"$out" 2>"$err" </dev/null
+	# shellcheck disable=SC2034 # results for the calling test
+	CLAUDE_RC=$?
+	t1=$(date +%s%N)
+	# shellcheck disable=SC2034
+	CLAUDE_MS=$(((t1 - t0) / 1000000))
+}
+
+# --- usage -------------------------------------------------------------------------------------
+# All print "input output cache_creation cache_read".
+
+# ground_truth [COMMAND] [LOG]: sums what the stand-in billed (only calls the CLI counts itself),
+# for one slash command (e.g. /test) or for all.
+ground_truth() {
+	python3 - "${1:-}" "${2:-$STANDIN_LOG}" <<'EOF'
+import json, sys
+command, log = sys.argv[1], sys.argv[2]
+tot = {"input": 0, "output": 0, "cache_creation": 0, "cache_read": 0}
+with open(log, encoding="utf-8") as f:
+    for line in f:
+        r = json.loads(line)
+        if r.get("billed") and (not command or r.get("command") == command):
+            for k in tot:
+                tot[k] += r["billed"][k]
+print(tot["input"], tot["output"], tot["cache_creation"], tot["cache_read"])
+EOF
+}
+
+# billed_calls [COMMAND] [LOG]: how many calls the stand-in billed.
+billed_calls() {
+	python3 - "${1:-}" "${2:-$STANDIN_LOG}" <<'EOF'
+import json, sys
+command, log = sys.argv[1], sys.argv[2]
+n = 0
+with open(log, encoding="utf-8") as f:
+    for line in f:
+        r = json.loads(line)
+        n += bool(r.get("billed") and (not command or r.get("command") == command))
+print(n)
+EOF
+}
+
+# standin_sessions [COMMAND] [LOG]: the distinct session ids of billed calls, one per line.
+standin_sessions() {
+	python3 - "${1:-}" "${2:-$STANDIN_LOG}" <<'EOF'
+import json, sys
+command, log = sys.argv[1], sys.argv[2]
+seen = []
+with open(log, encoding="utf-8") as f:
+    for line in f:
+        r = json.loads(line)
+        if r.get("billed") and (not command or r.get("command") == command) and r.get("session") not in seen:
+            seen.append(r.get("session"))
+print("\n".join(str(s) for s in seen))
+EOF
+}
+
+# result_usage FILE: usage of the last "result" object of a json or stream-json output.
+result_usage() {
+	python3 - "$1" <<'EOF'
+import json, sys
+res = None
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("type") == "result":
+            res = obj
+if res is None:
+    print("no result line")
+    sys.exit(1)
+u = res["usage"]
+print(u["input_tokens"], u["output_tokens"], u["cache_creation_input_tokens"], u["cache_read_input_tokens"])
+EOF
+}
+
+# result_field FILE KEY: a top-level field of the last result object (e.g. session_id).
+result_field() {
+	python3 - "$1" "$2" <<'EOF'
+import json, sys
+val = None
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("type") == "result":
+            val = obj.get(sys.argv[2])
+print("" if val is None else val)
+EOF
+}
+
+# transcript_file SESSION_ID: the CLI's transcript of that session under the config dir.
+transcript_file() {
+	local f
+	for f in "$CLAUDE_CONFIG_DIR"/projects/*/"$1".jsonl; do
+		[[ -f $f ]] && echo "$f" && return 0
+	done
+	return 1
+}
+
+# transcript_usage FILE: assistant lines repeat one call's usage once per content block, so
+# each message id is counted once (per-field maximum), then summed.
+transcript_usage() {
+	python3 - "$1" <<'EOF'
+import json, sys
+calls = {}
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        obj = json.loads(line)
+        msg = obj.get("message") if obj.get("type") == "assistant" else None
+        if not isinstance(msg, dict) or "usage" not in msg:
+            continue
+        u = msg["usage"]
+        vals = (u.get("input_tokens", 0), u.get("output_tokens", 0),
+                u.get("cache_creation_input_tokens", 0), u.get("cache_read_input_tokens", 0))
+        prev = calls.get(msg["id"], (0, 0, 0, 0))
+        calls[msg["id"]] = tuple(max(a, b) for a, b in zip(prev, vals))
+print(*(sum(c[i] for c in calls.values()) for i in range(4)))
+EOF
+}
+
+# --- tbwrap ------------------------------------------------------------------------------------
+#   tbwrap_require                 fails the test (and exits) unless build/tbwrap is built
+#   run_tbwrap OUT ERR ARGS...     runs `tbwrap ARGS...` in the project (TBWRAP_RC, TBWRAP_MS)
+#   report_usage REPORT [COMMAND]  "input output cache_creation cache_read" of --report-json
+#   report_get REPORT EXPR         a Python expression over the report `r` (e.g. r["mode"])
+#   normalize FILE                 FILE with the parts that differ between two identical runs
+#                                  (ids, uuids, timings) replaced by fixed placeholders
+
+E2E_BUILD=${E2E_BUILD:-$E2E_ROOT/build}
+TBWRAP=$E2E_BUILD/tbwrap
+
+tbwrap_require() {
+	if [[ ! -x $TBWRAP || ! -f $E2E_BUILD/libtbwrap.so ]]; then
+		not_ok "tbwrap is built ($TBWRAP and libtbwrap.so)" "run: make -j2 all helpers"
+		exit 1
+	fi
+}
+
+# run_tbwrap OUT ERR ARGS...: like run_claude, for `tbwrap ARGS...`. The timeout only turns a
+# hang into a failure.
+run_tbwrap() {
+	local out=$1 err=$2
+	shift 2
+	local t0 t1
+	t0=$(date +%s%N)
+	(cd "$E2E_PROJECT" && exec timeout -k 5 300 "$TBWRAP" "$@") >"$out" 2>"$err" </dev/null
+	# shellcheck disable=SC2034 # results for the calling test
+	TBWRAP_RC=$?
+	t1=$(date +%s%N)
+	# shellcheck disable=SC2034
+	TBWRAP_MS=$(((t1 - t0) / 1000000))
+}
+
+# report_usage REPORT [COMMAND]: the same four numbers as ground_truth, read from a
+# --report-json file (overall, or the command's entry); "missing" when there is no such entry.
+report_usage() {
+	python3 - "$1" "${2:-}" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))
+if sys.argv[2]:
+    hits = [c["used"] for c in r["commands"] if c["name"] == sys.argv[2]]
+    if not hits:
+        print("missing")
+        sys.exit(0)
+    u = hits[0]
+else:
+    u = r["overall"]["used"]
+print(u["input"], u["output"], u["cache_creation"], u["cache_read"])
+PYEOF
+}
+
+# report_get REPORT EXPR: prints eval(EXPR) with r = the report; lists are joined by spaces,
+# None prints as "null", booleans as "true"/"false".
+report_get() {
+	python3 - "$1" "$2" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))
+def show(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return " ".join(show(x) for x in v)
+    return str(v)
+print(show(eval(sys.argv[2], {"r": r})))
+PYEOF
+}
+
+# sum_of "a b c d": the token total of four counts (the ledger's total is their plain sum).
+sum_of() {
+	local a b c d
+	read -r a b c d <<<"$1"
+	echo $((a + b + c + d))
+}
+
+# normalize FILE: prints FILE with what two runs of the same scenario never share replaced:
+# session ids and other uuids, message/tool/request ids, and every *_ms timing. JSON lines are
+# rewritten value by value (key order kept); any other line only has its ids replaced, so a
+# text-mode output is compared byte for byte.
+normalize() {
+	python3 - "$1" <<'PYEOF'
+import json, re, sys
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+IDS = re.compile(r"\b(msg|toolu|req)_[0-9A-Za-z]+")
+
+def text(s):
+    return IDS.sub(lambda m: m.group(1) + "_ID", UUID.sub("UUID", s))
+
+def walk(v, key=""):
+    if isinstance(v, dict):
+        return {k: walk(x, k) for k, x in v.items()}
+    if isinstance(v, list):
+        return [walk(x) for x in v]
+    if key.endswith("_ms") and isinstance(v, (int, float)):
+        return 0
+    if isinstance(v, str):
+        return text(v)
+    return v
+
+with open(sys.argv[1], encoding="utf-8", newline="") as f:
+    for line in f:
+        body = line.rstrip("\n")
+        try:
+            obj = json.loads(body)
+        except json.JSONDecodeError:
+            sys.stdout.write(text(line))
+            continue
+        if not isinstance(obj, (dict, list)):
+            sys.stdout.write(text(line))
+            continue
+        sys.stdout.write(json.dumps(walk(obj), separators=(",", ":"), ensure_ascii=False))
+        sys.stdout.write(line[len(body):])
+PYEOF
+}

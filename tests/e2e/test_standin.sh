@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The real Claude Code CLI against the local API stand-in, without tbwrap: proves the harness
+# the other end-to-end tests stand on. In every output mode the CLI must finish, really run the
+# Bash tool, and report (in its result line and in its transcript) exactly the usage the
+# stand-in logged as billed; two parallel instances must each get their own sequence.
+set -uo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+e2e_setup
+ok "Claude Code CLI $(claude --version | awk '{print $1}') at $E2E_CLAUDE_BIN/claude"
+
+# --- the stand-in itself -----------------------------------------------------------------------
+
+bad=$E2E_TMP/bad.json
+echo '{"turns": -1}' >"$bad"
+err=$(python3 "$E2E_ROOT/tests/standin/api_standin.py" --scenario "$bad" \
+	--port-file "$E2E_TMP/bad.port" --log "$E2E_TMP/bad.log" 2>&1)
+rc=$?
+assert_eq "2" "$rc" "stand-in: invalid scenario exits with status 2"
+assert_contains "$err" "'turns' must be an integer >= 0" "stand-in: invalid scenario names the bad field"
+assert_eq "no" "$([[ -e $E2E_TMP/bad.port ]] && echo yes || echo no)" "stand-in: invalid scenario writes no port file"
+
+standin_start three_turns
+listen=$(ss -Hltn "sport = :$STANDIN_PORT" | awk '{print $4}' | sort -u | tr '\n' ' ')
+assert_eq "127.0.0.1:$STANDIN_PORT " "$listen" "stand-in listens on 127.0.0.1 only"
+
+# --- one run per output mode -------------------------------------------------------------------
+
+# 3 tool turns + the final answer = 4 calls of 1000/50/200/3000.
+expect="4000 200 800 12000"
+
+# check_run NAME MODE ARGS...: runs `claude -p /test ARGS...` against a fresh stand-in.
+check_run() {
+	local name=$1 mode=$2
+	shift 2
+	standin_start three_turns
+	rm -f "$E2E_PROJECT/test.marker"
+	local out=$E2E_TMP/$name.out errf=$E2E_TMP/$name.err
+	run_claude "$out" "$errf" -p "/test" --allowedTools Bash "$@"
+	echo "# $name: claude exited $CLAUDE_RC after $CLAUDE_MS ms (4 API calls, 3 Bash runs)"
+	assert_eq "0" "$CLAUDE_RC" "$name: claude exits 0" || true
+	if ((CLAUDE_RC != 0)); then
+		echo "# stderr: $(head -c 2000 "$errf")"
+	fi
+	assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" 2>/dev/null | sed 's/ $//')" \
+		"$name: the Bash tool ran 3 times"
+
+	local truth
+	truth=$(ground_truth /test)
+	assert_eq "$expect" "$truth" "$name: stand-in ground truth is 4 calls"
+	assert_eq "4" "$(billed_calls /test)" "$name: stand-in billed exactly 4 calls"
+
+	local sid
+	case $mode in
+	text)
+		assert_eq "Turn 3." "$(sed 's/ *$//' "$out")" "$name: stdout is the final answer"
+		sid=$(standin_sessions /test)
+		;;
+	*)
+		assert_eq "$truth" "$(result_usage "$out")" "$name: result usage equals the ground truth"
+		sid=$(result_field "$out" session_id)
+		assert_eq "$sid" "$(standin_sessions /test)" "$name: the stand-in saw the result's session id"
+		;;
+	esac
+	if [[ $mode == partial ]]; then
+		local deltas
+		deltas=$(grep -c '"type":"stream_event".*"type":"message_delta".*"output_tokens":50' "$out")
+		assert_eq "4" "$deltas" "$name: 4 message_delta stream events carry output_tokens 50"
+	fi
+
+	local transcript
+	if transcript=$(transcript_file "$sid"); then
+		ok "$name: transcript ${transcript#"$CLAUDE_CONFIG_DIR"/} exists"
+		assert_eq "$truth" "$(transcript_usage "$transcript")" "$name: transcript usage by message id equals the ground truth"
+	else
+		not_ok "$name: transcript of session '$sid' exists under \$CLAUDE_CONFIG_DIR/projects" \
+			"$(find "$CLAUDE_CONFIG_DIR" -name '*.jsonl')"
+		not_ok "$name: transcript usage by message id equals the ground truth"
+	fi
+}
+
+check_run text text
+check_run json json --output-format json
+check_run stream-json stream-json --output-format stream-json --verbose
+check_run stream-json-partial partial --output-format stream-json --verbose --include-partial-messages
+
+# --- two instances in parallel, different commands, one stand-in -------------------------------
+
+standin_start three_turns
+rm -f "$E2E_PROJECT"/*.marker
+t0=$(date +%s%N)
+(cd "$E2E_PROJECT" && exec timeout -k 5 300 claude -p "/test" --allowedTools Bash --output-format json) \
+	>"$E2E_TMP/par-test.out" 2>"$E2E_TMP/par-test.err" </dev/null &
+pid_test=$!
+e2e_track "$pid_test"
+(cd "$E2E_PROJECT" && exec timeout -k 5 300 claude -p "/slow" --allowedTools Bash --output-format stream-json --verbose) \
+	>"$E2E_TMP/par-slow.out" 2>"$E2E_TMP/par-slow.err" </dev/null &
+pid_slow=$!
+e2e_track "$pid_slow"
+wait "$pid_test"
+rc_test=$?
+wait "$pid_slow"
+rc_slow=$?
+echo "# parallel /test + /slow: both done after $((($(date +%s%N) - t0) / 1000000)) ms"
+assert_eq "0 0" "$rc_test $rc_slow" "parallel: both instances exit 0"
+
+# /slow: 2 tool turns + final answer = 3 calls of 700/30/0/1500.
+assert_eq "$expect" "$(ground_truth /test)" "parallel: /test ground truth is its own 4 calls"
+assert_eq "2100 90 0 4500" "$(ground_truth /slow)" "parallel: /slow ground truth is its own 3 calls"
+assert_eq "$(ground_truth /test)" "$(result_usage "$E2E_TMP/par-test.out")" "parallel: /test result usage equals its ground truth"
+assert_eq "$(ground_truth /slow)" "$(result_usage "$E2E_TMP/par-slow.out")" "parallel: /slow result usage equals its ground truth"
+assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" | sed 's/ $//')" "parallel: /test ran its 3 commands"
+assert_eq "slow-1 slow-2" "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" | sed 's/ $//')" "parallel: /slow ran its 2 commands in order"
+overlap=$(python3 - "$STANDIN_LOG" <<'EOF'
+import json, sys
+spans = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("billed"):
+        lo, hi = spans.get(r["command"], (r["ts"], r["ts"]))
+        spans[r["command"]] = (min(lo, r["ts"]), max(hi, r["ts"]))
+a, b = spans.get("/test"), spans.get("/slow")
+print("yes" if a and b and a[0] <= b[1] and b[0] <= a[1] else "no")
+EOF
+)
+echo "# parallel: the two sessions' requests overlapped in time: $overlap"
+
+# --- the session-title call: sent, but not part of the CLI's own usage ---------------------------
+
+# With nonessential traffic allowed and a plain prompt, the CLI first asks for a session title
+# (a streamed, tool-less call). Its usage is left out of the result line and the transcript, so
+# the stand-in must not bill it, or every ground truth of such runs would be one call too high.
+standin_start three_turns
+rm -f "$E2E_PROJECT/test.marker"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC='' run_claude "$E2E_TMP/title.out" "$E2E_TMP/title.err" \
+	-p "please run the tests" --allowedTools Bash --output-format json
+assert_eq "0" "$CLAUDE_RC" "title: claude exits 0"
+# The title call runs concurrently with the first agent call, so only the counts are fixed.
+kinds=$(python3 -c 'import json, sys; k = [json.loads(l)["kind"] for l in open(sys.argv[1])]; print(k.count("title"), k.count("main"))' "$STANDIN_LOG")
+assert_eq "1 4" "$kinds" "title: one title call and 4 agent calls reached the stand-in"
+assert_eq "$expect" "$(ground_truth)" "title: ground truth bills only the 4 agent calls"
+assert_eq "$(ground_truth)" "$(result_usage "$E2E_TMP/title.out")" "title: result usage equals the ground truth"
+
+# --- how long a one-turn session takes ---------------------------------------------------------
+
+standin_start one_turn
+run_claude "$E2E_TMP/one.out" "$E2E_TMP/one.err" -p "/test" --output-format json
+echo "# one-turn session (1 API call, json): $CLAUDE_MS ms"
+assert_eq "0" "$CLAUDE_RC" "one-turn session exits 0"
+assert_eq "1000 50 200 3000" "$(result_usage "$E2E_TMP/one.out")" "one-turn session: result usage is the single call"

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Local stand-in of the Anthropic Messages API for the end-to-end tests of tbwrap.
+
+The real Claude Code CLI is pointed at it with ANTHROPIC_BASE_URL. Every streamed
+`POST /v1/messages` gets a scripted answer: N turns that call the Bash tool, then a final
+text answer, each with configured token usage. The turn is derived from the request itself
+(how many tool_result blocks the conversation already holds), never from server state, so
+any number of CLI instances can share one stand-in and each gets its own correct sequence.
+
+Every request is logged as one JSON line; the `billed` field is the usage the CLI will add to
+its own session total, which makes the log the ground truth the tests compare tbwrap against.
+
+Listens on 127.0.0.1 only, on a free port written (atomically) to --port-file.
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+DEFAULTS = {
+    "turns": 0,
+    "usage": {"input": 1000, "cache_creation": 200, "cache_read": 3000, "output": 50},
+    "bash": "echo tool-ran",
+    "delay_ms": 0,
+    "text": "Turn {turn}. ",
+}
+USAGE_FIELDS = ("input", "cache_creation", "cache_read", "output")
+SCENARIO_FIELDS = set(DEFAULTS) | {"by_command"}
+
+# The CLI expands a slash command into this tag in the first user message.
+COMMAND_RE = re.compile(r"<command-name>\s*(/[^<\s]+)\s*</command-name>")
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def check_fields(fields, where):
+    """Rejects unknown keys and wrong types so a typo in a scenario fails loudly."""
+    unknown = set(fields) - SCENARIO_FIELDS
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {sorted(unknown)}")
+    if "turns" in fields and (not isinstance(fields["turns"], int) or fields["turns"] < 0):
+        raise ScenarioError(f"{where}: 'turns' must be an integer >= 0")
+    if "delay_ms" in fields and (not isinstance(fields["delay_ms"], (int, float)) or fields["delay_ms"] < 0):
+        raise ScenarioError(f"{where}: 'delay_ms' must be a number >= 0")
+    if "usage" in fields:
+        usage = fields["usage"]
+        if not isinstance(usage, dict) or set(usage) - set(USAGE_FIELDS):
+            raise ScenarioError(f"{where}: 'usage' must be an object with keys {list(USAGE_FIELDS)}")
+        for k, v in usage.items():
+            if not isinstance(v, int) or v < 0:
+                raise ScenarioError(f"{where}: usage.{k} must be an integer >= 0")
+    if "bash" in fields:
+        bash = fields["bash"]
+        ok = isinstance(bash, str) or (isinstance(bash, list) and bash and all(isinstance(b, str) for b in bash))
+        if not ok:
+            raise ScenarioError(f"{where}: 'bash' must be a string or a non-empty list of strings")
+    if "text" in fields and not isinstance(fields["text"], str):
+        raise ScenarioError(f"{where}: 'text' must be a string")
+
+
+def merge(base, fields):
+    out = dict(base)
+    for k, v in fields.items():
+        if k == "usage":
+            out["usage"] = {**base["usage"], **v}
+        elif k != "by_command":
+            out[k] = v
+    return out
+
+
+def load_scenario(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ScenarioError(f"cannot read scenario {path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: the scenario must be a JSON object")
+    check_fields(raw, path)
+    base = merge(DEFAULTS, raw)
+    by_command = {}
+    for cmd, fields in (raw.get("by_command") or {}).items():
+        if not cmd.startswith("/") or not isinstance(fields, dict):
+            raise ScenarioError(f"{path}: by_command keys are '/name' and values objects")
+        if "by_command" in fields:
+            raise ScenarioError(f"{path}: by_command.{cmd} cannot nest by_command")
+        check_fields(fields, f"{path}: by_command.{cmd}")
+        by_command[cmd] = merge(base, fields)
+    return base, by_command
+
+
+def text_of(content):
+    """Concatenated text of a message's content (a string or a list of blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def find_command(messages):
+    """The slash command of the conversation: the first user message that names one."""
+    for m in messages:
+        if m.get("role") != "user":
+            continue
+        hit = COMMAND_RE.search(text_of(m.get("content")))
+        if hit:
+            return hit.group(1)
+    return None
+
+
+def count_tool_results(messages):
+    n = 0
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") == "user" and isinstance(content, list):
+            n += sum(1 for b in content if isinstance(b, dict) and b.get("type") == "tool_result")
+    return n
+
+
+def request_kind(body):
+    """'main' for the agent loop (it always offers tools), 'title' for the session-title call
+    (a JSON-schema answer with a 'title' property), 'side' for any other tool-less call."""
+    fmt = (body.get("output_config") or {}).get("format") or {}
+    props = (fmt.get("schema") or {}).get("properties") or {} if isinstance(fmt, dict) else {}
+    if "title" in props:
+        return "title"
+    return "main" if body.get("tools") else "side"
+
+
+def new_id(prefix):
+    return prefix + secrets.token_hex(12)
+
+
+class StandIn(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, scenario, by_command, log_path, dump_dir):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.scenario = scenario
+        self.by_command = by_command
+        self.dump_dir = dump_dir
+        self.log_lock = threading.Lock()
+        self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.seq = 0
+
+    def log(self, record):
+        with self.log_lock:
+            self.seq += 1
+            record = {"ts": round(time.time(), 6), "seq": self.seq, **record}
+            if self.log_file:
+                self.log_file.write(json.dumps(record, separators=(",", ":")) + "\n")
+                self.log_file.flush()
+            return self.seq
+
+
+class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 with chunked streams: the CLI's HTTP client keeps connections alive.
+    protocol_version = "HTTP/1.1"
+    server_version = "api-standin/1"
+
+    def log_message(self, fmt, *args):  # the JSON log replaces the default stderr chatter
+        pass
+
+    def read_body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return raw, json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return raw, None
+
+    def session(self, body):
+        sid = self.headers.get("x-claude-code-session-id")
+        if sid:
+            return sid
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        if isinstance(meta, dict):
+            return meta.get("user_id")
+        return None
+
+    def dump(self, seq, raw):
+        if self.server.dump_dir:
+            with open(os.path.join(self.server.dump_dir, f"req-{seq:04d}.json"), "wb") as f:
+                f.write(json.dumps({"path": self.path, "headers": dict(self.headers)}).encode() + b"\n")
+                f.write(raw)
+
+    def send_json(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", new_id("req_"))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    # --- anything that is not a message: answer something valid, never bill it ---
+
+    def do_GET(self):
+        seq = self.server.log({"method": "GET", "path": self.path, "stream": False, "kind": "other", "command": None,
+                               "turn": None, "message_id": None, "billed": None, "session": None})
+        self.dump(seq, b"")
+        self.send_json(200, {})
+
+    def do_HEAD(self):
+        self.server.log({"method": "HEAD", "path": self.path, "stream": False, "kind": "other", "command": None,
+                         "turn": None, "message_id": None, "billed": None, "session": None})
+        self.send_json(200, {})
+
+    def do_POST(self):
+        raw, body = self.read_body()
+        route = urlsplit(self.path).path
+        if route != "/v1/messages" or not isinstance(body, dict):
+            seq = self.server.log({"method": "POST", "path": self.path, "stream": False, "kind": "other", "command": None,
+                                   "turn": None, "message_id": None, "billed": None,
+                                   "session": self.session(body)})
+            self.dump(seq, raw)
+            if route.endswith("/count_tokens"):
+                self.send_json(200, {"input_tokens": 1})
+            else:
+                self.send_json(200, {})
+            return
+
+        messages = body.get("messages") or []
+        command = find_command(messages)
+        sc = self.server.by_command.get(command, self.server.scenario)
+        turn = count_tool_results(messages)
+        stream = bool(body.get("stream"))
+        msg_id = new_id("msg_")
+        model = body.get("model") or "claude-standin"
+        usage = sc["usage"]
+        kind = request_kind(body)
+        tool_turn = stream and kind == "main" and turn < sc["turns"]
+        text = sc["text"].replace("{turn}", str(turn))
+        if kind == "title":
+            text = json.dumps({"title": "Stand-in session"})
+
+        # Only the agent loop's streamed calls enter the CLI's own session usage (its result
+        # line and transcript); the title call is left out by the CLI, so it is not billed here.
+        billed = {k: usage[k] for k in USAGE_FIELDS} if stream and kind == "main" else None
+        seq = self.server.log({"method": "POST", "path": self.path, "stream": stream, "kind": kind,
+                               "command": command, "turn": turn, "message_id": msg_id, "billed": billed,
+                               "session": self.session(body), "model": model,
+                               "max_tokens": body.get("max_tokens"), "tool_use": tool_turn})
+        self.dump(seq, raw)
+
+        if not stream:
+            # Side requests (quota checks, titles...): a minimal, valid, zero-usage message.
+            self.send_json(200, {
+                "id": msg_id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0,
+                          "cache_read_input_tokens": 0, "output_tokens": 0},
+            })
+            return
+        self.stream_message(sc, msg_id, model, turn, tool_turn, text)
+
+    def stream_message(self, sc, msg_id, model, turn, tool_turn, text):
+        usage = sc["usage"]
+        events = [("message_start", {"type": "message_start", "message": {
+            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": usage["input"],
+                      "cache_creation_input_tokens": usage["cache_creation"],
+                      "cache_read_input_tokens": usage["cache_read"],
+                      "output_tokens": 1}}})]
+        events += [
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": text}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ]
+        if tool_turn:
+            bash = sc["bash"]
+            command = bash if isinstance(bash, str) else bash[min(turn, len(bash) - 1)]
+            tool_input = json.dumps({"command": command, "description": "run"})
+            half = len(tool_input) // 2  # two partial deltas, as the real API splits JSON
+            events += [
+                ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
+                    "type": "tool_use", "id": new_id("toolu_"), "name": "Bash", "input": {}}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
+                    "type": "input_json_delta", "partial_json": tool_input[:half]}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
+                    "type": "input_json_delta", "partial_json": tool_input[half:]}}),
+                ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+            ]
+        events += [
+            ("message_delta", {"type": "message_delta",
+                               "delta": {"stop_reason": "tool_use" if tool_turn else "end_turn",
+                                         "stop_sequence": None},
+                               "usage": {"output_tokens": usage["output"]}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("request-id", new_id("req_"))
+        self.end_headers()
+        delay = sc["delay_ms"] / 1000.0
+        try:
+            for name, data in events:
+                if delay:
+                    time.sleep(delay)
+                chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away (killed by a budget stop); the log already holds the call.
+            self.close_connection = True
+
+
+def write_port_file(path, port):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenario", required=True, help="scenario JSON file")
+    ap.add_argument("--port-file", required=True, help="where to write the port, once listening")
+    ap.add_argument("--log", required=True, help="JSON-lines request log (the ground truth)")
+    ap.add_argument("--dump-dir", help="also save every request's headers and body here")
+    args = ap.parse_args(argv)
+
+    try:
+        scenario, by_command = load_scenario(args.scenario)
+    except ScenarioError as e:
+        print(f"api_standin: {e}", file=sys.stderr)
+        return 2
+    if args.dump_dir:
+        os.makedirs(args.dump_dir, exist_ok=True)
+
+    server = StandIn(scenario, by_command, args.log, args.dump_dir)
+
+    def on_term(signum, frame):
+        # shutdown() waits for serve_forever() to return, so it cannot run on this thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    write_port_file(args.port_file, server.server_address[1])
+    try:
+        server.serve_forever(poll_interval=0.1)
+    finally:
+        server.server_close()
+        if server.log_file:
+            server.log_file.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

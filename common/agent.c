@@ -140,3 +140,47 @@ bool agent_command_key(int argc, char *const argv[], char *out, size_t outlen)
 	}
 	return agent_prompt_key(argv[i], strlen(argv[i]), out, outlen);
 }
+
+/* The JSON string value after "key": in one line of data, unescaped only as far as a prompt key
+ * needs (a slash command is plain ASCII); returns its length or -1. */
+static long json_string_after(const char *data, size_t len, const char *from, const char *key,
+			      const char **start)
+{
+	const char *end = memchr(from, '\n', len - (size_t)(from - data));
+	if (!end)
+		end = data + len;
+	const char *k = memmem(from, (size_t)(end - from), key, strlen(key));
+	if (!k)
+		return -1;
+	const char *v = k + strlen(key);
+	const char *q = v;
+	while (q < end && *q != '"' && *q != '\\')
+		q++;
+	*start = v;
+	return (long)(q - v);
+}
+
+bool agent_prompt_from_transcript(const char *data, size_t len, char *out, size_t outlen)
+{
+	static const char enqueue[] = "\"operation\":\"enqueue\"";
+	static const char tag[] = "<command-name>";
+	const char *p = memmem(data, len, enqueue, sizeof(enqueue) - 1);
+	if (p) {
+		/* The content follows on the same line; search from the line's start. */
+		const char *line = p;
+		while (line > data && line[-1] != '\n')
+			line--;
+		const char *v;
+		long n = json_string_after(data, len, line, "\"content\":\"", &v);
+		if (n > 0)
+			return agent_prompt_key(v, (size_t)n, out, outlen);
+	}
+	p = memmem(data, len, tag, sizeof(tag) - 1);
+	if (p) {
+		const char *v = p + sizeof(tag) - 1;
+		const char *e = memchr(v, '<', len - (size_t)(v - data));
+		if (e && e > v)
+			return agent_prompt_key(v, (size_t)(e - v), out, outlen);
+	}
+	return false;
+}

@@ -705,3 +705,49 @@ bool ledger_meter_finish(struct ledger *l, int inst, struct meter_stream *s)
 	ledger_instance_unlock(l, inst);
 	return usage_nonzero(&delta);
 }
+
+static void sub_counts(struct ledger_counts *c, const struct ledger_counts *d)
+{
+	for (int f = 0; f < METER_NFIELDS; f++)
+		__atomic_fetch_sub(&c->n[f], d->n[f], __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&c->total, d->total, __ATOMIC_RELAXED);
+}
+
+static void add_ledger_counts(struct ledger_counts *c, const struct ledger_counts *d)
+{
+	for (int f = 0; f < METER_NFIELDS; f++)
+		__atomic_fetch_add(&c->n[f], d->n[f], __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->total, d->total, __ATOMIC_RELAXED);
+}
+
+bool ledger_rebind(struct ledger *l, int inst, int cmd)
+{
+	struct ledger_header *h = l->h;
+	if (!valid_instance(l, inst) || inst >= LEDGER_MAX_INSTANCES || cmd < 0 ||
+	    cmd >= LEDGER_MAX_COMMANDS || (uint32_t)cmd >= n_commands(l))
+		return false;
+	struct ledger_instance *in = &h->instances[inst];
+	ledger_instance_lock(l, inst);
+	uint32_t old = in->command;
+	if (old == (uint32_t)cmd || old >= LEDGER_MAX_COMMANDS) {
+		ledger_instance_unlock(l, inst);
+		return false;
+	}
+	/* Under the instance lock no delta of this instance is being recorded, so its counts are
+	 * stable while they move; the reservation moves in the same step. */
+	struct ledger_counts used;
+	for (int f = 0; f < METER_NFIELDS; f++)
+		used.n[f] = __atomic_load_n(&in->used.n[f], __ATOMIC_RELAXED);
+	used.total = __atomic_load_n(&in->used.total, __ATOMIC_RELAXED);
+	uint64_t reserved = __atomic_load_n(&in->reserved, __ATOMIC_ACQUIRE);
+	add_ledger_counts(&h->commands[cmd].used, &used);
+	sub_counts(&h->commands[old].used, &used);
+	__atomic_fetch_add(&h->commands[cmd].reserved, reserved, __ATOMIC_ACQ_REL);
+	__atomic_fetch_sub(&h->commands[old].reserved, reserved, __ATOMIC_ACQ_REL);
+	__atomic_fetch_add(&h->commands[cmd].agents, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&h->commands[old].agents, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&in->command, (uint32_t)cmd, __ATOMIC_RELEASE);
+	__atomic_and_fetch(&in->flags, ~LEDGER_F_UNBOUND, __ATOMIC_RELEASE);
+	ledger_instance_unlock(l, inst);
+	return true;
+}

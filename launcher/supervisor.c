@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tbwrap/agent.h"
 #include "tbwrap/log.h"
 #include "tbwrap/proto.h"
 
@@ -568,6 +569,21 @@ static void remember_write(struct source *src, pid_t tid, uint64_t addr, size_t 
 	memcpy(src->last_data, data, len);
 }
 
+/* An agent whose prompt came on stdin gets its budget key when its transcript names it. */
+static void bind_from_transcript(struct sup *s, struct agent *a, const char *data, size_t len)
+{
+	struct ledger_instance *in = &s->l->h->instances[a->inst];
+	if (!(__atomic_load_n(&in->flags, __ATOMIC_ACQUIRE) & LEDGER_F_UNBOUND))
+		return;
+	char key[LEDGER_NAME_LEN];
+	if (!agent_prompt_from_transcript(data, len, key, sizeof(key)))
+		return;
+	int cmd = ledger_command_index(s->l, key, true);
+	if (cmd >= 0)
+		ledger_rebind(s->l, a->inst, cmd);
+	__atomic_and_fetch(&in->flags, ~LEDGER_F_UNBOUND, __ATOMIC_RELEASE);
+}
+
 /* Feeds one remote buffer; returns bytes fed. */
 static size_t feed_remote(struct sup *s, struct agent *a, struct source *src, pid_t tgid,
 			  uint64_t addr, size_t len, uint64_t pos, int lfd, uint64_t id,
@@ -579,6 +595,8 @@ static size_t feed_remote(struct sup *s, struct agent *a, struct source *src, pi
 		if (!read_remote(tgid, addr + done, s->buf, n) || !still_valid(lfd, id))
 			break;
 		uint64_t p = pos == METER_POS_APPEND ? METER_POS_APPEND : pos + done;
+		if (src->kind == SRC_TRANSCRIPT)
+			bind_from_transcript(s, a, s->buf, n);
 		*changed |= ledger_meter_feed(s->l, a->inst, &src->s, p, s->buf, n);
 		done += n;
 	}

@@ -165,6 +165,26 @@ static struct meter_stream *stream_of(int fd)
 	}
 }
 
+/* An agent whose prompt came on stdin: the transcript names its command (with the lock held). */
+static void bind_from_transcript(const struct iovec *iov, int iovcnt, size_t ret)
+{
+	char key[LEDGER_NAME_LEN];
+	for (int i = 0; i < iovcnt && ret > 0; i++) {
+		size_t n = iov[i].iov_len < ret ? iov[i].iov_len : ret;
+		if (agent_prompt_from_transcript(iov[i].iov_base, n, key, sizeof(key))) {
+			int cmd = ledger_command_index(&ledger, key, true);
+			ledger_instance_unlock(&ledger, inst);
+			if (cmd >= 0)
+				ledger_rebind(&ledger, inst, cmd);
+			__atomic_and_fetch(&ledger.h->instances[inst].flags, ~LEDGER_F_UNBOUND,
+					   __ATOMIC_RELEASE);
+			ledger_instance_lock(&ledger, inst);
+			return;
+		}
+		ret -= n;
+	}
+}
+
 void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 {
 	if ((unsigned)fd < FD_TRACK && fd_kind[fd] == FD_OTHER)
@@ -172,19 +192,23 @@ void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 	ledger_instance_lock(&ledger, inst);
 	struct meter_stream *s = stream_of(fd);
 	struct meter_usage delta = { { 0 } };
-	bool changed = false;
+	if (s && fd_kind[fd] == FD_TRANSCRIPT &&
+	    (__atomic_load_n(&ledger.h->instances[inst].flags, __ATOMIC_ACQUIRE) & LEDGER_F_UNBOUND))
+		bind_from_transcript(iov, iovcnt, ret);
 	if (s) {
 		for (int i = 0; i < iovcnt && ret > 0; i++) {
 			size_t n = iov[i].iov_len < ret ? iov[i].iov_len : ret;
-			changed |= meter_feed(&ledger.h->instances[inst].core, s, METER_POS_APPEND,
-					      iov[i].iov_base, n, &delta) &&
-				   meter_usage_total(&delta, NULL) > 0;
+			meter_feed(&ledger.h->instances[inst].core, s, METER_POS_APPEND,
+				   iov[i].iov_base, n, &delta);
 			ret -= n;
 		}
 	}
+	bool changed = meter_usage_total(&delta, NULL) > 0;
+	/* Recorded under the lock, so that a rebind never sees half of it. */
+	if (changed)
+		ledger_record_delta(&ledger, inst, &delta);
 	ledger_instance_unlock(&ledger, inst);
 	if (changed) {
-		ledger_record_delta(&ledger, inst, &delta);
 		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_LIBC, __ATOMIC_RELAXED);
 		poke_supervisor();
 	}
@@ -322,9 +346,13 @@ static void become_agent(int argc, char **argv)
 	preload_tag = ledger.h->tag;
 	is_block = ledger.h->mode == LEDGER_MODE_BLOCK;
 
-	if (!agent_command_key(argc, argv, key, sizeof(key)) || key[0] == '\0')
-		/* No prompt on argv (it comes on stdin): the catch-all key. */
+	bool unbound = false;
+	if (!agent_command_key(argc, argv, key, sizeof(key)) || key[0] == '\0') {
+		/* No prompt on argv (it comes on stdin): the catch-all key until the transcript
+		 * names the command. */
 		snprintf(key, sizeof(key), "%s", LEDGER_CATCH_ALL);
+		unbound = true;
+	}
 	int cmd = ledger_command_index(&ledger, key, true);
 	if (cmd < 0)
 		cmd = ledger_command_index(&ledger, LEDGER_CATCH_ALL, true);
@@ -344,6 +372,9 @@ static void become_agent(int argc, char **argv)
 	if (inst < 0)
 		log_die(TBWRAP_EXIT_REFUSED, "refused: the ledger's table of %d agents is full",
 			LEDGER_MAX_INSTANCES);
+	if (unbound)
+		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_UNBOUND,
+				  __ATOMIC_RELEASE);
 	if (exceeded) {
 		describe_refusal(&why, why_text, sizeof(why_text));
 		log_warn("warning: %s (warn mode: running anyway)", why_text);

@@ -21,4 +21,9 @@ bool agent_command_key(int argc, char *const argv[], char *out, size_t outlen);
 /* Base command of a prompt text: first word when it starts with '/', else LEDGER_CATCH_ALL. */
 bool agent_prompt_key(const char *prompt, size_t len, char *out, size_t outlen);
 
+/* Looks in bytes written to a transcript for the session's prompt: the queue-operation "enqueue"
+ * line ("content":"/test --x") or a user message with <command-name>/test</command-name>. Writes
+ * its key (see agent_prompt_key) and returns true when found. */
+bool agent_prompt_from_transcript(const char *data, size_t len, char *out, size_t outlen);
+
 #endif

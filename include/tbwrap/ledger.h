@@ -77,6 +77,7 @@ struct ledger_instance {
 
 #define LEDGER_F_NESTED 1u  /* ran under another agent's listener */
 #define LEDGER_F_LIBC 2u    /* some usage came through the in-process libc path */
+#define LEDGER_F_UNBOUND 4u /* prompt came on stdin: key bound from the transcript later */
 
 struct ledger_header {
 	uint64_t magic;
@@ -175,6 +176,11 @@ bool ledger_meter_feed(struct ledger *l, int inst, struct meter_stream *s, uint6
 
 /* Same for the end of a source. */
 bool ledger_meter_finish(struct ledger *l, int inst, struct meter_stream *s);
+
+/* Moves an instance, with its usage and outstanding reservation, to command cmd (an agent whose
+ * prompt came on stdin, once its transcript names the command). Clears LEDGER_F_UNBOUND.
+ * Returns false when nothing moved. */
+bool ledger_rebind(struct ledger *l, int inst, int cmd);
 
 /* Atomic load helper for readers (status, report). */
 uint64_t ledger_load(const uint64_t *p);

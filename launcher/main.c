@@ -220,8 +220,7 @@ int main(int argc, char **argv)
 	struct cli_options o;
 	char err[512];
 	if (cli_parse(argc, argv, &o, err, sizeof(err)) < 0) {
-		log_warn("%s", err);
-		log_warn("try 'tbwrap --help'");
+		log_warn("%s", err); /* one line: the bad argument and the expected form */
 		return TBWRAP_EXIT_USAGE;
 	}
 	switch (o.action) {
@@ -232,7 +231,7 @@ int main(int argc, char **argv)
 		printf("tbwrap %s\n", TBWRAP_VERSION);
 		return 0;
 	case CLI_STATUS: {
-		struct render_opts ro = { .color = render_use_color(STDOUT_FILENO), .bars = true };
+		struct render_opts ro = { .color = render_use_color(STDOUT_FILENO), .bars = o.visuals };
 		return status_main(o.status_pid, &ro);
 	}
 	case CLI_RUN:

@@ -12,6 +12,8 @@
 						 of this session is above them */
 #define TBWRAP_ENV_ESTIMATE "TBWRAP_ESTIMATE" /* per-agent estimate override (tokens) */
 #define TBWRAP_ENV_PRELOAD "LD_PRELOAD"
+/* Read by the supervisor, for benchmarks only: "1" leaves SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP off. */
+#define TBWRAP_ENV_BENCH_NO_SYNC_WAKEUP "TBWRAP_BENCH_NO_SYNC_WAKEUP"
 
 #define TBWRAP_DEFAULT_MATCH "claude"
 

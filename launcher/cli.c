@@ -1,0 +1,443 @@
+/*
+ * Command-line parsing of the launcher. Pure: fills a struct and, on refusal, one line of text;
+ * main() decides what to print and how to exit. Every refusal names the argument it refuses and
+ * the form that was expected, because a budget typo must never silently run an agent unbudgeted
+ * (the seed logged a malformed --command-budget and carried on without it).
+ */
+#include "tbwrap/cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tbwrap/env.h"
+#include "tbwrap/log.h"
+
+#define FORM_COUNT "a token count such as 50000, 50K or 1.5M"
+#define FORM_COMMAND_BUDGET "/COMMAND=TOKENS (e.g. /test=50K)"
+
+enum opt_id {
+	OPT_OVERALL,
+	OPT_COMMAND_BUDGET,
+	OPT_MODE,
+	OPT_NO_VISUALS,
+	OPT_ESTIMATE,
+	OPT_DRY_RUN,
+	OPT_MATCH,
+	OPT_REPORT_JSON,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+struct opt {
+	const char *name;
+	const char *value_form; /* NULL: the option takes no value */
+	enum opt_id id;
+};
+
+static const struct opt opts[] = {
+	{"--overall-token-budget", "TOKENS", OPT_OVERALL},
+	{"--command-budget", "/COMMAND=TOKENS", OPT_COMMAND_BUDGET},
+	{"--budget-enforcement-mode", "warn|block", OPT_MODE},
+	{"--disable-budget-visuals", NULL, OPT_NO_VISUALS},
+	{"--estimate", "TOKENS", OPT_ESTIMATE},
+	{"--dry-run", NULL, OPT_DRY_RUN},
+	{"--match", "NAME", OPT_MATCH},
+	{"--report-json", "FILE", OPT_REPORT_JSON},
+	{"--help", NULL, OPT_HELP},
+	{"-h", NULL, OPT_HELP},
+	{"--version", NULL, OPT_VERSION},
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (errlen > 0)
+		vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Why s is not a count, or NULL when it is one (then *out holds it). */
+static const char *count_error(const char *s, uint64_t *out)
+{
+	static const char *const form = "expected " FORM_COUNT;
+	const char *p = s;
+	uint64_t whole = 0;
+	bool too_big = false;
+
+	if (*p < '0' || *p > '9')
+		return form;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		/* Saturate instead of wrapping; anything this large is refused below anyway. */
+		if (whole > CLI_COUNT_MAX)
+			too_big = true;
+		else
+			whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+
+	/* Fraction digits, without trailing zeros: "1.50K" is "1.5K". */
+	uint64_t frac = 0;
+	unsigned frac_digits = 0;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return form;
+		const char *start = p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		const char *end = p;
+		while (end > start && end[-1] == '0')
+			end--;
+		/* The largest multiplier is 10^6: more significant digits can never be whole. */
+		if (end - start > 6)
+			return "not a whole number of tokens";
+		for (const char *q = start; q < end; q++) {
+			frac = frac * 10 + (uint64_t)(*q - '0');
+			frac_digits++;
+		}
+	}
+
+	uint64_t mult = 1;
+	if (*p == 'k' || *p == 'K') {
+		mult = 1000;
+		p++;
+	} else if (*p == 'm' || *p == 'M') {
+		mult = 1000000;
+		p++;
+	}
+	if (*p != '\0')
+		return form;
+
+	uint64_t scale = 1;
+	for (unsigned i = 0; i < frac_digits; i++)
+		scale *= 10;
+	if ((frac * mult) % scale != 0)
+		return "not a whole number of tokens";
+	if (too_big || whole > CLI_COUNT_MAX / mult)
+		return "more than 9007199254740992 tokens";
+	uint64_t v = whole * mult + frac * mult / scale;
+	if (v > CLI_COUNT_MAX)
+		return "more than 9007199254740992 tokens";
+	*out = v;
+	return NULL;
+}
+
+int cli_parse_count(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	if (!s || count_error(s, &v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* A slash command as Claude Code names it (.claude/commands/NAME.md, namespaces with ':'), or
+ * the catch-all key. Whitespace would make it a different prompt word than the user meant. */
+static bool is_command_name(const char *name, size_t len)
+{
+	if (len == strlen(LEDGER_CATCH_ALL) && memcmp(name, LEDGER_CATCH_ALL, len) == 0)
+		return true;
+	if (len < 2 || name[0] != '/')
+		return false;
+	for (size_t i = 1; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c <= ' ' || c == 0x7f || c == '/')
+			return false;
+	}
+	return true;
+}
+
+static int parse_command_budget(struct cli_options *o, const char *v, char *err, size_t errlen)
+{
+	const char *eq = strchr(v, '=');
+	if (!eq || !is_command_name(v, (size_t)(eq - v)))
+		return fail(err, errlen, "--command-budget '%s': expected " FORM_COMMAND_BUDGET, v);
+	size_t len = (size_t)(eq - v);
+	if (len >= LEDGER_NAME_LEN)
+		return fail(err, errlen, "--command-budget '%s': command name longer than %d bytes",
+			    v, LEDGER_NAME_LEN - 1);
+	uint64_t limit;
+	const char *why = count_error(eq + 1, &limit);
+	if (why)
+		return fail(err, errlen, "--command-budget '%s': %s", v, why);
+	for (size_t i = 0; i < o->n_commands; i++)
+		if (strlen(o->command_names[i]) == len && memcmp(o->command_names[i], v, len) == 0)
+			return fail(err, errlen, "--command-budget '%s': %.*s already has a budget",
+				    v, (int)len, v);
+	if (o->n_commands >= LEDGER_MAX_COMMANDS)
+		return fail(err, errlen, "--command-budget '%s': more than %d command budgets", v,
+			    LEDGER_MAX_COMMANDS);
+	memcpy(o->command_names[o->n_commands], v, len);
+	o->command_names[o->n_commands][len] = '\0';
+	o->command_limits[o->n_commands] = limit;
+	o->n_commands++;
+	return 0;
+}
+
+static int parse_match(struct cli_options *o, bool *match_given, const char *v, char *err,
+		       size_t errlen)
+{
+	/* TBWRAP_MATCH is ':'-separated and compared with a basename: neither may appear. */
+	if (v[0] == '\0' || strchr(v, '/') || strchr(v, ':') || strlen(v) > CLI_MATCH_NAME_MAX)
+		return fail(
+			err, errlen,
+			"--match '%s': expected a program name (no '/' or ':', at most %d bytes)",
+			v, CLI_MATCH_NAME_MAX);
+	if (!*match_given) {
+		/* The first --match replaces the default instead of adding to it. */
+		*match_given = true;
+		o->n_match = 0;
+	}
+	if (o->n_match >= CLI_MAX_MATCH)
+		return fail(err, errlen, "--match '%s': more than %d names", v, CLI_MAX_MATCH);
+	o->match[o->n_match++] = v;
+	return 0;
+}
+
+static void set_defaults(struct cli_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->action = CLI_RUN;
+	o->overall_limit = LEDGER_NO_LIMIT;
+	o->mode = LEDGER_MODE_WARN;
+	o->visuals = true;
+	o->estimate = CLI_DEFAULT_ESTIMATE;
+	o->n_match = 1;
+	o->match[0] = TBWRAP_DEFAULT_MATCH;
+}
+
+/* `tbwrap status [--disable-budget-visuals] [PID]` */
+static int parse_status(int argc, char **argv, int i, struct cli_options *o, char *err,
+			size_t errlen)
+{
+	bool pid_given = false;
+	o->action = CLI_STATUS;
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--disable-budget-visuals") == 0) {
+			o->visuals = false;
+			continue;
+		}
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			o->action = CLI_HELP;
+			return 0;
+		}
+		if (a[0] == '-')
+			return fail(err, errlen,
+				    "status: unknown option '%s' (usage: tbwrap status "
+				    "[--disable-budget-visuals] [PID])",
+				    a);
+		if (pid_given)
+			return fail(err, errlen,
+				    "status: unexpected argument '%s' (usage: tbwrap "
+				    "status [--disable-budget-visuals] [PID])",
+				    a);
+		char *end;
+		errno = 0;
+		long pid = strtol(a, &end, 10);
+		if (a[0] < '0' || a[0] > '9' || *end != '\0' || errno || pid <= 0 || pid > INT_MAX)
+			return fail(err, errlen,
+				    "status '%s': expected the process id of a running tbwrap", a);
+		o->status_pid = (pid_t)pid;
+		pid_given = true;
+	}
+	return 0;
+}
+
+static const struct opt *find_opt(const char *a, const char **inline_value)
+{
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		size_t n = strlen(opts[k].name);
+		if (strncmp(a, opts[k].name, n) != 0)
+			continue;
+		if (a[n] == '\0') {
+			*inline_value = NULL;
+			return &opts[k];
+		}
+		if (a[n] == '=' && opts[k].name[1] == '-') {
+			*inline_value = a + n + 1;
+			return &opts[k];
+		}
+	}
+	return NULL;
+}
+
+int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t errlen)
+{
+	bool overall_given = false, mode_given = false, estimate_given = false;
+	bool match_given = false;
+	int i = 1;
+
+	set_defaults(o);
+	if (errlen > 0)
+		err[0] = '\0';
+	if (argc > 1 && strcmp(argv[1], "status") == 0)
+		return parse_status(argc, argv, 2, o, err, errlen);
+
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (a[0] != '-')
+			break;
+
+		const char *v;
+		const struct opt *opt = find_opt(a, &v);
+		if (!opt)
+			return fail(err, errlen, "unknown option '%s' (see tbwrap --help)", a);
+		if (!opt->value_form && v)
+			return fail(err, errlen, "%s takes no value (got '%s')", opt->name, v);
+		if (opt->value_form && !v) {
+			if (i + 1 >= argc)
+				return fail(err, errlen, "%s: missing value (expected %s)",
+					    opt->name, opt->value_form);
+			v = argv[++i];
+		}
+
+		const char *why;
+		switch (opt->id) {
+		case OPT_OVERALL:
+			if (overall_given)
+				return fail(err, errlen, "--overall-token-budget given twice");
+			overall_given = true;
+			why = count_error(v, &o->overall_limit);
+			if (why)
+				return fail(err, errlen, "--overall-token-budget '%s': %s", v, why);
+			break;
+		case OPT_COMMAND_BUDGET:
+			if (parse_command_budget(o, v, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_MODE:
+			if (mode_given)
+				return fail(err, errlen, "--budget-enforcement-mode given twice");
+			mode_given = true;
+			if (strcmp(v, "warn") == 0)
+				o->mode = LEDGER_MODE_WARN;
+			else if (strcmp(v, "block") == 0)
+				o->mode = LEDGER_MODE_BLOCK;
+			else
+				return fail(
+					err, errlen,
+					"--budget-enforcement-mode '%s': expected warn or block",
+					v);
+			break;
+		case OPT_NO_VISUALS:
+			o->visuals = false;
+			break;
+		case OPT_ESTIMATE:
+			if (estimate_given)
+				return fail(err, errlen, "--estimate given twice");
+			estimate_given = true;
+			why = count_error(v, &o->estimate);
+			if (why)
+				return fail(err, errlen, "--estimate '%s': %s", v, why);
+			break;
+		case OPT_DRY_RUN:
+			o->dry_run = true;
+			break;
+		case OPT_MATCH:
+			if (parse_match(o, &match_given, v, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_REPORT_JSON:
+			if (o->report_json)
+				return fail(err, errlen, "--report-json given twice");
+			if (v[0] == '\0')
+				return fail(
+					err, errlen,
+					"--report-json '': expected a file name (or - for stdout)");
+			o->report_json = v;
+			break;
+		case OPT_HELP:
+			o->action = CLI_HELP;
+			return 0;
+		case OPT_VERSION:
+			o->action = CLI_VERSION;
+			return 0;
+		}
+	}
+
+	if (i >= argc)
+		return fail(err, errlen,
+			    "no command given (usage: tbwrap [OPTIONS] -- COMMAND "
+			    "[ARGS...]; see tbwrap --help)");
+	o->argv = argv + i;
+	o->argc = argc - i;
+	return 0;
+}
+
+void cli_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: tbwrap [OPTIONS] [--] COMMAND [ARGS...]\n"
+		"       tbwrap status [--disable-budget-visuals] [PID]\n"
+		"\n"
+		"Runs COMMAND with token budgets on every AI coding agent started below it "
+		"(Claude\n"
+		"Code by default), metering their usage as they write it.\n"
+		"\n"
+		"Options (each VALUE may also be given as --option=VALUE):\n"
+		"  --overall-token-budget TOKENS     budget of the whole session, all agents "
+		"together;\n"
+		"                                    0 means no agent may run\n"
+		"  --command-budget /COMMAND=TOKENS  budget of the agents whose prompt starts "
+		"with\n"
+		"                                    /COMMAND (e.g. /test=50K); repeatable, at "
+		"most %d;\n"
+		"                                    %s=TOKENS budgets prompts that are no "
+		"command\n"
+		"  --budget-enforcement-mode warn|block\n"
+		"                                    warn (default): report each budget crossing "
+		"at\n"
+		"                                    70, 90 and 100%%; block: refuse agents that "
+		"would\n"
+		"                                    exceed a budget and stop those that cross "
+		"one\n"
+		"  --estimate TOKENS                 tokens reserved for an agent when it starts\n"
+		"                                    (default %d), released as its real usage "
+		"arrives\n"
+		"  --match NAME                      program name (basename of argv[0]) that is "
+		"an\n"
+		"                                    agent; repeatable, replaces the default '%s'\n"
+		"  --disable-budget-visuals          no progress bars in reports (numbers stay)\n"
+		"  --report-json FILE                write the final report as JSON to FILE\n"
+		"                                    ('-' for standard output)\n"
+		"  --dry-run                         print the budgets and the command, run "
+		"nothing\n"
+		"  -h, --help                        show this text\n"
+		"  --version                         show the version\n"
+		"\n"
+		"TOKENS is a whole number, optionally with K (1000) or M (1000000): 50000, 50K, "
+		"1.5M.\n"
+		"Options end at '--' or at the first word that is not an option; a command named\n"
+		"'status' needs '--' before it.\n"
+		"\n"
+		"tbwrap status [PID] shows the budgets and agents of a running tbwrap (the only "
+		"one,\n"
+		"or the one whose process id is PID).\n"
+		"\n"
+		"Exit status: the command's own status, or\n"
+		"  %3d  bad command line (nothing was run)\n"
+		"  %3d  an agent was refused at launch (block mode)\n"
+		"  %3d  an agent was stopped for its budget (block mode)\n"
+		"  %3d  the supervisor went away under a running agent\n"
+		"  %3d  tbwrap itself failed\n"
+		"  %3d  the command could not be executed\n"
+		"  %3d  the command was not found\n"
+		"tbwrap status exits 0, 1 when no tbwrap is running, 2 when several are and no "
+		"PID\n"
+		"was given.\n",
+		LEDGER_MAX_COMMANDS, LEDGER_CATCH_ALL, CLI_DEFAULT_ESTIMATE, TBWRAP_DEFAULT_MATCH,
+		TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED, TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST,
+		TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC, TBWRAP_EXIT_NOTFOUND);
+}

@@ -1,0 +1,330 @@
+# shellcheck shell=bash disable=SC2034
+# (SC2034: the paths and run's results are set here for the tests that source this file.)
+# libtest.sh: sourced by the shell tests (tests/sh/test_*.sh, tests/e2e/test_*.sh).
+#
+# Gives every test the same frame: paths of what was built, a private temp dir ($T) that is removed
+# on exit together with any process the test left running, TAP output with automatic numbering
+# ("ok N - name", "not ok N - name", "ok N - name # SKIP why"), assertions that say what they got
+# and what they wanted, and small helpers (fake agents on PATH, JSON lookups, bounded waits).
+#
+#   source "$(dirname "$0")/libtest.sh"   (or the path from tests/e2e)
+#   setup
+#   run "$TBWRAP" --budget 100 -- true
+#   assert_eq "$status" 0 "tbwrap runs true"
+#   done_testing
+#
+# BUILD=build-asan selects another build directory; KEEP_TMP=1 keeps $T for a post-mortem.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-build}
+[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+TBWRAP=$BUILD/tbwrap
+LIBTBWRAP=$BUILD/libtbwrap.so
+HELPERS=$BUILD/tests/helpers
+FAKE_AGENT=$HELPERS/fake_agent
+STATIC_WRITER=$HELPERS/static_writer
+BENCH_WRITES=$HELPERS/bench_writes
+FIX=$ROOT/tests/fixtures/claude-code-2.1.197
+
+_tap_n=0
+_tap_failed=0
+_test_pids=()
+T=
+
+# ---- frame ----
+
+# setup: makes $T, points Claude's config dir into it, cds there, and arms cleanup on exit.
+# A test that ends by a signal still cleans up: INT/TERM turn into an ordinary exit.
+setup() {
+	T=$(mktemp -d "${TMPDIR:-/tmp}/tbwrap-test.XXXXXX") || {
+		echo "Bail out! mktemp failed"
+		exit 1
+	}
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	# Transcripts of fake and real agents go here, never into the invoking user's ~/.claude.
+	export CLAUDE_CONFIG_DIR=$T/claude-config
+	mkdir -p "$CLAUDE_CONFIG_DIR"
+	cd "$T" || exit 1
+}
+
+# cleanup: stops what the test started (recorded by start_bg, or left as background jobs):
+# SIGTERM to each process group, SIGKILL to what is still there a moment later. Keeps the exit
+# status of the test.
+cleanup() {
+	local rc=$?
+	local pids=("${_test_pids[@]}") p
+	# Background jobs the test did not register are still ours to stop.
+	for p in $(jobs -p); do
+		pids+=("$p")
+	done
+	if ((${#pids[@]})); then
+		for p in "${pids[@]}"; do
+			kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
+		done
+		local i
+		for ((i = 0; i < 40; i++)); do
+			_any_alive "${pids[@]}" || break
+			sleep 0.05
+		done
+		for p in "${pids[@]}"; do
+			kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
+		done
+		wait 2>/dev/null
+	fi
+	cd / || true
+	if [[ -n $T && -d $T ]]; then
+		if [[ ${KEEP_TMP:-0} == 1 ]]; then
+			echo "# kept $T" >&2
+		else
+			rm -rf "$T"
+		fi
+	fi
+	exit "$rc"
+}
+
+_any_alive() {
+	local p
+	for p in "$@"; do
+		kill -0 -- "-$p" 2>/dev/null && return 0
+		kill -0 "$p" 2>/dev/null && return 0
+	done
+	return 1
+}
+
+# start_bg CMD...: runs CMD in the background in a process group of its own (so cleanup can stop
+# it and everything it forked) and sets BG_PID. Redirect as usual: start_bg cmd >out 2>err
+# In a non-interactive shell a background child is never a group leader, so setsid(1) does not
+# fork and $! is the pid of CMD itself.
+start_bg() {
+	setsid "$@" &
+	BG_PID=$!
+	_test_pids+=("$BG_PID")
+}
+
+# ---- TAP ----
+
+ok() {
+	_tap_n=$((_tap_n + 1))
+	echo "ok $_tap_n - $1"
+}
+
+# not_ok NAME [REASON...]: a failed case; the reason lines become TAP diagnostics.
+not_ok() {
+	local name=$1
+	shift
+	_tap_n=$((_tap_n + 1))
+	_tap_failed=$((_tap_failed + 1))
+	echo "not ok $_tap_n - $name"
+	local line
+	for line in "$@"; do
+		diag "$line"
+	done
+}
+
+# skip NAME REASON: a case that could not run here, and why.
+skip() {
+	_tap_n=$((_tap_n + 1))
+	echo "ok $_tap_n - $1 # SKIP $2"
+}
+
+# diag TEXT: a TAP comment; multi-line text becomes one comment per line.
+diag() {
+	local line
+	while IFS= read -r line; do
+		echo "# $line"
+	done <<<"$1"
+}
+
+# done_testing: prints the plan and exits non-zero if any case failed.
+done_testing() {
+	echo "1..$_tap_n"
+	if ((_tap_failed > 0)); then
+		diag "$_tap_failed of $_tap_n failed"
+		exit 1
+	fi
+	exit 0
+}
+
+# skip_all REASON: the whole file cannot run here (missing tool, kernel feature).
+skip_all() {
+	skip "$(basename "$0" .sh)" "$1"
+	done_testing
+}
+
+# require_files FILE...: stops the test with a failure if something it needs was not built.
+require_files() {
+	local f missing=()
+	for f in "$@"; do
+		[[ -e $f ]] || missing+=("$f")
+	done
+	if ((${#missing[@]})); then
+		not_ok "required files exist" "missing: ${missing[*]}" "build them first: make all helpers"
+		done_testing
+	fi
+}
+
+# has_cmd NAME: true when NAME is on PATH.
+has_cmd() {
+	command -v "$1" >/dev/null 2>&1
+}
+
+# ---- running things ----
+
+# run CMD...: runs CMD with stdout in $T/run.out and stderr in $T/run.err; sets status, output
+# (stdout) and errout (stderr), both without trailing newlines, like $(...).
+run() {
+	"$@" >"$T/run.out" 2>"$T/run.err"
+	status=$?
+	output=$(cat "$T/run.out")
+	errout=$(cat "$T/run.err")
+	return 0
+}
+
+# wait_until SECONDS CMD...: polls CMD every 50 ms until it succeeds; false if it never did.
+# Only for waiting on an event that must come (the bound is a safety net, not a measurement).
+wait_until() {
+	local limit=$1
+	shift
+	local tries=$((limit * 20)) i
+	for ((i = 0; i < tries; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	"$@"
+}
+
+# ---- assertions: each prints exactly one TAP line ----
+
+assert_eq() {
+	local got=$1 want=$2 name=$3
+	if [[ $got == "$want" ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "got:  '$got'" "want: '$want'"
+	fi
+}
+
+assert_ne() {
+	local got=$1 unwanted=$2 name=$3
+	if [[ $got != "$unwanted" ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "got '$got', which it must not be"
+	fi
+}
+
+assert_contains() {
+	local haystack=$1 needle=$2 name=$3
+	if [[ $haystack == *"$needle"* ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "missing: '$needle'" "in: '${haystack:0:2000}'"
+	fi
+}
+
+assert_not_contains() {
+	local haystack=$1 needle=$2 name=$3
+	if [[ $haystack != *"$needle"* ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "found: '$needle'" "in: '${haystack:0:2000}'"
+	fi
+}
+
+# assert_match STRING ERE NAME
+assert_match() {
+	local string=$1 re=$2 name=$3
+	if [[ $string =~ $re ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "'${string:0:2000}'" "does not match /$re/"
+	fi
+}
+
+# assert_file_eq GOT_FILE WANT_FILE NAME: byte-identical files.
+assert_file_eq() {
+	local a=$1 b=$2 name=$3
+	if [[ ! -f $a ]]; then
+		not_ok "$name" "no such file: $a"
+	elif [[ ! -f $b ]]; then
+		not_ok "$name" "no such file: $b"
+	elif cmp -s -- "$a" "$b"; then
+		ok "$name"
+	else
+		not_ok "$name" "$(cmp -- "$a" "$b" 2>&1)" \
+			"sizes: $(wc -c <"$a") vs $(wc -c <"$b") bytes ($a vs $b)"
+	fi
+}
+
+# assert_status WANT NAME CMD...: runs CMD (through run, so $output/$errout are set afterwards)
+# and checks its exit status.
+assert_status() {
+	local want=$1 name=$2
+	shift 2
+	run "$@"
+	if [[ $status == "$want" ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "exit status $status, want $want: $*" "stderr: ${errout:0:2000}"
+	fi
+}
+
+# ---- helpers for agents ----
+
+# agent_dir [NAME]: makes a directory holding a symlink NAME (default "claude") to fake_agent and
+# prints it; put it first on PATH, or run "$(agent_dir)/claude" directly. tbwrap recognises an
+# agent by the basename of argv[0], so the symlink is what makes fake_agent an agent.
+agent_dir() {
+	local name=${1:-claude}
+	local dir=$T/agent-bin
+	mkdir -p "$dir"
+	ln -sf "$FAKE_AGENT" "$dir/$name"
+	echo "$dir"
+}
+
+# project_slug DIR: the name Claude Code gives DIR under $CLAUDE_CONFIG_DIR/projects (every byte
+# that is not an ASCII letter or digit becomes '-').
+project_slug() {
+	LC_ALL=C sed 's/[^A-Za-z0-9]/-/g' <<<"$1"
+}
+
+# transcripts [CONFIG_DIR]: the transcript files under CONFIG_DIR/projects (default
+# $CLAUDE_CONFIG_DIR), one per line, sorted.
+transcripts() {
+	local dir=${1:-$CLAUDE_CONFIG_DIR}
+	[[ -d $dir/projects ]] || return 0
+	find "$dir/projects" -type f -name '*.jsonl' | LC_ALL=C sort
+}
+
+# json_get FILE PATH: prints the value at a dotted PATH of a JSON file (numbers index arrays):
+# json_get r.json overall.used.total. Strings print raw, integers as integers, true/false/null as
+# in JSON, objects and arrays as compact JSON. Fails (status 1, message on stderr) when the file
+# is not JSON or the path is absent.
+json_get() {
+	python3 - "$1" "$2" <<'PY'
+import json, sys
+path, dotted = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        v = json.load(f)
+except (OSError, ValueError) as e:
+    sys.exit(f"json_get: {path}: {e}")
+for key in dotted.split(".") if dotted else []:
+    if isinstance(v, list) and key.lstrip("-").isdigit() and -len(v) <= int(key) < len(v):
+        v = v[int(key)]
+    elif isinstance(v, dict) and key in v:
+        v = v[key]
+    else:
+        sys.exit(f"json_get: {path}: no '{key}' in '{dotted}'")
+if isinstance(v, bool) or v is None:
+    print(json.dumps(v))
+elif isinstance(v, str):
+    print(v)
+elif isinstance(v, (int, float)):
+    print(v)
+else:
+    print(json.dumps(v, separators=(",", ":"), sort_keys=True))
+PY
+}

@@ -385,17 +385,22 @@ sum_of() {
 }
 
 # normalize FILE: prints FILE with what two runs of the same scenario never share replaced:
-# session ids and other uuids, message/tool/request ids, and every *_ms timing. JSON lines are
-# rewritten value by value (key order kept); any other line only has its ids replaced, so a
-# text-mode output is compared byte for byte.
+# session ids and other uuids, message/tool/request ids, timestamps, every *_ms timing and
+# the random names of saved tool output.
+# JSON lines are rewritten value by value (key order kept); any other line only has its ids
+# replaced. Text mode needs none of this: its output is compared byte for byte.
 normalize() {
 	python3 - "$1" <<'PYEOF'
 import json, re, sys
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 IDS = re.compile(r"\b(msg|toolu|req)_[0-9A-Za-z]+")
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+# Large tool output is saved by the CLI under a random name.
+SAVED = re.compile(r"tool-results/[0-9A-Za-z]+\.txt")
 
 def text(s):
-    return IDS.sub(lambda m: m.group(1) + "_ID", UUID.sub("UUID", s))
+    s = SAVED.sub("tool-results/ID.txt", STAMP.sub("TIMESTAMP", UUID.sub("UUID", s)))
+    return IDS.sub(lambda m: m.group(1) + "_ID", s)
 
 def walk(v, key=""):
     if isinstance(v, dict):

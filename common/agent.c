@@ -12,17 +12,44 @@
 #include "tbwrap/ledger.h"
 
 static const char *const value_opts[] = {
-	"--output-format", "--input-format", "--json-schema", "--max-budget-usd", "--max-turns",
-	"--system-prompt", "--system-prompt-file", "--append-system-prompt",
-	"--append-system-prompt-file", "--permission-mode", "--model", "--agent", "--fallback-model",
-	"--settings", "--session-id", "--agents", "--setting-sources", "--permission-prompt-tool",
-	"--plugin-dir", "--debug-file", "--resume", "-r", "--from-pr", "--max-thinking-tokens",
+	"--output-format",
+	"--input-format",
+	"--json-schema",
+	"--max-budget-usd",
+	"--max-turns",
+	"--system-prompt",
+	"--system-prompt-file",
+	"--append-system-prompt",
+	"--append-system-prompt-file",
+	"--permission-mode",
+	"--model",
+	"--agent",
+	"--fallback-model",
+	"--settings",
+	"--session-id",
+	"--agents",
+	"--setting-sources",
+	"--permission-prompt-tool",
+	"--plugin-dir",
+	"--debug-file",
+	"--resume",
+	"-r",
+	"--from-pr",
+	"--max-thinking-tokens",
 	NULL,
 };
 
 static const char *const variadic_opts[] = {
-	"--allowedTools", "--allowed-tools", "--disallowedTools", "--disallowed-tools", "--tools",
-	"--mcp-config", "--add-dir", "--betas", "--file", NULL,
+	"--allowedTools",
+	"--allowed-tools",
+	"--disallowedTools",
+	"--disallowed-tools",
+	"--tools",
+	"--mcp-config",
+	"--add-dir",
+	"--betas",
+	"--file",
+	NULL,
 };
 
 static bool in_list(const char *const *list, const char *word)
@@ -73,7 +100,8 @@ bool agent_is_match(int argc, char *const argv[], const char *match)
 		return true;
 	/* The JavaScript build run by an interpreter: argv[0] is the interpreter. */
 	if (argc >= 2 && argv[1] &&
-	    (strcmp(name, "node") == 0 || strcmp(name, "bun") == 0 || strcmp(name, "nodejs") == 0) &&
+	    (strcmp(name, "node") == 0 || strcmp(name, "bun") == 0 ||
+	     strcmp(name, "nodejs") == 0) &&
 	    (ends_with(argv[1], "claude-code/cli.js") || ends_with(argv[1], "claude-code/cli.mjs")))
 		return name_in_match("claude", 6, match);
 	return false;
@@ -91,8 +119,8 @@ static bool copy_key(const char *src, size_t len, char *out, size_t outlen)
 bool agent_prompt_key(const char *prompt, size_t len, char *out, size_t outlen)
 {
 	size_t i = 0;
-	while (i < len && (prompt[i] == ' ' || prompt[i] == '\t' || prompt[i] == '\n' ||
-			   prompt[i] == '\r'))
+	while (i < len &&
+	       (prompt[i] == ' ' || prompt[i] == '\t' || prompt[i] == '\n' || prompt[i] == '\r'))
 		i++;
 	if (i >= len || prompt[i] != '/')
 		return copy_key(LEDGER_CATCH_ALL, strlen(LEDGER_CATCH_ALL), out, outlen);

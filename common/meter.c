@@ -100,12 +100,12 @@ struct scan {
 /* Where in the document an object is; decides which keys matter. */
 enum ctx {
 	CTX_ROOT,
-	CTX_MESSAGE, /* root.message */
-	CTX_EVENT, /* root.event */
-	CTX_EV_MESSAGE, /* root.event.message */
+	CTX_MESSAGE,	 /* root.message */
+	CTX_EVENT,	 /* root.event */
+	CTX_EV_MESSAGE,	 /* root.event.message */
 	CTX_MODEL_USAGE, /* root.modelUsage */
-	CTX_USAGE, /* a usage object: snake_case fields, last value wins */
-	CTX_MODEL, /* root.modelUsage.<model>: camelCase fields, summed over models */
+	CTX_USAGE,	 /* a usage object: snake_case fields, last value wins */
+	CTX_MODEL,	 /* root.modelUsage.<model>: camelCase fields, summed over models */
 };
 
 /* Byte classes inside a JSON string. */

@@ -18,7 +18,7 @@
 
 #include "tbwrap/log.h"
 
-#define CELL_FULL "\u2588" /* █ */
+#define CELL_FULL "\u2588"  /* █ */
 #define CELL_EMPTY "\u2591" /* ░ */
 
 /* Growable text; after a failed allocation every append is a no-op and the result is NULL. */

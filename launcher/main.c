@@ -50,7 +50,7 @@ static bool find_library(char *out, size_t len)
 		return false;
 	exe[n] = '\0';
 	const char *dir = dirname(exe);
-	static const char *const rel[] = { "libtbwrap.so", "../lib/tbwrap/libtbwrap.so" };
+	static const char *const rel[] = {"libtbwrap.so", "../lib/tbwrap/libtbwrap.so"};
 	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
 		snprintf(out, len, "%s/%s", dir, rel[i]);
 		if (access(out, R_OK) == 0)
@@ -67,11 +67,11 @@ static int open_socket(void)
 		sock_dir[0] = '\0';
 		log_die_errno(TBWRAP_EXIT_INTERNAL, "cannot create a private socket directory");
 	}
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", sock_dir);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
-		log_die(TBWRAP_EXIT_INTERNAL, "socket path under %s is too long (set TMPDIR shorter)",
-			sock_dir);
+		log_die(TBWRAP_EXIT_INTERNAL,
+			"socket path under %s is too long (set TMPDIR shorter)", sock_dir);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		log_die_errno(TBWRAP_EXIT_INTERNAL, "socket");
@@ -93,7 +93,8 @@ static void print_dry_run(const struct cli_options *o, const char *lib)
 		printf("overall budget: none\n");
 	} else {
 		render_tokens(t, sizeof(t), o->overall_limit);
-		printf("overall budget: %s (%llu tokens)\n", t, (unsigned long long)o->overall_limit);
+		printf("overall budget: %s (%llu tokens)\n", t,
+		       (unsigned long long)o->overall_limit);
 	}
 	for (size_t i = 0; i < o->n_commands; i++) {
 		render_tokens(t, sizeof(t), o->command_limits[i]);
@@ -149,7 +150,7 @@ static int run(const struct cli_options *o)
 		.overall_limit = o->overall_limit,
 		.mode = o->mode,
 		.estimate = o->estimate,
-		.weights = { 1, 1, 1, 1 },
+		.weights = {1, 1, 1, 1},
 		.n_commands = o->n_commands,
 		.command_names = names,
 		.command_limits = o->command_limits,
@@ -195,7 +196,7 @@ static int run(const struct cli_options *o)
 		.signal_fd = sfd,
 		.child = child,
 		.live = o->visuals && isatty(STDERR_FILENO),
-		.render = { .color = render_use_color(STDERR_FILENO), .bars = o->visuals },
+		.render = {.color = render_use_color(STDERR_FILENO), .bars = o->visuals},
 	};
 	int rc = supervisor_run(&sc);
 	close(lfd);
@@ -231,7 +232,8 @@ int main(int argc, char **argv)
 		printf("tbwrap %s\n", TBWRAP_VERSION);
 		return 0;
 	case CLI_STATUS: {
-		struct render_opts ro = { .color = render_use_color(STDOUT_FILENO), .bars = o.visuals };
+		struct render_opts ro = {.color = render_use_color(STDOUT_FILENO),
+					 .bars = o.visuals};
 		return status_main(o.status_pid, &ro);
 	}
 	case CLI_RUN:

@@ -156,7 +156,8 @@ static void draw_live(struct sup *s)
 	char buf[2048];
 	int n = snprintf(buf, sizeof(buf), "\r\033[K%s", line);
 	free(line);
-	if (n > 0 && write(STDERR_FILENO, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) > 0)
+	if (n > 0 &&
+	    write(STDERR_FILENO, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) > 0)
 		s->live_drawn = true;
 }
 
@@ -246,7 +247,7 @@ static void stop_agent(struct sup *s, struct agent *a, const struct ledger_refus
 
 static void warn_thresholds(struct sup *s, struct ledger_budget *b)
 {
-	static const unsigned pct[] = { 70, 90, 100 };
+	static const unsigned pct[] = {70, 90, 100};
 	uint64_t limit = b->limit;
 	if (limit == LEDGER_NO_LIMIT || limit == 0)
 		return;
@@ -266,8 +267,9 @@ static void warn_thresholds(struct sup *s, struct ledger_budget *b)
 		const char *what = b->name[0] ? b->name : "overall";
 		if (pct[i] == 100)
 			log_warn("warning: %s budget exceeded: %s/%s%s", what, u, lm,
-				 s->l->h->mode == LEDGER_MODE_WARN ? " (warn mode: nothing is stopped)"
-								   : "");
+				 s->l->h->mode == LEDGER_MODE_WARN
+					 ? " (warn mode: nothing is stopped)"
+					 : "");
 		else
 			log_warn("warning: %s budget at %u%%: %s/%s", what, pct[i], u, lm);
 	}
@@ -336,7 +338,7 @@ static void set_sync_wakeup(int fd)
 
 static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int listener)
 {
-	struct proto_reply r = { .magic = PROTO_MAGIC, .status = 0 };
+	struct proto_reply r = {.magic = PROTO_MAGIC, .status = 0};
 	int idx = -1;
 	if (m->inst < 0 || m->inst >= LEDGER_MAX_INSTANCES ||
 	    ledger_load((const uint64_t *)&s->l->h->instances[m->inst].pid) != (uint64_t)m->pid) {
@@ -358,8 +360,8 @@ static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int
 		a->config_len = strlen(a->config_dir);
 		a->pidfd = (int)syscall(SYS_pidfd_open, m->pid, 0);
 		if (a->unmetered) {
-			__atomic_store_n(&s->l->h->instances[m->inst].status,
-					 LEDGER_INST_UNMETERED, __ATOMIC_RELEASE);
+			__atomic_store_n(&s->l->h->instances[m->inst].status, LEDGER_INST_UNMETERED,
+					 __ATOMIC_RELEASE);
 			clear_live(s);
 			log_warn("WARNING: agent %d runs UNMETERED: it could not install the "
 				 "seccomp filter",
@@ -387,13 +389,15 @@ static void handle_conn(struct sup *s, int ci)
 {
 	int conn = s->conns[ci];
 	struct proto_msg m;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl.buf,
+			    .msg_controllen = sizeof(ctl.buf)};
 	ssize_t n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -509,8 +513,8 @@ static bool fd_position(pid_t tgid, int fd, uint64_t *pos, bool *append)
 
 static bool read_remote(pid_t tgid, uint64_t addr, void *dst, size_t len)
 {
-	struct iovec local = { .iov_base = dst, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+	struct iovec local = {.iov_base = dst, .iov_len = len};
+	struct iovec remote = {.iov_base = (void *)(uintptr_t)addr, .iov_len = len};
 	return process_vm_readv(tgid, &local, 1, &remote, 1, 0) == (ssize_t)len;
 }
 
@@ -551,8 +555,8 @@ static uint64_t write_position(struct source *src, pid_t tid, pid_t tgid, int fd
 	return METER_POS_APPEND;
 }
 
-static void remember_write(struct source *src, pid_t tid, uint64_t addr, size_t len,
-			   uint64_t start, const char *data, size_t have)
+static void remember_write(struct source *src, pid_t tid, uint64_t addr, size_t len, uint64_t start,
+			   const char *data, size_t have)
 {
 	src->last_tid = tid;
 	src->last_addr = addr;
@@ -614,9 +618,8 @@ static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	int nr = d->nr;
 	int fd = (int)d->args[0];
 	bool is_vec = nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2;
-	bool has_off = nr == SYS_pwrite64 ||
-		       ((nr == SYS_pwritev || nr == SYS_pwritev2) &&
-			(int64_t)(d->args[3] | (d->args[4] << 32)) != -1);
+	bool has_off = nr == SYS_pwrite64 || ((nr == SYS_pwritev || nr == SYS_pwritev2) &&
+					      (int64_t)(d->args[3] | (d->args[4] << 32)) != -1);
 	uint64_t off = nr == SYS_pwrite64 ? d->args[3] : (d->args[3] | (d->args[4] << 32));
 	struct stat st;
 	struct source *src = classify(a, tgid, fd, &st);
@@ -630,7 +633,8 @@ static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 		if (cnt <= 0)
 			return;
 		if (cnt > 64)
-			cnt = 64; /* beyond: the rest is not metered (IOV_MAX is 1024; Claude uses 1) */
+			cnt = 64; /* beyond: the rest is not metered (IOV_MAX is 1024; Claude uses
+				     1) */
 		if (!read_remote(tgid, d->args[1], vec, sizeof(vec[0]) * (size_t)cnt))
 			return;
 	} else {
@@ -642,8 +646,8 @@ static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	for (int i = 0; i < cnt; i++)
 		total += vec[i].iov_len;
 	uint64_t first = (uint64_t)(uintptr_t)vec[0].iov_base;
-	uint64_t pos = write_position(src, tid, tgid, fd, has_off, off, &st,
-				      cnt == 1 ? first : 0, cnt == 1 ? total : 0, lfd, s->req->id);
+	uint64_t pos = write_position(src, tid, tgid, fd, has_off, off, &st, cnt == 1 ? first : 0,
+				      cnt == 1 ? total : 0, lfd, s->req->id);
 	/* First sight of a source: start at this write (an existing file's old lines - a
 	 * resumed session - were metered when they were written, if at all). */
 	if (src->s.end == METER_POS_APPEND)
@@ -661,8 +665,8 @@ static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 			break;
 	}
 	if (cnt == 1)
-		remember_write(src, tid, first, total, start,
-			       fed <= READ_CHUNK ? s->buf : NULL, fed <= READ_CHUNK ? fed : 0);
+		remember_write(src, tid, first, total, start, fed <= READ_CHUNK ? s->buf : NULL,
+			       fed <= READ_CHUNK ? fed : 0);
 	else
 		src->last_len = 0;
 	if (changed)
@@ -774,7 +778,7 @@ static bool init_buffers(struct sup *s)
 	/* The kernel may know a larger struct than our headers: allocate what it says. */
 	s->req_size = sizes.seccomp_notif > sizeof(*s->req) ? sizes.seccomp_notif : sizeof(*s->req);
 	s->resp_size = sizes.seccomp_notif_resp > sizeof(*s->resp) ? sizes.seccomp_notif_resp
-								    : sizeof(*s->resp);
+								   : sizeof(*s->resp);
 	s->req = calloc(1, s->req_size);
 	s->resp = calloc(1, s->resp_size);
 	s->buf = malloc(READ_CHUNK);
@@ -801,25 +805,26 @@ int supervisor_run(const struct supervisor_config *cfg)
 
 	while (!s->child_done || agents_running(s)) {
 		int n = 0;
-		pfd[n] = (struct pollfd){ .fd = cfg->signal_fd, .events = POLLIN };
+		pfd[n] = (struct pollfd){.fd = cfg->signal_fd, .events = POLLIN};
 		kind[n++] = K_SIG;
 		if (s->n_conns < MAX_CONNS) {
-			pfd[n] = (struct pollfd){ .fd = cfg->listen_fd, .events = POLLIN };
+			pfd[n] = (struct pollfd){.fd = cfg->listen_fd, .events = POLLIN};
 			kind[n++] = K_LISTEN;
 		}
 		for (int i = 0; i < s->n_conns; i++) {
-			pfd[n] = (struct pollfd){ .fd = s->conns[i], .events = POLLIN };
+			pfd[n] = (struct pollfd){.fd = s->conns[i], .events = POLLIN};
 			kind[n] = K_CONN;
 			ref[n++] = i;
 		}
 		for (int i = 0; i < s->n_listeners; i++) {
-			pfd[n] = (struct pollfd){ .fd = s->listeners[i].fd, .events = POLLIN };
+			pfd[n] = (struct pollfd){.fd = s->listeners[i].fd, .events = POLLIN};
 			kind[n] = K_NOTIF;
 			ref[n++] = i;
 		}
 		for (int i = 0; i < s->n_agents; i++) {
 			if (s->agents[i].used && !s->agents[i].ended && s->agents[i].pidfd >= 0) {
-				pfd[n] = (struct pollfd){ .fd = s->agents[i].pidfd, .events = POLLIN };
+				pfd[n] =
+					(struct pollfd){.fd = s->agents[i].pidfd, .events = POLLIN};
 				kind[n] = K_PIDFD;
 				ref[n++] = i;
 			}
@@ -856,7 +861,8 @@ int supervisor_run(const struct supervisor_config *cfg)
 				handle_signal(s);
 				break;
 			case K_LISTEN: {
-				int c = accept4(cfg->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+				int c = accept4(cfg->listen_fd, NULL, NULL,
+						SOCK_CLOEXEC | SOCK_NONBLOCK);
 				if (c >= 0)
 					s->conns[s->n_conns++] = c;
 				break;
@@ -876,7 +882,7 @@ int supervisor_run(const struct supervisor_config *cfg)
 				handle_conn(s, ref[i]);
 		if (hup_listener) {
 			for (int i = 0; i < s->n_listeners;) {
-				struct pollfd p = { .fd = s->listeners[i].fd, .events = POLLIN };
+				struct pollfd p = {.fd = s->listeners[i].fd, .events = POLLIN};
 				if (poll(&p, 1, 0) == 1 && !(p.revents & POLLIN) &&
 				    (p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
 					close(s->listeners[i].fd);

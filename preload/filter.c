@@ -34,10 +34,10 @@
 static int add_rules(scmp_filter_ctx ctx, uint64_t tag)
 {
 	static const int tagged[] = {
-		SCMP_SYS(write), SCMP_SYS(writev), SCMP_SYS(pwrite64), SCMP_SYS(pwritev),
-		SCMP_SYS(sendmsg),
+		SCMP_SYS(write),   SCMP_SYS(writev),  SCMP_SYS(pwrite64),
+		SCMP_SYS(pwritev), SCMP_SYS(sendmsg),
 	};
-	static const int always[] = { SCMP_SYS(pwritev2), SCMP_SYS(sendto) };
+	static const int always[] = {SCMP_SYS(pwritev2), SCMP_SYS(sendto)};
 	int rc;
 
 	for (size_t i = 0; i < sizeof(tagged) / sizeof(tagged[0]); i++) {
@@ -97,10 +97,9 @@ int preload_install_filter(uint64_t tag)
 	 * behaviour (sudo cannot gain privileges under an agent) does not depend on who runs it. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		goto out;
-	listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-				SECCOMP_FILTER_FLAG_NEW_LISTENER |
-					SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-				&prog);
+	listener = (int)syscall(
+		SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
 	if (listener < 0 && errno == EINVAL) {
 		/* Kernels before 5.19 lack WAIT_KILLABLE_RECV: restarts are then possible and the
 		 * meter's positioned feeds absorb them. */

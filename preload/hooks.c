@@ -39,7 +39,7 @@ static inline void resolve(void *fn)
 static void account_buf(int fd, const void *buf, ssize_t ret)
 {
 	if (ret > 0) {
-		struct iovec iov = { .iov_base = (void *)buf, .iov_len = (size_t)ret };
+		struct iovec iov = {.iov_base = (void *)buf, .iov_len = (size_t)ret};
 		preload_account(fd, &iov, 1, (size_t)ret);
 	}
 }

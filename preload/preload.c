@@ -69,8 +69,8 @@ static void *must_sym(const char *name, void *self)
 	void *p = dlsym(RTLD_NEXT, name);
 	/* Resolving to ourselves would recurse forever: better to stop here, loudly. */
 	if (p == self)
-		log_die(TBWRAP_EXIT_INTERNAL, "%s resolves to the hook itself; preload order broken",
-			name);
+		log_die(TBWRAP_EXIT_INTERNAL,
+			"%s resolves to the hook itself; preload order broken", name);
 	return p;
 }
 
@@ -101,8 +101,8 @@ ssize_t preload_tagged_write(int fd, const void *buf, size_t len)
 
 static void poke_supervisor(void)
 {
-	struct proto_msg m = { .magic = PROTO_MAGIC, .type = PROTO_POKE, .pid = getpid(),
-			       .inst = inst };
+	struct proto_msg m = {
+		.magic = PROTO_MAGIC, .type = PROTO_POKE, .pid = getpid(), .inst = inst};
 	/* Non-blocking: a full socket buffer means pokes are pending already. */
 	syscall(SYS_sendto, sup_fd, &m, sizeof(m), MSG_DONTWAIT, NULL, 0);
 }
@@ -191,9 +191,10 @@ void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 		return; /* the common case of a write to anything else: no lock, no syscall */
 	ledger_instance_lock(&ledger, inst);
 	struct meter_stream *s = stream_of(fd);
-	struct meter_usage delta = { { 0 } };
+	struct meter_usage delta = {{0}};
 	if (s && fd_kind[fd] == FD_TRANSCRIPT &&
-	    (__atomic_load_n(&ledger.h->instances[inst].flags, __ATOMIC_ACQUIRE) & LEDGER_F_UNBOUND))
+	    (__atomic_load_n(&ledger.h->instances[inst].flags, __ATOMIC_ACQUIRE) &
+	     LEDGER_F_UNBOUND))
 		bind_from_transcript(iov, iovcnt, ret);
 	if (s) {
 		for (int i = 0; i < iovcnt && ret > 0; i++) {
@@ -209,7 +210,8 @@ void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 		ledger_record_delta(&ledger, inst, &delta);
 	ledger_instance_unlock(&ledger, inst);
 	if (changed) {
-		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_LIBC, __ATOMIC_RELAXED);
+		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_LIBC,
+				  __ATOMIC_RELAXED);
 		poke_supervisor();
 	}
 }
@@ -259,7 +261,7 @@ static void set_config_dir(void)
 
 static int connect_supervisor(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -280,16 +282,20 @@ static int connect_supervisor(const char *path)
 /* Sends the HELLO (with the listener fd when there is one) and waits for the answer. */
 static int register_agent(uint32_t flags, int listener)
 {
-	struct proto_msg m = { .magic = PROTO_MAGIC, .type = PROTO_HELLO, .pid = getpid(),
-			       .inst = inst, .flags = flags,
-			       .stdout_dev = stdout_dev, .stdout_ino = stdout_ino };
+	struct proto_msg m = {.magic = PROTO_MAGIC,
+			      .type = PROTO_HELLO,
+			      .pid = getpid(),
+			      .inst = inst,
+			      .flags = flags,
+			      .stdout_dev = stdout_dev,
+			      .stdout_ino = stdout_ino};
 	memcpy(m.config_dir, config_dir, config_dir_len + 1);
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	if (listener >= 0) {
 		mh.msg_control = ctl.buf;
 		mh.msg_controllen = sizeof(ctl.buf);
@@ -323,7 +329,8 @@ static void describe_refusal(const struct ledger_refusal *why, char *buf, size_t
 		snprintf(buf, len, "overall budget: used %s + reserved %s + estimate %s > limit %s",
 			 used, res, est, lim);
 	else
-		snprintf(buf, len, "command budget %s: used %s + reserved %s + estimate %s > limit %s",
+		snprintf(buf, len,
+			 "command budget %s: used %s + reserved %s + estimate %s > limit %s",
 			 why->name, used, res, est, lim);
 }
 
@@ -432,7 +439,7 @@ static void become_agent(int argc, char **argv)
 	meter_stream_init(&stdout_stream, METER_LINE_MAX_DEFAULT);
 	setenv(TBWRAP_ENV_FILTERED, "1", 1);
 
-	struct sigaction sa = { .sa_handler = on_sigio, .sa_flags = SA_RESTART };
+	struct sigaction sa = {.sa_handler = on_sigio, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGIO, &sa, NULL);
 	fcntl(sup_fd, F_SETOWN, getpid());
@@ -454,7 +461,8 @@ __attribute__((constructor)) static void preload_init(int argc, char **argv, cha
 	}
 	if (getenv(TBWRAP_ENV_FILTERED)) {
 		/* Under an agent's filter: tag our writes so they skip the supervisor. The tag is
-		 * in the ledger; without it (ledger unreadable) we stay dormant and are notified. */
+		 * in the ledger; without it (ledger unreadable) we stay dormant and are notified.
+		 */
 		char err[256];
 		struct ledger l;
 		if (ledger_open(&l, getenv(TBWRAP_ENV_LEDGER), false, err, sizeof(err)) == 0) {

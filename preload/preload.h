@@ -15,8 +15,8 @@
 /* What this process is. Read on every hook; written once by the constructor. */
 enum preload_mode {
 	PRELOAD_DORMANT = 0, /* not under tbwrap's filter: hooks call libc */
-	PRELOAD_TAGGED,      /* a non-agent under an agent's filter: tagged raw syscalls, no meter */
-	PRELOAD_AGENT        /* an agent: meter in-line, then a tagged raw syscall */
+	PRELOAD_TAGGED, /* a non-agent under an agent's filter: tagged raw syscalls, no meter */
+	PRELOAD_AGENT /* an agent: meter in-line, then a tagged raw syscall */
 };
 
 extern int preload_mode;

@@ -10,7 +10,8 @@
 
 /* True when the process is an agent: the basename of argv[0] (with a trailing ".exe" dropped)
  * equals one of the ':'-separated names in match, or argv[0] is node/bun/deno and argv[1] is a
- * script path ending in "claude-code/cli.js" or "claude-code/cli.mjs" (the npm JavaScript build). */
+ * script path ending in "claude-code/cli.js" or "claude-code/cli.mjs" (the npm JavaScript build).
+ */
 bool agent_is_match(int argc, char *const argv[], const char *match);
 
 /* Writes the budget key of the agent's prompt: "/test" for "/test --real-services";

@@ -33,14 +33,14 @@ struct cli_options {
 	char command_names[LEDGER_MAX_COMMANDS][LEDGER_NAME_LEN];
 	uint64_t command_limits[LEDGER_MAX_COMMANDS];
 	enum ledger_mode mode; /* default warn */
-	bool visuals; /* false with --disable-budget-visuals */
-	uint64_t estimate; /* default CLI_DEFAULT_ESTIMATE */
+	bool visuals;	       /* false with --disable-budget-visuals */
+	uint64_t estimate;     /* default CLI_DEFAULT_ESTIMATE */
 	bool dry_run;
 	size_t n_match;
 	const char *match[CLI_MAX_MATCH]; /* default: {TBWRAP_DEFAULT_MATCH}; point into argv */
-	const char *report_json; /* NULL when not given; "-" is stdout */
-	pid_t status_pid; /* CLI_STATUS: 0 = the only running tbwrap */
-	char **argv; /* CLI_RUN: the command (argv[argc] is NULL) */
+	const char *report_json;	  /* NULL when not given; "-" is stdout */
+	pid_t status_pid;		  /* CLI_STATUS: 0 = the only running tbwrap */
+	char **argv;			  /* CLI_RUN: the command (argv[argc] is NULL) */
 	int argc;
 };
 

@@ -50,27 +50,27 @@ struct ledger_counts {
 
 struct ledger_budget {
 	char name[LEDGER_NAME_LEN]; /* command key ("/test", LEDGER_CATCH_ALL); "" for overall */
-	uint64_t limit;             /* LEDGER_NO_LIMIT when no budget is set */
+	uint64_t limit;		    /* LEDGER_NO_LIMIT when no budget is set */
 	struct ledger_counts used;
-	uint64_t reserved;          /* outstanding reservations of running agents */
-	uint64_t agents;            /* agents admitted */
-	uint64_t refused;           /* agents refused at launch */
-	uint64_t stopped;           /* agents stopped for a budget */
-	uint32_t warned;            /* bit i: threshold i (70, 90, 100 %) already reported */
+	uint64_t reserved; /* outstanding reservations of running agents */
+	uint64_t agents;   /* agents admitted */
+	uint64_t refused;  /* agents refused at launch */
+	uint64_t stopped;  /* agents stopped for a budget */
+	uint32_t warned;   /* bit i: threshold i (70, 90, 100 %) already reported */
 	uint32_t pad;
 };
 
 struct ledger_instance {
 	pthread_mutex_t lock; /* robust, process-shared: guards core and reserved */
 	int64_t pid;
-	uint64_t start_ns;  /* CLOCK_REALTIME at admission */
+	uint64_t start_ns; /* CLOCK_REALTIME at admission */
 	uint64_t end_ns;
-	uint32_t command;   /* index into commands[] */
-	uint32_t status;    /* enum ledger_status, __atomic */
-	int32_t exit_code;  /* wait status decoded: code, or 128 + signal; -1 unknown */
-	uint32_t flags;     /* LEDGER_F_* */
-	uint64_t estimate;  /* reserved at admission */
-	uint64_t reserved;  /* part of the estimate not yet covered by usage */
+	uint32_t command;  /* index into commands[] */
+	uint32_t status;   /* enum ledger_status, __atomic */
+	int32_t exit_code; /* wait status decoded: code, or 128 + signal; -1 unknown */
+	uint32_t flags;	   /* LEDGER_F_* */
+	uint64_t estimate; /* reserved at admission */
+	uint64_t reserved; /* part of the estimate not yet covered by usage */
 	struct ledger_counts used;
 	struct meter_core core;
 };
@@ -83,18 +83,18 @@ struct ledger_header {
 	uint64_t magic;
 	uint32_t version;
 	uint32_t header_size; /* sizeof(struct ledger_header) */
-	uint64_t size;        /* total mapping size */
+	uint64_t size;	      /* total mapping size */
 	int64_t creator_pid;
 	uint32_t uid;
-	uint32_t mode;            /* enum ledger_mode */
-	uint64_t estimate;        /* default pre-launch estimate per agent */
-	uint64_t tag;             /* marks tagged raw syscalls that the filter lets through */
+	uint32_t mode;	   /* enum ledger_mode */
+	uint64_t estimate; /* default pre-launch estimate per agent */
+	uint64_t tag;	   /* marks tagged raw syscalls that the filter lets through */
 	uint32_t weights[METER_NFIELDS];
-	uint32_t n_commands;      /* __atomic; entries below are immutable once published */
-	uint32_t n_instances;     /* __atomic; slots handed out */
+	uint32_t n_commands;  /* __atomic; entries below are immutable once published */
+	uint32_t n_instances; /* __atomic; slots handed out */
 	uint32_t flags;
 	uint32_t pad;
-	pthread_mutex_t lock;     /* robust, process-shared: admission and command insertion */
+	pthread_mutex_t lock; /* robust, process-shared: admission and command insertion */
 	struct ledger_budget overall;
 	struct ledger_budget commands[LEDGER_MAX_COMMANDS];
 	struct ledger_instance instances[LEDGER_MAX_INSTANCES];
@@ -119,7 +119,7 @@ struct ledger_config {
 
 /* Which budget refused or was crossed. */
 struct ledger_refusal {
-	bool is_overall;    /* else the command budget */
+	bool is_overall; /* else the command budget */
 	char name[LEDGER_NAME_LEN];
 	uint64_t limit;
 	uint64_t used;

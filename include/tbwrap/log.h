@@ -13,13 +13,13 @@
 #define TBWRAP_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 /* Exit statuses of tbwrap itself (the command's own status passes through otherwise). */
-#define TBWRAP_EXIT_USAGE 2       /* bad command line: nothing was run */
-#define TBWRAP_EXIT_REFUSED 86    /* an agent was refused at launch (block mode) */
-#define TBWRAP_EXIT_STOPPED 87    /* an agent was stopped for its budget (block mode) */
-#define TBWRAP_EXIT_LOST 88       /* the supervisor went away under a running agent */
-#define TBWRAP_EXIT_INTERNAL 125  /* tbwrap itself failed before or while running the command */
-#define TBWRAP_EXIT_NOEXEC 126    /* the command was found but could not be executed */
-#define TBWRAP_EXIT_NOTFOUND 127  /* the command was not found */
+#define TBWRAP_EXIT_USAGE 2	 /* bad command line: nothing was run */
+#define TBWRAP_EXIT_REFUSED 86	 /* an agent was refused at launch (block mode) */
+#define TBWRAP_EXIT_STOPPED 87	 /* an agent was stopped for its budget (block mode) */
+#define TBWRAP_EXIT_LOST 88	 /* the supervisor went away under a running agent */
+#define TBWRAP_EXIT_INTERNAL 125 /* tbwrap itself failed before or while running the command */
+#define TBWRAP_EXIT_NOEXEC 126	 /* the command was found but could not be executed */
+#define TBWRAP_EXIT_NOTFOUND 127 /* the command was not found */
 
 /* Prefix "tbwrap" or "tbwrap[PID]"; set once by the preload library. */
 void log_set_prefix_pid(int pid);

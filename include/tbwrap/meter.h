@@ -39,9 +39,9 @@ struct meter_usage {
 /* Why they are counted: each is a reason a line gave no usage although it looked like it might. */
 enum meter_anomaly {
 	METER_ANOM_NOT_JSON = 0, /* line had a usage marker but is not one valid JSON value */
-	METER_ANOM_BAD_NUMBER,   /* a usage count negative, fractional, non-numeric or > 2^53 */
-	METER_ANOM_OVERSIZE,     /* line longer than the stream's bound: skipped */
-	METER_ANOM_GAP,          /* positioned feed skipped bytes: the line in progress is dropped */
+	METER_ANOM_BAD_NUMBER,	 /* a usage count negative, fractional, non-numeric or > 2^53 */
+	METER_ANOM_OVERSIZE,	 /* line longer than the stream's bound: skipped */
+	METER_ANOM_GAP, /* positioned feed skipped bytes: the line in progress is dropped */
 	METER_ANOM_ORPHAN_DELTA, /* message_delta with no message_start before it on that stream */
 	METER_NANOMALY
 };
@@ -62,14 +62,15 @@ struct meter_core {
 	struct meter_usage result;  /* per-field maximum over result lines (usage and modelUsage) */
 	struct meter_usage total;   /* per-field max(msg_sum, result); never decreases */
 	uint64_t cost_micro_usd;    /* largest total_cost_usd of a result line, in micro-USD */
-	uint64_t messages;          /* distinct message ids seen */
-	uint64_t results;           /* result lines seen */
-	uint64_t lines;             /* complete lines processed */
-	uint64_t lines_ignored;     /* lines that carried no usage (text, other JSON, non-JSON) */
+	uint64_t messages;	    /* distinct message ids seen */
+	uint64_t results;	    /* result lines seen */
+	uint64_t lines;		    /* complete lines processed */
+	uint64_t lines_ignored;	    /* lines that carried no usage (text, other JSON, non-JSON) */
 	uint64_t anomalies[METER_NANOMALY];
-	char result_subtype[METER_SUBTYPE_LEN]; /* subtype of the last result line, NUL-terminated */
-	uint32_t win_next;                      /* next ring slot to fill */
-	uint32_t win_used;                      /* filled ring slots */
+	char result_subtype[METER_SUBTYPE_LEN]; /* subtype of the last result line, NUL-terminated
+						 */
+	uint32_t win_next;			/* next ring slot to fill */
+	uint32_t win_used;			/* filled ring slots */
 	struct meter_msg win[METER_WINDOW];
 };
 
@@ -82,23 +83,23 @@ struct meter_core {
 
 /* Per-source line reassembly. Lives in the process that reads the source. */
 struct meter_stream {
-	char *buf;          /* partial line; grows on demand up to max_line (never per line) */
-	size_t len;         /* bytes of the partial line in buf */
-	size_t cap;         /* allocated size of buf */
-	size_t max_line;    /* bound on one line */
-	bool skipping;      /* inside an oversize line: drop bytes up to the next newline */
-	bool has_cur_msg;   /* a message_start was seen on this stream */
-	uint64_t cur_msg;   /* id hash of the message most recently started on this stream */
-	uint64_t end;       /* stream offset just past the last byte taken in */
+	char *buf;	  /* partial line; grows on demand up to max_line (never per line) */
+	size_t len;	  /* bytes of the partial line in buf */
+	size_t cap;	  /* allocated size of buf */
+	size_t max_line;  /* bound on one line */
+	bool skipping;	  /* inside an oversize line: drop bytes up to the next newline */
+	bool has_cur_msg; /* a message_start was seen on this stream */
+	uint64_t cur_msg; /* id hash of the message most recently started on this stream */
+	uint64_t end;	  /* stream offset just past the last byte taken in */
 };
 
 /* What one complete line says. */
 enum meter_event_kind {
-	METER_EV_NONE = 0,      /* carries no usage */
-	METER_EV_MESSAGE,       /* assistant line: id + usage */
+	METER_EV_NONE = 0,	/* carries no usage */
+	METER_EV_MESSAGE,	/* assistant line: id + usage */
 	METER_EV_MESSAGE_START, /* stream_event message_start: id + usage */
 	METER_EV_MESSAGE_DELTA, /* stream_event message_delta: usage of the current message */
-	METER_EV_RESULT         /* result line / json output: cumulative usage, cost, subtype */
+	METER_EV_RESULT		/* result line / json output: cumulative usage, cost, subtype */
 };
 
 struct meter_event {

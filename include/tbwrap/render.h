@@ -24,8 +24,8 @@
 
 struct render_opts {
 	bool color; /* ANSI colours */
-	bool bars; /* false with --disable-budget-visuals: numbers only */
-	int width; /* bar cells; <= 0 means RENDER_BAR_WIDTH, capped at RENDER_BAR_WIDTH_MAX */
+	bool bars;  /* false with --disable-budget-visuals: numbers only */
+	int width;  /* bar cells; <= 0 means RENDER_BAR_WIDTH, capped at RENDER_BAR_WIDTH_MAX */
 };
 
 /* The seed's _format_tokens: >= 1e6 "%.1fM", >= 1e3 "%.1fK", else the plain number. A value

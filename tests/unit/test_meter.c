@@ -165,9 +165,9 @@ struct fixture_case {
 	unsigned stdout_events; /* lines of stdout that carry usage (0: none at all) */
 	unsigned transcript_events;
 	uint64_t in, cc, cr, out;
-	uint64_t cost_micro_usd; /* of the result line, 0 when stdout has none */
+	uint64_t cost_micro_usd;  /* of the result line, 0 when stdout has none */
 	uint64_t stdout_messages; /* distinct message ids on stdout */
-	uint64_t messages; /* distinct message ids in the transcript */
+	uint64_t messages;	  /* distinct message ids in the transcript */
 };
 
 static const struct fixture_case fixture_cases[] = {
@@ -237,7 +237,7 @@ static void run_fixture(const struct fixture_case *fc, enum feed_mode mode, uint
 		lines += count_newlines(&tr);
 		events += fc->transcript_events;
 	}
-	assert_int_equal(core->lines, lines); /* none twice, none lost */
+	assert_int_equal(core->lines, lines);		       /* none twice, none lost */
 	assert_int_equal(core->lines_ignored, lines - events); /* the rest carried usage */
 	assert_int_equal(core->messages, is_used[1] ? fc->messages : fc->stdout_messages);
 	if (has_result)
@@ -403,9 +403,9 @@ struct line_case {
 	const char *name;
 	const char *line;
 	size_t len;
-	int anomaly; /* expected anomaly, or IGNORED (no usage, no anomaly), or METER_NANOMALY
-			(counts) */
-	uint64_t in; /* expected total input when it counts */
+	int anomaly;  /* expected anomaly, or IGNORED (no usage, no anomaly), or METER_NANOMALY
+			 (counts) */
+	uint64_t in;  /* expected total input when it counts */
 	uint64_t out; /* expected total output when it counts */
 };
 
@@ -1112,7 +1112,7 @@ int main(void)
 	static char names[NFIX + NLINE][128];
 	size_t n = 0;
 
-	make_deep(deep_ok, sizeof(deep_ok), 1000); /* 1001 levels with the root object */
+	make_deep(deep_ok, sizeof(deep_ok), 1000);   /* 1001 levels with the root object */
 	make_deep(deep_bad, sizeof(deep_bad), 1100); /* beyond METER_JSON_MAX_DEPTH */
 
 	for (size_t i = 0; i < NFIX; i++) {

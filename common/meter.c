@@ -918,48 +918,59 @@ int meter_parse_line(const char *line, size_t len, struct meter_event *ev,
 /* ------------------------------------------------------------------------------------------ */
 /* Accounting */
 
-/* Newest first over win[lo, hi): the two halves of the ring are each scanned downwards. */
-static struct meter_msg *find_in(struct meter_msg *win, uint32_t lo, uint32_t hi, uint64_t id_hash)
+#define INDEX_MASK (METER_INDEX - 1)
+
+static uint32_t index_home(uint64_t id_hash)
 {
-	uint32_t i = hi;
-	/* Four at a time without early exits: a new id has to be compared with every slot, and
-	 * that scan is most of the accounting cost once the window is full. */
-	while (i - lo >= 4) {
-		i -= 4;
-		if ((win[i].id_hash == id_hash) | (win[i + 1].id_hash == id_hash) |
-		    (win[i + 2].id_hash == id_hash) | (win[i + 3].id_hash == id_hash))
-			for (uint32_t j = i + 4; j-- > i;)
-				if (win[j].id_hash == id_hash)
-					return &win[j];
-	}
-	while (i > lo) {
-		i--;
-		if (win[i].id_hash == id_hash)
-			return &win[i];
-	}
-	return NULL;
+	/* The id is a hash already; its high bits pick the home slot. */
+	return (uint32_t)(id_hash >> 40) & INDEX_MASK;
+}
+
+/* Position in core->index of id_hash, or of the empty entry where it would go. */
+static uint32_t index_probe(const struct meter_core *core, uint64_t id_hash)
+{
+	uint32_t i = index_home(id_hash);
+	while (core->index[i] && core->win[core->index[i] - 1].id_hash != id_hash)
+		i = (i + 1) & INDEX_MASK;
+	return i;
 }
 
 static struct meter_msg *find_msg(struct meter_core *core, uint64_t id_hash)
 {
-	uint32_t used = core->win_used < METER_WINDOW ? core->win_used : METER_WINDOW;
-	uint32_t next = core->win_next % METER_WINDOW;
-	struct meter_msg *m;
+	uint32_t i = index_probe(core, id_hash);
+	return core->index[i] ? &core->win[core->index[i] - 1] : NULL;
+}
 
-	/* Newest first: repeats of an id follow it closely (one line per content block). Slots
-	 * [next - used, next) are filled, wrapping round the end of the ring. */
-	if (used <= next)
-		return find_in(core->win, next - used, next, id_hash);
-	m = find_in(core->win, 0, next, id_hash);
-	return m ? m : find_in(core->win, METER_WINDOW - (used - next), METER_WINDOW, id_hash);
+/* Removes the entry at i, shifting later entries of the same probe run back so that lookups
+ * never stop early at the hole (linear probing's deletion, no tombstones). */
+static void index_remove(struct meter_core *core, uint32_t i)
+{
+	uint32_t j = i;
+	for (;;) {
+		j = (j + 1) & INDEX_MASK;
+		if (!core->index[j])
+			break;
+		uint32_t k = index_home(core->win[core->index[j] - 1].id_hash);
+		/* Move j into the hole unless its home lies cyclically in (i, j]. */
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			core->index[i] = core->index[j];
+			i = j;
+		}
+	}
+	core->index[i] = 0;
 }
 
 static struct meter_msg *add_msg(struct meter_core *core, uint64_t id_hash)
 {
-	struct meter_msg *m = &core->win[core->win_next % METER_WINDOW];
+	uint32_t slot = core->win_next % METER_WINDOW;
+	struct meter_msg *m = &core->win[slot];
 
+	if (m->id_hash) /* the oldest message leaves the window */
+		index_remove(core, index_probe(core, m->id_hash));
 	memset(m, 0, sizeof(*m));
 	m->id_hash = id_hash;
+	core->index[index_probe(core, id_hash)] = (uint16_t)(slot + 1);
 	core->win_next = (core->win_next + 1) % METER_WINDOW;
 	if (core->win_used < METER_WINDOW)
 		core->win_used++;

@@ -49,6 +49,9 @@ enum meter_anomaly {
 /* Distinct API calls remembered for de-duplication. Older ones stay in the sums; only a repeat
  * of a message more than this many distinct messages ago could be counted twice. */
 #define METER_WINDOW 1024
+/* Open-addressed index over the window (slot + 1, 0 = empty): twice the window keeps probes short,
+ * so a new id costs a few compares instead of a scan of the whole window. */
+#define METER_INDEX (2 * METER_WINDOW)
 #define METER_SUBTYPE_LEN 32
 
 struct meter_msg {
@@ -72,6 +75,7 @@ struct meter_core {
 	uint32_t win_next;			/* next ring slot to fill */
 	uint32_t win_used;			/* filled ring slots */
 	struct meter_msg win[METER_WINDOW];
+	uint16_t index[METER_INDEX];
 };
 
 /* Default bound on one line. A longer line is skipped (METER_ANOM_OVERSIZE) using no more memory

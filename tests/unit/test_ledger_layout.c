@@ -57,11 +57,11 @@ static void test_sizes(void **state)
 	(void)state;
 	assert_int_equal(sizeof(pthread_mutex_t), 40);
 	assert_int_equal(sizeof(struct meter_usage), 32);
-	assert_int_equal(sizeof(struct meter_core), 41176);
+	assert_int_equal(sizeof(struct meter_core), 45272);
 	assert_int_equal(sizeof(struct ledger_counts), 40);
 	assert_int_equal(sizeof(struct ledger_budget), 152);
-	assert_int_equal(sizeof(struct ledger_instance), 41312);
-	assert_int_equal(sizeof(struct ledger_header), 10585880);
+	assert_int_equal(sizeof(struct ledger_instance), 45408);
+	assert_int_equal(sizeof(struct ledger_header), 11634456);
 	assert_int_equal(LEDGER_VERSION, 1);
 	assert_true(LEDGER_MAGIC == UINT64_C(0x31474c5257425454));
 	assert_int_equal(LEDGER_MAX_COMMANDS, 64);

@@ -100,8 +100,8 @@ bool agent_is_match(int argc, char *const argv[], const char *match)
 		return true;
 	/* The JavaScript build run by an interpreter: argv[0] is the interpreter. */
 	if (argc >= 2 && argv[1] &&
-	    (strcmp(name, "node") == 0 || strcmp(name, "bun") == 0 ||
-	     strcmp(name, "nodejs") == 0) &&
+	    (strcmp(name, "node") == 0 || strcmp(name, "nodejs") == 0 || strcmp(name, "bun") == 0 ||
+	     strcmp(name, "deno") == 0) &&
 	    (ends_with(argv[1], "claude-code/cli.js") || ends_with(argv[1], "claude-code/cli.mjs")))
 		return name_in_match("claude", 6, match);
 	return false;

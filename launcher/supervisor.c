@@ -612,7 +612,7 @@ static size_t feed_remote(struct sup *s, struct agent *a, struct source *src, pi
 	return done;
 }
 
-static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, int lfd)
+static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, int lfd)
 {
 	const struct seccomp_data *d = &s->req->data;
 	int nr = d->nr;
@@ -624,19 +624,19 @@ static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	struct stat st;
 	struct source *src = classify(a, tgid, fd, &st);
 	if (!src)
-		return;
+		return false;
 
 	struct iovec one, vec[64];
 	int cnt = 1;
 	if (is_vec) {
 		cnt = (int)d->args[2];
 		if (cnt <= 0)
-			return;
+			return false;
 		if (cnt > 64)
 			cnt = 64; /* beyond: the rest is not metered (IOV_MAX is 1024; Claude uses
 				     1) */
 		if (!read_remote(tgid, d->args[1], vec, sizeof(vec[0]) * (size_t)cnt))
-			return;
+			return false;
 	} else {
 		one.iov_base = (void *)(uintptr_t)d->args[1];
 		one.iov_len = (size_t)d->args[2];
@@ -669,8 +669,7 @@ static void handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 			       fed <= READ_CHUNK ? fed : 0);
 	else
 		src->last_len = 0;
-	if (changed)
-		check_budgets(s);
+	return changed;
 }
 
 static bool is_socket_fd(pid_t tgid, int fd)
@@ -700,9 +699,14 @@ static void handle_notification(struct sup *s, int lfd)
 		respond(s, lfd, EPERM);
 		return;
 	}
+	bool changed = false;
 	if (!a->unmetered && nr != SYS_sendto && nr != SYS_sendmsg)
-		handle_write(s, a, tid, tgid, lfd);
+		changed = handle_write(s, a, tid, tgid, lfd);
 	respond(s, lfd, 0);
+	/* After the answer: the write that crossed a budget still reaches its file, so the output
+	 * ends with the line that was counted. */
+	if (changed)
+		check_budgets(s);
 }
 
 /* ---- loop ------------------------------------------------------------------------------ */

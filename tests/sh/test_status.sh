@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# `tbwrap status [PID]`: the report of a running session (budgets, agents with their state and
+# usage so far), chosen automatically when it is the only one or by the launcher's pid; exit 1 with
+# a message when none runs, 2 when several run and no PID was given.
+#
+# tbwrap status looks in /dev/shm, which other sessions on this machine share; the test runs in a
+# mount namespace of its own with a private /dev/shm when it can, so that it sees only its own.
+if [[ -z ${TBWRAP_STATUS_NS:-} ]] && command -v unshare >/dev/null &&
+	unshare --mount --propagation private true 2>/dev/null; then
+	export TBWRAP_STATUS_NS=1
+	exec unshare --mount --propagation private \
+		bash -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec bash "$0"' "$0"
+fi
+source "$(dirname "$0")/libtest.sh"
+setup
+require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
+
+AGENTS=$(agent_dir)
+private=${TBWRAP_STATUS_NS:-}
+for i in $(seq 1 60); do
+	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
+done >"$T/slow.jsonl"
+
+# ---- none running ----
+if [[ -n $private ]]; then
+	run "$TBWRAP" status
+	assert_eq "$status:$output" "1:" "no session: status exits 1, nothing on stdout"
+	assert_eq "$errout" "tbwrap: no running tbwrap found (looked for /dev/shm/tbwrap-*)" \
+		"no session: the message says where it looked"
+else
+	skip "no session: status exits 1" "no private /dev/shm (unshare unavailable); other sessions may run"
+	skip "no session: the message says where it looked" "no private /dev/shm"
+fi
+run "$TBWRAP" status 4194304
+assert_eq "$status:$output" "1:" "status of a pid that runs no tbwrap: exits 1"
+assert_eq "$errout" "tbwrap: no tbwrap with pid 4194304 found (looked for /dev/shm/tbwrap-4194304-*)" \
+	"  ... and names the pid"
+
+# ---- one running ----
+start_bg "$TBWRAP" --command-budget /test=500K --overall-token-budget 1M -- "$AGENTS/claude" -p "/test slow" \
+	--mode raw --delay-ms 200 --stdout "$T/slow.jsonl" >"$T/a.out" 2>"$T/a.err"
+tb=$BG_PID
+# Status once the agent has streamed two calls (8.5K tokens).
+wait_until 15 sh -c "[ \$(wc -l <'$T/a.out') -ge 2 ]"
+agent=$(pgrep -P "$tb" | head -1)
+
+# The usage grows while we look; the lines are checked with the numbers as patterns.
+AGENT_LINE="  pid $agent  /test  running  [0-9.]+K tokens \(input [0-9]+, output [0-9]+, cache creation [0-9]+, cache read [0-9]+\)"
+if [[ -n $private ]]; then
+	run "$TBWRAP" status --disable-budget-visuals
+	assert_eq "$status" 0 "one session: status (no PID) exits 0"
+	assert_match "$output" "^BUDGET STATUS \(warn mode\)
+Overall: [0-9]+% [0-9.]+K/1\.0M
+Command Budgets:
+  /test +[0-9]+% [0-9.]+K/500\.0K, 1 agent
+Agents:
+$AGENT_LINE\$" "one session: the report shows the budgets and the running agent"
+	assert_eq "$errout" "" "one session: nothing on stderr"
+else
+	skip "one session: status (no PID) exits 0" "no private /dev/shm"
+	skip "one session: the report" "no private /dev/shm"
+	skip "one session: nothing on stderr" "no private /dev/shm"
+fi
+run "$TBWRAP" status --disable-budget-visuals "$tb"
+assert_eq "$status" 0 "status PID exits 0"
+assert_match "$output" "(^|"$'\n'")$AGENT_LINE("$'\n'"|\$)" "status PID shows the agent running"
+assert_not_contains "$output" "░" "--disable-budget-visuals: no bars"
+run "$TBWRAP" status "$tb"
+assert_match "$output" "/test +\[[█░]{20}\] [0-9]+% " "without --disable-budget-visuals: bars"
+# Usage while running is what has been metered so far: more than 0, and it grows.
+u1=$(sed -n 's/.*running  \([0-9.]*\)K tokens.*/\1/p' <<<"$output")
+wait_until 10 sh -c "[ \$(wc -l <'$T/a.out') -ge $(($(wc -l <"$T/a.out") + 2)) ]"
+run "$TBWRAP" status --disable-budget-visuals "$tb"
+u2=$(sed -n 's/.*running  \([0-9.]*\)K tokens.*/\1/p' <<<"$output")
+if [[ -n $u1 && -n $u2 ]] && python3 -c "import sys; sys.exit(not (0 < $u1 < $u2))"; then
+	ok "the usage shown grows while the agent runs ($u1K, then ${u2}K)"
+else
+	not_ok "the usage shown grows while the agent runs" "first '$u1', then '$u2'"
+fi
+# Looking changes nothing: the ledger is mapped read-only by status.
+run "$TBWRAP" status "$tb"
+assert_eq "$status" 0 "status can be asked again"
+
+# ---- two running ----
+start_bg "$TBWRAP" -- sleep 30 >/dev/null 2>&1
+tb2=$BG_PID
+wait_until 10 sh -c "ls /dev/shm | grep -q '^tbwrap-$tb2-'"
+if [[ -n $private ]]; then
+	run "$TBWRAP" status
+	first=$((tb < tb2 ? tb : tb2)) second=$((tb < tb2 ? tb2 : tb))
+	assert_eq "$status:$output" "2:" "two sessions, no PID: exits 2"
+	assert_eq "$errout" "tbwrap: 2 tbwrap sessions are running (pids $first, $second); name one: tbwrap status PID" \
+		"two sessions: the message lists both pids"
+else
+	skip "two sessions, no PID: exits 2" "no private /dev/shm"
+	skip "two sessions: the message lists both pids" "no private /dev/shm"
+fi
+run "$TBWRAP" status --disable-budget-visuals "$tb2"
+assert_eq "$status:$output" "0:BUDGET STATUS (warn mode)
+Overall: 0 (no budget)
+Agents: none" "status PID picks the other session (no agents there)"
+
+# ---- a launcher that died: its ledger is still shown when named ----
+kill -KILL "$tb2"
+wait "$tb2" 2>/dev/null
+run "$TBWRAP" status --disable-budget-visuals "$tb2"
+assert_eq "$status" 0 "status PID of a killed launcher: exits 0"
+assert_eq "$errout" "tbwrap: launcher $tb2 is no longer running; its ledger is shown as it was left" \
+	"  ... and says the launcher is gone"
+rm -f /dev/shm/tbwrap-"$tb2"-*
+
+# ---- the session ends ----
+kill -TERM "$tb"
+wait "$tb" 2>/dev/null
+if [[ -n $private ]]; then
+	run "$TBWRAP" status
+	assert_eq "$status" 1 "after the session ended: status exits 1 again"
+else
+	skip "after the session ended: status exits 1 again" "no private /dev/shm"
+fi
+run "$TBWRAP" status "$tb"
+assert_eq "$status" 1 "the ended session's pid: exits 1 (its ledger was removed)"
+
+done_testing

@@ -618,7 +618,9 @@ void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int ex
 		if (in->command < LEDGER_MAX_COMMANDS)
 			__atomic_fetch_add(&h->commands[in->command].stopped, 1, __ATOMIC_RELAXED);
 	}
-	__atomic_store_n(&in->exit_code, exit_code, __ATOMIC_RELAXED);
+	/* -1 is "not known here": it never overwrites a code the agent reported itself. */
+	if (exit_code != -1)
+		__atomic_store_n(&in->exit_code, exit_code, __ATOMIC_RELAXED);
 	__atomic_store_n(&in->end_ns, now_realtime_ns(), __ATOMIC_RELEASE);
 }
 

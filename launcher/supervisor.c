@@ -55,6 +55,10 @@
 /* Bytes of a pipe write kept to recognise its retry; a longer write is not compared. */
 #define RETRY_KEEP ((size_t)1 << 20)
 #define TICK_MS 100
+/* Block mode: a socket write after this much socket silence starts a new API request. */
+#define REQUEST_GAP_MS 50
+/* Longest a request waits for the previous call's usage to be written. */
+#define HOLD_MS 1000
 #define LIVE_MS 500
 
 enum src_kind { SRC_STDOUT = 1, SRC_TRANSCRIPT };
@@ -89,6 +93,14 @@ struct agent {
 	size_t config_len;
 	int n_sources;
 	struct source sources[MAX_SOURCES];
+	/* Block mode's request barrier (see hold_request). */
+	uint64_t last_sock_ms;	   /* last socket write of the agent */
+	uint64_t usage_at_request; /* instance total when its last request started */
+	bool had_request;
+	bool held; /* a request is waiting in held_lfd/held_id */
+	int held_lfd;
+	uint64_t held_id;
+	uint64_t held_until_ms;
 };
 
 struct listener {
@@ -120,6 +132,7 @@ struct sup {
 	int child_status;
 	bool child_stopped;
 	bool live_drawn;
+	bool last_was_source; /* the write just handled went to a metered source */
 	uint64_t next_live_ms;
 };
 
@@ -298,6 +311,7 @@ static void end_agent(struct sup *s, int idx, int exit_code)
 	struct agent *a = &s->agents[idx];
 	if (!a->used || a->ended)
 		return;
+	a->held = false; /* its thread is gone with it */
 	for (int i = 0; i < a->n_sources; i++)
 		ledger_meter_finish(s->l, a->inst, &a->sources[i].s);
 	ledger_settle(s->l, a->inst, a->stopping ? LEDGER_INST_STOPPED : LEDGER_INST_EXITED,
@@ -432,11 +446,11 @@ static void handle_conn(struct sup *s, int ci)
 
 /* ---- notifications --------------------------------------------------------------------- */
 
-static void respond(struct sup *s, int fd, int error)
+static void respond_id(struct sup *s, int fd, uint64_t id, int error)
 {
 	struct seccomp_notif_resp *r = s->resp;
 	memset(r, 0, s->resp_size);
-	r->id = s->req->id;
+	r->id = id;
 	if (error) {
 		r->error = -error;
 	} else {
@@ -445,6 +459,11 @@ static void respond(struct sup *s, int fd, int error)
 	while (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {
 	}
 	/* ENOENT: the thread is gone (killed while waiting); nothing to answer. */
+}
+
+static void respond(struct sup *s, int fd, int error)
+{
+	respond_id(s, fd, s->req->id, error);
 }
 
 static bool is_transcript(const struct agent *a, pid_t tgid, int fd)
@@ -623,6 +642,7 @@ static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	uint64_t off = nr == SYS_pwrite64 ? d->args[3] : (d->args[3] | (d->args[4] << 32));
 	struct stat st;
 	struct source *src = classify(a, tgid, fd, &st);
+	s->last_was_source = src != NULL;
 	if (!src)
 		return false;
 
@@ -680,6 +700,54 @@ static bool is_socket_fd(pid_t tgid, int fd)
 	return stat(link, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+static uint64_t instance_total(struct sup *s, const struct agent *a)
+{
+	return ledger_load(&s->l->h->instances[a->inst].used.total);
+}
+
+/* Lets a held request go, or refuses it when the agent is over a budget by now. */
+static void release_request(struct sup *s, struct agent *a)
+{
+	if (!a->held)
+		return;
+	a->held = false;
+	struct ledger_refusal why;
+	if (!a->stopping && ledger_over_limit(s->l, a->inst, &why))
+		stop_agent(s, a, &why);
+	respond_id(s, a->held_lfd, a->held_id, a->stopping ? EPERM : 0);
+	a->usage_at_request = instance_total(s, a);
+}
+
+/*
+ * Block mode's request barrier. Claude Code in text and json mode writes a call's usage to its
+ * transcript only when the next call has been sent (measured: the transcript write follows the
+ * request by about 30 ms), so a budget crossed by call k would be noticed only after call k+1
+ * went out. When a new request starts (a socket write after REQUEST_GAP_MS of socket silence)
+ * and no usage has arrived since the previous one started, the request waits - for the next
+ * write to one of the agent's metered sources (fed first, so its usage counts) or HOLD_MS - and
+ * is then refused if that usage crossed a budget. In stream-json mode usage arrives during each
+ * call, so requests do not wait. Returns true when the request is held.
+ */
+static bool hold_request(struct sup *s, struct agent *a, int lfd)
+{
+	uint64_t t = now_ms();
+	bool is_new = t - a->last_sock_ms > REQUEST_GAP_MS;
+	a->last_sock_ms = t;
+	if (!is_new || a->held)
+		return false;
+	uint64_t total = instance_total(s, a);
+	if (a->had_request && total == a->usage_at_request) {
+		a->held = true;
+		a->held_lfd = lfd;
+		a->held_id = s->req->id;
+		a->held_until_ms = t + HOLD_MS;
+		return true;
+	}
+	a->had_request = true;
+	a->usage_at_request = total;
+	return false;
+}
+
 static void handle_notification(struct sup *s, int lfd)
 {
 	memset(s->req, 0, s->req_size);
@@ -694,19 +762,28 @@ static void handle_notification(struct sup *s, int lfd)
 	struct agent *a = &s->agents[idx];
 	int nr = s->req->data.nr;
 	int fd = (int)s->req->data.args[0];
-	if (a->stopping && (nr == SYS_sendto || nr == SYS_sendmsg || is_socket_fd(tgid, fd))) {
+	bool block = s->l->h->mode == LEDGER_MODE_BLOCK;
+	bool is_sock = nr == SYS_sendto || nr == SYS_sendmsg ||
+		       ((a->stopping || block) && is_socket_fd(tgid, fd));
+	if (is_sock) {
 		/* A stopped agent makes no further request to its API, even during the grace. */
-		respond(s, lfd, EPERM);
+		if (a->stopping)
+			respond(s, lfd, EPERM);
+		else if (!block || !hold_request(s, a, lfd))
+			respond(s, lfd, 0);
 		return;
 	}
 	bool changed = false;
-	if (!a->unmetered && nr != SYS_sendto && nr != SYS_sendmsg)
+	s->last_was_source = false;
+	if (!a->unmetered)
 		changed = handle_write(s, a, tid, tgid, lfd);
 	respond(s, lfd, 0);
 	/* After the answer: the write that crossed a budget still reaches its file, so the output
 	 * ends with the line that was counted. */
 	if (changed)
 		check_budgets(s);
+	if (a->held && s->last_was_source)
+		release_request(s, a);
 }
 
 /* ---- loop ------------------------------------------------------------------------------ */
@@ -718,6 +795,33 @@ static int wait_status_code(int status)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return TBWRAP_EXIT_INTERNAL;
+}
+
+/* Exit status of a process that is not our child, read while it is a zombie (field 52 of
+ * /proc/PID/stat, in waitpid's form). Its parent may have reaped it already: then -1, unknown. */
+static int zombie_exit_code(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* The command name (field 2) may contain anything: count fields after its ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] != 'Z')
+		return -1;
+	int field = 2;
+	for (; *p && field < 52; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 52)
+		return -1;
+	return wait_status_code((int)strtol(p, NULL, 10));
 }
 
 static void reap(struct sup *s)
@@ -754,6 +858,8 @@ static void tick(struct sup *s)
 		struct agent *a = &s->agents[i];
 		if (!a->used || a->ended)
 			continue;
+		if (a->held && t >= a->held_until_ms)
+			release_request(s, a);
 		if (a->stopping && t >= a->kill_at_ms) {
 			kill(a->pid, SIGKILL);
 			a->kill_at_ms = UINT64_MAX;
@@ -874,7 +980,8 @@ int supervisor_run(const struct supervisor_config *cfg)
 			case K_PIDFD:
 				/* The command itself is ended by reap(), which knows its status. */
 				if (s->agents[ref[i]].pid != cfg->child)
-					end_agent(s, ref[i], -1);
+					end_agent(s, ref[i],
+						  zombie_exit_code(s->agents[ref[i]].pid));
 				break;
 			default:
 				break;

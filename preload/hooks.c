@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -178,4 +179,21 @@ HOOK int dup3(int oldfd, int newfd, int flags)
 	if (r >= 0 && preload_mode == PRELOAD_AGENT)
 		preload_forget_fd(newfd);
 	return r;
+}
+
+/* _exit skips on_exit handlers (see preload.c): an agent records its status here first. */
+HOOK void _exit(int status)
+{
+	resolve((void *)preload_real._exit);
+	if (preload_mode == PRELOAD_AGENT)
+		preload_record_exit(status);
+	preload_real._exit(status);
+}
+
+HOOK void _Exit(int status)
+{
+	resolve((void *)preload_real._Exit);
+	if (preload_mode == PRELOAD_AGENT)
+		preload_record_exit(status);
+	preload_real._Exit(status);
 }

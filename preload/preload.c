@@ -87,6 +87,8 @@ static void resolve_all(void)
 	preload_real.close = must_sym("close", (void *)close);
 	preload_real.dup2 = must_sym("dup2", (void *)dup2);
 	preload_real.dup3 = must_sym("dup3", (void *)dup3);
+	preload_real._exit = must_sym("_exit", (void *)_exit);
+	preload_real._Exit = must_sym("_Exit", (void *)_Exit);
 }
 
 void preload_resolve(void)
@@ -214,6 +216,17 @@ void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 				  __ATOMIC_RELAXED);
 		poke_supervisor();
 	}
+}
+
+static void on_agent_exit(int status, void *arg)
+{
+	(void)arg;
+	preload_record_exit(status);
+}
+
+void preload_record_exit(int status)
+{
+	__atomic_store_n(&ledger.h->instances[inst].exit_code, status & 0xff, __ATOMIC_RELAXED);
 }
 
 void preload_forget_fd(int fd)
@@ -444,6 +457,9 @@ static void become_agent(int argc, char **argv)
 	sigaction(SIGIO, &sa, NULL);
 	fcntl(sup_fd, F_SETOWN, getpid());
 	fcntl(sup_fd, F_SETFL, fcntl(sup_fd, F_GETFL) | O_ASYNC);
+	/* exit() and a return from main() pass the status to on_exit handlers: the report then
+	 * knows how an agent ended that is not tbwrap's child (tbwrap cannot wait for it). */
+	on_exit(on_agent_exit, NULL);
 	/* Unmetered agents too: their libc writes are still metered in-process. */
 	preload_mode = PRELOAD_AGENT;
 }

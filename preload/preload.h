@@ -34,6 +34,8 @@ struct preload_real {
 	int (*close)(int);
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
+	void (*_exit)(int) __attribute__((noreturn));
+	void (*_Exit)(int) __attribute__((noreturn));
 };
 
 extern struct preload_real preload_real;
@@ -46,6 +48,10 @@ ssize_t preload_tagged_write(int fd, const void *buf, size_t len);
 
 /* In an agent: account bytes that the libc path has written (ret bytes of iov) to fd. */
 void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret);
+
+/* In an agent: records the status it is about to exit with (for agents that are not tbwrap's
+ * child, whose status tbwrap cannot wait for). */
+void preload_record_exit(int status);
 
 /* In an agent: forget what is known about fd (closed or replaced). */
 void preload_forget_fd(int fd);

@@ -159,7 +159,8 @@ int ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate, bool *
  * the same amount of the instance's outstanding reservation. */
 void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta);
 
-/* Ends an instance: releases what is left of its reservation, records status and exit code. */
+/* Ends an instance: releases what is left of its reservation, records status and exit code
+ * (exit_code -1, unknown, keeps what the agent recorded itself when it called exit()). */
 void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int exit_code);
 
 /* True when the overall or the instance's command budget is exceeded (used > limit); fills *why. */

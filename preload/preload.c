@@ -386,6 +386,9 @@ static void become_agent(int argc, char **argv)
 	inst = ledger_admit(&ledger, cmd, getpid(), ledger.h->estimate, &exceeded, &why,
 			    &refused_slot);
 	if (inst == -2) {
+		if (refused_slot >= 0)
+			__atomic_store_n(&ledger.h->instances[refused_slot].exit_code,
+					 TBWRAP_EXIT_REFUSED, __ATOMIC_RELAXED);
 		describe_refusal(&why, why_text, sizeof(why_text));
 		refuse("refused %s (block mode)", why_text);
 	}

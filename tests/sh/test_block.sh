@@ -39,7 +39,7 @@ refusal_case() {
 	assert_eq "$(grep -c '^tbwrap\[' "$T/run.err")" 1 "$label: said once"
 	assert_eq "$output" "" "$label: the agent wrote nothing (it never ran)"
 	assert_eq "$(transcripts)" "" "$label: no transcript"
-	assert_eq "$(report_line "$T/r.json")" "0 1 0 0 0 | refused:null" "$label: the report has it refused"
+	assert_eq "$(report_line "$T/r.json")" "0 1 0 0 0 | refused:86" "$label: the report has it refused"
 }
 refusal_case "overall budget 0" \
 	'refused overall budget: used 0 \+ reserved 0 \+ estimate 1\.0K > limit 0 \(block mode\)' \
@@ -105,8 +105,8 @@ assert_eq "$status:$output" "5:agent=143" "agent below a script: stopped with 14
 
 # ---- parallel launches against a budget for 3 estimates ----
 # 16 agents start at once; each reserves 1000 of a 3000 budget and holds it for 1 s (it writes
-# nothing). The check-and-reserve is atomic, so exactly 3 run. (Their exit codes are null in the
-# report: they are not tbwrap's children, so only their end is seen, through a pidfd.)
+# nothing). The check-and-reserve is atomic, so exactly 3 run. They are not tbwrap's children:
+# their exit codes come from the agents themselves (on_exit), the refused ones' from the refusal.
 cat >"$T/par.sh" <<EOF
 for i in \$(seq 1 16); do
 	( "$AGENTS/claude" -p "/test \$i" --spawn "echo ran >>'$T/ran'" --sleep-after 1000
@@ -122,7 +122,7 @@ assert_eq "$(wc -l <"$T/ran" 2>/dev/null | tr -d ' ')" 3 "parallel: exactly 3 ag
 assert_eq "$(sort -n "$T/codes" | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')" "0x3 86x13 " \
 	"parallel: 3 exited 0, 13 refused with 86"
 assert_eq "$(report_line "$T/r.json")" \
-	"3 13 0 0 0 | exited:null exited:null exited:null $(printf 'refused:null %.0s' $(seq 13) | sed 's/ $//')" \
+	"3 13 0 0 0 | exited:0 exited:0 exited:0 $(printf 'refused:86 %.0s' $(seq 13) | sed 's/ $//')" \
 	"parallel: the report has 3 exited and 13 refused, nothing left reserved"
 assert_eq "$(grep -c '^tbwrap\[[0-9]*\]: refused command budget /test: ' "$T/run.err")" 13 \
 	"parallel: 13 refusal lines"

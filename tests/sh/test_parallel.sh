@@ -77,11 +77,12 @@ assert_eq "$(json_get "$T/r.json" overall.used)" \
 got=$(python3 - "$T/r.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-for c in r["commands"]:
+# The table's order is the order agents first registered: sorted here, parallel launches race.
+for c in sorted(r["commands"], key=lambda c: c["name"]):
     print(c["name"], c["agents"], c["used"]["total"], c["reserved"])
 PY
 )
-assert_eq "$got" "/test 4 59500 0
-/other 5 76500 0" "per command: /test 4 agents 59,500; /other 5 agents 76,500"
+assert_eq "$got" "/other 5 76500 0
+/test 4 59500 0" "per command: /test 4 agents 59,500; /other 5 agents 76,500"
 
 done_testing

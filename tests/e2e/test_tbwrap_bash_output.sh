@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A metered Claude Code agent whose Bash tool writes 100,000 lines (seq to a file, a bash echo
+# loop to a file, seq to the tool's own output): every byte must arrive as it does without
+# tbwrap, and the agent's usage must still be exact.
+set -uo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+e2e_setup
+tbwrap_require
+
+# bash_output: 3 tool turns (the three commands) + the final answer = 4 calls of 1000/50/200/3000.
+files=(seq.txt loop.txt)
+
+# session DIR WRAP: runs the session (WRAP=yes under tbwrap), keeps its files and stdout in DIR.
+session() {
+	local dir=$1 wrap=$2
+	mkdir -p "$dir"
+	standin_start bash_output
+	rm -f "${files[@]/#/$E2E_PROJECT/}"
+	if [[ $wrap == yes ]]; then
+		run_tbwrap "$dir/out" "$dir/err" --report-json "$dir/report.json" -- \
+			claude -p /test --allowedTools Bash --output-format stream-json --verbose
+		RC=$TBWRAP_RC MS=$TBWRAP_MS
+	else
+		run_claude "$dir/out" "$dir/err" -p /test --allowedTools Bash --output-format stream-json --verbose
+		RC=$CLAUDE_RC MS=$CLAUDE_MS
+	fi
+	local f
+	for f in "${files[@]}"; do
+		mv "$E2E_PROJECT/$f" "$dir/$f" 2>/dev/null
+	done
+}
+
+session "$E2E_TMP/plain" no
+plain_ms=$MS
+assert_eq "0" "$RC" "without tbwrap: claude exits 0"
+session "$E2E_TMP/wrapped" yes
+echo "# 100,000-line Bash commands: unwrapped $plain_ms ms, under tbwrap $MS ms"
+assert_eq "0" "$RC" "under tbwrap: tbwrap exits 0"
+
+for f in "${files[@]}"; do
+	assert_eq "100000" "$(wc -l <"$E2E_TMP/wrapped/$f" 2>/dev/null)" "under tbwrap: $f has 100,000 lines"
+	assert_eq "$(sha256sum <"$E2E_TMP/plain/$f")" "$(sha256sum <"$E2E_TMP/wrapped/$f" 2>/dev/null)" \
+		"under tbwrap: $f has the same sha256 as without tbwrap"
+done
+assert_eq "$(seq 1 100000 | sha256sum)" "$(sha256sum <"$E2E_TMP/wrapped/seq.txt")" "under tbwrap: seq.txt is exactly seq 1 100000"
+assert_eq "line 100000 of the loop" "$(tail -n 1 "$E2E_TMP/wrapped/loop.txt")" "under tbwrap: the loop's last line is intact"
+
+# What the Bash tool handed back to the CLI (its stream-json tool results), run by run.
+tool_outputs() {
+	python3 - "$1" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if o.get("type") == "user" and isinstance(o.get("tool_use_result"), dict):
+        out = o["tool_use_result"].get("stdout", "")
+        print(len(out), out.splitlines()[-1] if out else "")
+PY
+}
+expect_tools=$(tool_outputs "$E2E_TMP/plain/out")
+assert_eq "$expect_tools" "$(tool_outputs "$E2E_TMP/wrapped/out")" \
+	"under tbwrap: the three tool results (lengths, last lines) equal those without tbwrap"
+assert_contains "$expect_tools" "100000 seq.txt" "the first tool result is wc's '100000 seq.txt'"
+if d=$(diff <(normalize "$E2E_TMP/plain/out") <(normalize "$E2E_TMP/wrapped/out")); then
+	ok "under tbwrap: stdout equals the run without tbwrap (ids, timings normalised)"
+else
+	not_ok "under tbwrap: stdout equals the run without tbwrap (ids, timings normalised)" "$(head -c 3000 <<<"$d")"
+fi
+
+# The CLI itself saved the third command's 100,000 lines (too large for the conversation) to a
+# file: written by the agent through the metered path, it must be intact too.
+saved_file() {
+	grep -o "Full output saved to: [^ ]*tool-results/[0-9A-Za-z]*\.txt" "$1" | head -n 1 | sed 's/^Full output saved to: //'
+}
+plain_saved=$(saved_file "$E2E_TMP/plain/out")
+wrapped_saved=$(saved_file "$E2E_TMP/wrapped/out")
+if [[ -f $wrapped_saved && -f $plain_saved ]]; then
+	assert_eq "$(sha256sum <"$plain_saved") $(wc -c <"$plain_saved")" "$(sha256sum <"$wrapped_saved") $(wc -c <"$wrapped_saved")" \
+		"under tbwrap: the CLI's saved copy of the seq output ($(wc -c <"$wrapped_saved") bytes) equals the one without tbwrap"
+	assert_eq "$(seq 1 100000 | sha256sum)" "$( (cat "$wrapped_saved"; [[ $(tail -c 1 "$wrapped_saved") == "" ]] || echo) | sha256sum)" \
+		"under tbwrap: the saved copy is seq 1 100000"
+else
+	not_ok "the CLI saved the large tool output to a file in both runs" "plain: '$plain_saved'" "wrapped: '$wrapped_saved'"
+fi
+
+report=$E2E_TMP/wrapped/report.json
+assert_eq "4000 200 800 12000" "$(ground_truth /test)" "stand-in ground truth is 4 calls"
+assert_eq "$(ground_truth /test)" "$(report_usage "$report" /test)" "report /test usage equals the ground truth"
+assert_eq "$(ground_truth)" "$(report_usage "$report")" "report overall usage equals the ground truth"
+assert_eq "exited 0 0.036 0 0" \
+	"$(report_get "$report" '[r["agents"][0][k] for k in ("status", "exit_code", "cost_usd")] + [r["agents"][0]["anomalies"]["not_json"], r["agents"][0]["anomalies"]["oversize"]]')" \
+	"report: agent exited 0, cost_usd 0.036, no unparsable or oversize line"

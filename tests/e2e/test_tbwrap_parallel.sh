@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# One tbwrap, several real Claude Code instances at once: a script runs 2x /test and 2x /slow in
+# parallel (different output modes) and the ledger must hold exactly what the API stand-in billed,
+# per command and overall, with every agent listed once. Then a nested agent (Claude run by
+# another Claude's Bash tool): both metered exactly once, the inner one flagged nested.
+set -uo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+e2e_setup
+tbwrap_require
+
+# --- four agents in parallel -------------------------------------------------------------------
+
+# three_turns: /test = 4 calls of 1000/50/200/3000; /slow (by_command) = 3 calls of 700/30/0/1500,
+# streamed slowly (40 ms per event) so that the sessions overlap.
+standin_start three_turns
+script=$E2E_TMP/parallel.sh
+cat >"$script" <<'SH'
+#!/usr/bin/env bash
+claude -p /test --allowedTools Bash >t1.out 2>t1.err </dev/null &
+p1=$!
+claude -p /test --allowedTools Bash --output-format json >t2.out 2>t2.err </dev/null &
+p2=$!
+claude -p /slow --allowedTools Bash --output-format stream-json --verbose >s1.out 2>s1.err </dev/null &
+p3=$!
+claude -p /slow --allowedTools Bash --output-format stream-json --verbose --include-partial-messages \
+	>s2.out 2>s2.err </dev/null &
+p4=$!
+rc=0 codes=()
+for p in $p1 $p2 $p3 $p4; do
+	wait "$p"
+	c=$?
+	codes+=("$c")
+	((c == 0)) || rc=$c
+done
+echo "${codes[*]}" >agents.status
+exit "$rc"
+SH
+chmod +x "$script"
+report=$E2E_TMP/parallel.json
+run_tbwrap "$E2E_TMP/parallel.out" "$E2E_TMP/parallel.err" --report-json "$report" -- "$script"
+echo "# 4 agents in parallel under one tbwrap: $TBWRAP_MS ms"
+assert_eq "0" "$TBWRAP_RC" "parallel: tbwrap (and the script, and all 4 agents) exit 0"
+if [[ ! -s $report ]]; then
+	not_ok "parallel: tbwrap wrote the report" "$(head -c 2000 "$E2E_TMP/parallel.err")"
+	exit 1
+fi
+
+truth_test=$(ground_truth /test)
+truth_slow=$(ground_truth /slow)
+assert_eq "8000 400 1600 24000" "$truth_test" "parallel: stand-in billed 2 x 4 /test calls"
+assert_eq "4200 180 0 9000" "$truth_slow" "parallel: stand-in billed 2 x 3 /slow calls"
+assert_eq "14" "$(billed_calls "")" "parallel: 14 billed calls in all"
+assert_eq "$truth_test" "$(report_usage "$report" /test)" "parallel: report /test usage equals its ground truth"
+assert_eq "$truth_slow" "$(report_usage "$report" /slow)" "parallel: report /slow usage equals its ground truth"
+assert_eq "$(ground_truth)" "$(report_usage "$report")" "parallel: report overall usage equals the ground truth"
+assert_eq "$(sum_of "$truth_test") $(sum_of "$truth_slow") $(($(sum_of "$truth_test") + $(sum_of "$truth_slow")))" \
+	"$(report_get "$report" '[[c["used"]["total"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")] + [r["overall"]["used"]["total"]]')" \
+	"parallel: report totals /test 34000, /slow 13380, overall 47380"
+assert_eq "4" "$(report_get "$report" 'len(r["agents"])')" "parallel: 4 agents listed"
+assert_eq "/slow /slow /test /test" "$(report_get "$report" 'sorted(a["command"] for a in r["agents"])')" \
+	"parallel: the agents are 2 x /slow and 2 x /test"
+assert_eq "0 0 0 0" "$(cat "$E2E_PROJECT/agents.status")" "parallel: all 4 agents exited with status 0 (their shell's wait)"
+# tbwrap reaps only its own child (here the script), so the agents' codes are 0 or unknown.
+assert_eq "exited exited exited exited" \
+	"$(report_get "$report" '[a["status"] if a["exit_code"] in (0, None) else "code %s" % a["exit_code"] for a in r["agents"]]')" \
+	"parallel: report lists all 4 agents as exited (no non-zero code)"
+assert_eq "false false false false" "$(report_get "$report" '[a["nested"] for a in r["agents"]]')" \
+	"parallel: none is nested"
+assert_eq "2 2" "$(report_get "$report" '[[c["agents"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")]')" \
+	"parallel: each command counted 2 agents"
+
+# Each agent's own usage must be one whole session: per-session sums from the stand-in's log.
+sessions=$(python3 - "$STANDIN_LOG" <<'PY'
+import json, sys
+s = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("billed"):
+        t = s.setdefault((r["command"], r["session"]), [0, 0, 0, 0])
+        for i, k in enumerate(("input", "output", "cache_creation", "cache_read")):
+            t[i] += r["billed"][k]
+print(" | ".join(sorted("%s %s" % (c, " ".join(map(str, v))) for (c, _), v in s.items())))
+PY
+)
+agents=$(report_get "$report" '" | ".join(sorted("%s %d %d %d %d" % (a["command"], a["usage"]["input"], a["usage"]["output"], a["usage"]["cache_creation"], a["usage"]["cache_read"]) for a in r["agents"]))')
+assert_eq "$sessions" "$agents" "parallel: each agent's usage equals its own session's ground truth"
+assert_eq "6 4" "$(wc -l <"$E2E_PROJECT/test.marker") $(wc -l <"$E2E_PROJECT/slow.marker")" \
+	"parallel: the Bash tool ran 6 /test and 4 /slow commands"
+assert_eq "Turn 3." "$(sed 's/ *$//' "$E2E_PROJECT/t1.out")" "parallel: the text-mode agent printed its answer"
+assert_eq "$(ground_truth /test | awk '{print $1/2, $2/2, $3/2, $4/2}')" "$(result_usage "$E2E_PROJECT/t2.out")" \
+	"parallel: the json agent's own result line is one /test session"
+concurrent=$(python3 - "$STANDIN_LOG" <<'PY'
+import json, sys
+spans = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("billed"):
+        lo, hi = spans.get(r["session"], (r["ts"], r["ts"]))
+        spans[r["session"]] = (min(lo, r["ts"]), max(hi, r["ts"]))
+# Sessions in flight at each session's start (first to last billed call).
+print(max(sum(1 for lo, hi in spans.values() if lo <= t <= hi) for t, _ in spans.values()))
+PY
+)
+echo "# parallel: at most $concurrent of the 4 sessions were between their first and last call at once"
+
+# --- a nested agent ----------------------------------------------------------------------------
+
+# nested: /test makes 1 tool turn whose Bash command runs `claude -p /slow` (3 calls of its own),
+# then answers: outer 2 calls of 1000/50/200/3000, inner 3 calls of 700/30/0/1500.
+standin_start nested
+rm -f "$E2E_PROJECT"/inner.* "$E2E_PROJECT/slow.marker"
+report=$E2E_TMP/nested.json
+run_tbwrap "$E2E_TMP/nested.out" "$E2E_TMP/nested.err" --report-json "$report" -- \
+	claude -p /test --allowedTools Bash --output-format json
+echo "# nested session under tbwrap: $TBWRAP_MS ms"
+assert_eq "0" "$TBWRAP_RC" "nested: tbwrap exits 0"
+if [[ ! -s $report ]]; then
+	not_ok "nested: tbwrap wrote the report" "$(head -c 2000 "$E2E_TMP/nested.err")"
+	exit 1
+fi
+assert_eq "inner-exit=0" "$(cat "$E2E_PROJECT/inner.status" 2>/dev/null)" "nested: the inner claude ran from the Bash tool and exited 0"
+assert_eq "slow-1 slow-2" "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" 2>/dev/null | sed 's/ $//')" \
+	"nested: the inner claude ran its own 2 Bash commands"
+truth_test=$(ground_truth /test)
+truth_slow=$(ground_truth /slow)
+assert_eq "2000 100 400 6000 | 2100 90 0 4500" "$truth_test | $truth_slow" "nested: stand-in billed 2 outer and 3 inner calls"
+assert_eq "$truth_test" "$(report_usage "$report" /test)" "nested: report /test (outer) usage equals its ground truth"
+assert_eq "$truth_slow" "$(report_usage "$report" /slow)" "nested: report /slow (inner) usage equals its ground truth, counted once"
+assert_eq "$(ground_truth)" "$(report_usage "$report")" "nested: report overall usage equals the ground truth (no double count)"
+assert_eq "15190" "$(report_get "$report" 'r["overall"]["used"]["total"]')" "nested: overall total 8500 + 6690"
+assert_eq "2" "$(report_get "$report" 'len(r["agents"])')" "nested: 2 agents listed"
+assert_eq "/test:exited:false /slow:exited:true" \
+	"$(report_get "$report" '["%s:%s:%s" % (a["command"], a["status"], "true" if a["nested"] else "false") for a in r["agents"]]')" \
+	"nested: outer /test exited, not nested; inner /slow exited, flagged nested"
+assert_eq "0" "$(report_get "$report" '[a["exit_code"] for a in r["agents"] if a["command"] == "/test"][0]')" \
+	"nested: outer agent exit_code 0"
+assert_eq "$truth_slow" "$(result_usage "$E2E_PROJECT/inner.json")" "nested: the inner claude's own result line agrees"

@@ -5,6 +5,8 @@
 #   agent, libc      bench_writes is the agent (--match bench_writes), write(2) through libc:
 #                    metered in-process, issued as a tagged syscall the filter lets through
 #   agent, raw       the agent issues raw write syscalls: each is notified to the supervisor
+#   ... SYNC_WAKE_UP off  the same with the listener's SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP left off
+#                    (TBWRAP_BENCH_NO_SYNC_WAKEUP=1), to show what that flag changes
 # The runs are interleaved BENCH_N times (default 3; the median counts) so that drift in the
 # machine's load hits every row alike. Also says whether the supervisor's listener got
 # SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (launcher/supervisor.c set_sync_wakeup), which changes the
@@ -34,7 +36,8 @@ for f in "$TBWRAP" "$LIBTBWRAP" "$BENCH_WRITES"; do
 done
 
 rows=("bare, libc write" "bare, raw syscall" "dormant preload (not an agent)" \
-	"agent, libc path (in-process meter)" "agent, raw path (supervisor notified)")
+	"agent, libc path (in-process meter)" "agent, raw path (supervisor notified)" \
+	"agent, raw path, SYNC_WAKE_UP off")
 # The command of each row; $REP is the report of an agent run.
 row_cmd() {
 	case $1 in
@@ -43,6 +46,7 @@ row_cmd() {
 	2) echo "$TBWRAP --disable-budget-visuals -- $BENCH_WRITES $W $SIZE libc" ;;
 	3) echo "$TBWRAP --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE libc" ;;
 	4) echo "$TBWRAP --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE raw" ;;
+	5) echo "env TBWRAP_BENCH_NO_SYNC_WAKEUP=1 $TBWRAP --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE raw" ;;
 	esac
 }
 

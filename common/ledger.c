@@ -600,13 +600,16 @@ void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int ex
 	release_reserved(l, in, __atomic_exchange_n(&in->reserved, 0, __ATOMIC_ACQ_REL));
 
 	/* The supervisor settles a stopped agent as STOPPED when it signals it and again as EXITED
-	 * when it reaps it: the first verdict stays, the exit code and time are the reaped ones. */
+	 * when it reaps it: the first verdict stays, the exit code and time are the reaped ones.
+	 * UNMETERED likewise stays when the agent exits. */
 	cur = __atomic_load_n(&in->status, __ATOMIC_ACQUIRE);
 	for (;;) {
 		uint32_t next = (uint32_t)status;
 
+		/* An agent that ran unmetered keeps saying so after it ended. */
 		if (cur == LEDGER_INST_REFUSED ||
-		    (cur == LEDGER_INST_STOPPED && status == LEDGER_INST_EXITED))
+		    ((cur == LEDGER_INST_STOPPED || cur == LEDGER_INST_UNMETERED) &&
+		     status == LEDGER_INST_EXITED))
 			next = cur;
 		if (next == cur || __atomic_compare_exchange_n(&in->status, &cur, next, false,
 							       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))

@@ -666,6 +666,12 @@ static void test_record_delta_and_settle(void **state)
 	assert_int_equal(l.h->commands[0].stopped, 1);
 	assert_int_equal(l.h->commands[1].stopped, 0);
 
+	/* UNMETERED stays when the agent exits; an unknown exit code keeps the recorded one. */
+	__atomic_store_n(&l.h->instances[1].status, LEDGER_INST_UNMETERED, __ATOMIC_RELEASE);
+	ledger_settle(&l, 1, LEDGER_INST_EXITED, -1);
+	assert_int_equal(l.h->instances[1].status, LEDGER_INST_UNMETERED);
+	assert_int_equal(l.h->instances[1].exit_code, 3);
+
 	/* Out-of-range instances change nothing. */
 	ledger_record_delta(&l, 2, &d);
 	ledger_record_delta(&l, -1, &d);

@@ -433,6 +433,19 @@ int ledger_command_index(struct ledger *l, const char *name, bool create)
 }
 
 /* Would admitting one more agent with this estimate go over b? */
+static void fill_refusal(struct ledger_refusal *why, const struct ledger_budget *b, bool is_overall,
+			 uint64_t used, uint64_t reserved, uint64_t estimate)
+{
+	memset(why, 0, sizeof(*why));
+	why->is_overall = is_overall;
+	memcpy(why->name, b->name, sizeof(why->name));
+	why->name[sizeof(why->name) - 1] = '\0';
+	why->limit = b->limit;
+	why->used = used;
+	why->reserved = reserved;
+	why->estimate = estimate;
+}
+
 static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bool is_overall,
 			    struct ledger_refusal *why)
 {
@@ -441,16 +454,8 @@ static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bo
 
 	if (b->limit == LEDGER_NO_LIMIT || sat_add(sat_add(used, reserved), estimate) <= b->limit)
 		return false;
-	if (why) {
-		memset(why, 0, sizeof(*why));
-		why->is_overall = is_overall;
-		memcpy(why->name, b->name, sizeof(why->name));
-		why->name[sizeof(why->name) - 1] = '\0';
-		why->limit = b->limit;
-		why->used = used;
-		why->reserved = reserved;
-		why->estimate = estimate;
-	}
+	if (why)
+		fill_refusal(why, b, is_overall, used, reserved, estimate);
 	return true;
 }
 
@@ -634,16 +639,9 @@ static bool budget_over(const struct ledger_budget *b, bool is_overall, uint64_t
 
 	if (b->limit == LEDGER_NO_LIMIT || used <= b->limit)
 		return false;
-	if (why) {
-		memset(why, 0, sizeof(*why));
-		why->is_overall = is_overall;
-		memcpy(why->name, b->name, sizeof(why->name));
-		why->name[sizeof(why->name) - 1] = '\0';
-		why->limit = b->limit;
-		why->used = used;
-		why->reserved = __atomic_load_n(&b->reserved, __ATOMIC_RELAXED);
-		why->estimate = estimate;
-	}
+	if (why)
+		fill_refusal(why, b, is_overall, used,
+			     __atomic_load_n(&b->reserved, __ATOMIC_RELAXED), estimate);
 	return true;
 }
 

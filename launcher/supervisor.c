@@ -191,18 +191,26 @@ static void tid_forget_tgid(struct sup *s, pid_t tgid)
 			s->tids[i].tid = 0;
 }
 
+/* Reads the start of a small /proc file (NUL-terminated); false when the process is gone. */
+static bool read_proc(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
 static pid_t read_tgid(pid_t tid)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!read_proc(path, buf, sizeof(buf)))
 		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
 	char *p = strstr(buf, "\nTgid:");
 	return p ? (pid_t)strtol(p + 6, NULL, 10) : -1;
 }
@@ -513,14 +521,8 @@ static bool fd_position(pid_t tgid, int fd, uint64_t *pos, bool *append)
 {
 	char path[64], buf[256];
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)tgid, fd);
-	int f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
+	if (!read_proc(path, buf, sizeof(buf)))
 		return false;
-	ssize_t n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	char *p = strstr(buf, "pos:");
 	char *fl = strstr(buf, "flags:");
 	if (!p || !fl)
@@ -803,14 +805,8 @@ static int zombie_exit_code(pid_t pid)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!read_proc(path, buf, sizeof(buf)))
 		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
 	/* The command name (field 2) may contain anything: count fields after its ')'. */
 	char *p = strrchr(buf, ')');
 	if (!p || p[1] != ' ' || p[2] != 'Z')

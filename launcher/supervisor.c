@@ -48,7 +48,9 @@
 #endif
 
 #define MAX_AGENTS LEDGER_MAX_INSTANCES
-#define MAX_CONNS 64
+/* Every running agent keeps its connection (its hang-up tells the agent the supervisor is gone),
+ * plus a few that are still saying hello or were not ours. */
+#define MAX_CONNS (LEDGER_MAX_INSTANCES + 16)
 #define MAX_SOURCES 8
 #define TID_CACHE 4096
 #define READ_CHUNK ((size_t)1 << 20)

@@ -85,4 +85,29 @@ PY
 assert_eq "$got" "/other 5 76500 0
 /test 4 59500 0" "per command: /test 4 agents 59,500; /other 5 agents 76,500"
 
+# ---- more agents at once than a small connection table would hold ----
+# Every running agent keeps its connection to the supervisor. 80 agents that each wait, inside
+# their run, until all 80 have started can only finish if all 80 are registered at the same time.
+N=80
+cat >"$T/barrier.sh" <<EOF
+touch "$T/started.\$PPID"
+for i in \$(seq 1 200); do
+	[ "\$(ls "$T" | grep -c '^started\.')" -ge $N ] && { echo ok >>"$T/barrier.log"; exit 0; }
+	sleep 0.05
+done
+echo timeout >>"$T/barrier.log"
+EOF
+{
+	echo "for i in \$(seq 1 $N); do"
+	echo "  '$C' -p \"/many \$i\" --mode raw --spawn 'sh $T/barrier.sh' --stdout '$FIX/stdout.text.txt' --transcript '$FIX/transcript.text.jsonl' >/dev/null &"
+	echo "done"
+	echo "wait"
+} >"$T/many.sh"
+run "$TBWRAP" --disable-budget-visuals --report-json "$T/many.json" -- bash "$T/many.sh"
+assert_eq "$status" 0 "$N agents at once: the script exits 0"
+assert_eq "$(sort "$T/barrier.log" 2>/dev/null | uniq -c | awk '{print $2 "x" $1}')" "okx$N" \
+	"$N agents at once: all were registered and running together"
+assert_eq "$(json_get "$T/many.json" overall.agents):$(json_get "$T/many.json" overall.used.total)" \
+	"$N:$((N * 17000))" "$N agents at once: each metered exactly ($((N * 17000)) tokens)"
+
 done_testing

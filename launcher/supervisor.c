@@ -71,6 +71,10 @@ struct source {
 	int kind;
 	bool seekable;
 	struct meter_stream s;
+	/* regular files: where this agent's last write to it ended, and its length */
+	bool file_seen;
+	uint64_t file_next;
+	size_t file_last_len;
 	/* last write, to recognise a retry on a pipe */
 	pid_t last_tid;
 	uint64_t last_addr;
@@ -514,7 +518,6 @@ static struct source *classify(struct agent *a, pid_t tgid, int fd, struct stat 
 	src->kind = kind;
 	src->seekable = S_ISREG(st->st_mode) || S_ISBLK(st->st_mode);
 	meter_stream_init(&src->s, METER_LINE_MAX_DEFAULT);
-	src->s.end = METER_POS_APPEND; /* set from the first write's position */
 	return src;
 }
 
@@ -546,18 +549,34 @@ static bool still_valid(int fd, uint64_t id)
 	return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
 }
 
-/* Where in the source's stream this write's bytes start. */
+/*
+ * Where in the source's stream (the bytes this agent wrote to it, in order) this write's bytes
+ * start; METER_POS_APPEND when they simply follow.
+ *
+ * Regular files: the file offset says it. A write that starts before where this agent's last
+ * write ended, by no more than that write's length, re-sends bytes (the rest of a short write);
+ * one that starts later follows other writers of a shared file (a script's log that several
+ * agents write to): the agent's own stream has no gap there.
+ */
 static uint64_t write_position(struct source *src, pid_t tid, pid_t tgid, int fd, bool has_off,
 			       uint64_t off, const struct stat *st, uint64_t addr, size_t len,
 			       int lfd, uint64_t id)
 {
 	if (src->seekable) {
-		uint64_t pos = off;
+		uint64_t at = off;
 		bool append = false;
-		if (!has_off && !fd_position(tgid, fd, &pos, &append))
+		if (!has_off && !fd_position(tgid, fd, &at, &append))
 			return METER_POS_APPEND;
 		if (append)
-			pos = (uint64_t)st->st_size;
+			at = (uint64_t)st->st_size;
+		uint64_t pos = METER_POS_APPEND;
+		uint64_t back = src->file_next - at;
+		if (src->file_seen && at < src->file_next && back <= src->file_last_len &&
+		    back <= src->s.end)
+			pos = src->s.end - back;
+		src->file_seen = true;
+		src->file_next = at + len;
+		src->file_last_len = len;
 		return pos;
 	}
 	/* A pipe, socket or terminal: a retry comes from the same thread, ends where the last
@@ -671,11 +690,7 @@ static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 		total += vec[i].iov_len;
 	uint64_t first = (uint64_t)(uintptr_t)vec[0].iov_base;
 	uint64_t pos = write_position(src, tid, tgid, fd, has_off, off, &st, cnt == 1 ? first : 0,
-				      cnt == 1 ? total : 0, lfd, s->req->id);
-	/* First sight of a source: start at this write (an existing file's old lines - a
-	 * resumed session - were metered when they were written, if at all). */
-	if (src->s.end == METER_POS_APPEND)
-		src->s.end = pos == METER_POS_APPEND ? 0 : pos;
+				      total, lfd, s->req->id);
 	uint64_t start = pos == METER_POS_APPEND ? src->s.end : pos;
 
 	bool changed = false;

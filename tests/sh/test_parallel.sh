@@ -110,4 +110,31 @@ assert_eq "$(sort "$T/barrier.log" 2>/dev/null | uniq -c | awk '{print $2 "x" $1
 assert_eq "$(json_get "$T/many.json" overall.agents):$(json_get "$T/many.json" overall.used.total)" \
 	"$N:$((N * 17000))" "$N agents at once: each metered exactly ($((N * 17000)) tokens)"
 
+# ---- one stdout file shared by several agents ----
+# A script's log that its agents all write to: each agent's lines land between the others'. Each
+# agent's own stream must be metered whole (no gap where the others wrote), with the shared file
+# offset (">") and with O_APPEND (">>"), through the supervisor (raw) and in-process (libc).
+for redir in ">" ">>"; do
+	for mode in raw libc; do
+		rm -f "$T/shared.out"
+		{
+			echo "("
+			for k in 1 2 3; do
+				echo "  '$C' -p '/shared $k' --mode $mode --delay-ms 10 --stdout '$FIX/stdout.stream-json.jsonl' &"
+			done
+			echo "  wait ) $redir '$T/shared.out'"
+		} >"$T/shared.sh"
+		run "$TBWRAP" --disable-budget-visuals --report-json "$T/shared.json" -- bash "$T/shared.sh"
+		got=$(python3 - "$T/shared.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(" ".join(f'{a["usage"]["total"]}/{a["anomalies"]["gap"]}' for a in r["agents"]))
+PY
+)
+		assert_eq "$got" "17000/0 17000/0 17000/0" \
+			"shared stdout ($redir, $mode): each of 3 agents metered whole, no gap"
+		assert_eq "$(wc -l <"$T/shared.out" | tr -d ' ')" 36 "shared stdout ($redir, $mode): every line written"
+	done
+done
+
 done_testing

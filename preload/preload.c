@@ -8,8 +8,8 @@
  *      mode refuses with one line on stderr and exit status 86; warn mode says it and runs);
  *   3. installs the seccomp notify filter on itself and hands the listener fd to the supervisor
  *      (a nested agent, already under a listener, registers its pid instead);
- *   4. arms SIGIO on its connection, so that a supervisor that dies stops the agent loudly
- *      instead of leaving its writes failing in silence.
+ *   4. arms a signal on its connection (F_SETSIG), so that a supervisor that dies stops the
+ *      agent loudly instead of leaving its writes failing in silence.
  * Its libc write family is then metered in-line (hooks.c); raw syscalls go to the supervisor.
  */
 #include <dlfcn.h>
@@ -235,7 +235,12 @@ void preload_forget_fd(int fd)
 		__atomic_store_n(&fd_kind[fd], FD_UNKNOWN, __ATOMIC_RELAXED);
 }
 
-/* SIGIO on the supervisor connection: either a hang-up (the supervisor is gone) or nothing. */
+/* The signal the kernel sends when the supervisor connection changes (F_SETSIG). Not SIGIO: the
+ * Bun runtime of Claude Code puts SIGIO back to its default action after our constructor, and
+ * the agent then died of it without a word. A real-time signal it leaves alone. */
+#define PRELOAD_HUP_SIGNAL (SIGRTMAX - 3)
+
+/* The connection's signal: either a hang-up (the supervisor is gone) or nothing. */
 static void on_sigio(int sig)
 {
 	(void)sig;
@@ -457,8 +462,9 @@ static void become_agent(int argc, char **argv)
 
 	struct sigaction sa = {.sa_handler = on_sigio, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGIO, &sa, NULL);
+	sigaction(PRELOAD_HUP_SIGNAL, &sa, NULL);
 	fcntl(sup_fd, F_SETOWN, getpid());
+	fcntl(sup_fd, F_SETSIG, PRELOAD_HUP_SIGNAL);
 	fcntl(sup_fd, F_SETFL, fcntl(sup_fd, F_GETFL) | O_ASYNC);
 	/* exit() and a return from main() pass the status to on_exit handlers: the report then
 	 * knows how an agent ended that is not tbwrap's child (tbwrap cannot wait for it). */

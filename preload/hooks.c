@@ -181,7 +181,17 @@ HOOK int dup3(int oldfd, int newfd, int flags)
 	return r;
 }
 
-/* _exit skips on_exit handlers (see preload.c): an agent records its status here first. */
+/* An agent records its status before it goes: tbwrap cannot wait for an agent it did not start.
+ * exit() passes it to an on_exit handler (preload.c); these three skip those handlers. The Bun
+ * runtime of Claude Code ends with quick_exit(). */
+HOOK void quick_exit(int status)
+{
+	resolve((void *)preload_real.quick_exit);
+	if (preload_mode == PRELOAD_AGENT)
+		preload_record_exit(status);
+	preload_real.quick_exit(status);
+}
+
 HOOK void _exit(int status)
 {
 	resolve((void *)preload_real._exit);

@@ -88,6 +88,7 @@ static void resolve_all(void)
 	preload_real.dup2 = must_sym("dup2", (void *)dup2);
 	preload_real.dup3 = must_sym("dup3", (void *)dup3);
 	preload_real._exit = must_sym("_exit", (void *)_exit);
+	preload_real.quick_exit = must_sym("quick_exit", (void *)quick_exit);
 	preload_real._Exit = must_sym("_Exit", (void *)_Exit);
 }
 

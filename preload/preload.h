@@ -35,6 +35,7 @@ struct preload_real {
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
 	void (*_exit)(int) __attribute__((noreturn));
+	void (*quick_exit)(int) __attribute__((noreturn));
 	void (*_Exit)(int) __attribute__((noreturn));
 };
 

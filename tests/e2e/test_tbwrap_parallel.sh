@@ -63,9 +63,10 @@ assert_eq "/slow /slow /test /test" "$(report_get "$report" 'sorted(a["command"]
 	"parallel: the agents are 2 x /slow and 2 x /test"
 assert_eq "0 0 0 0" "$(cat "$E2E_PROJECT/agents.status")" "parallel: all 4 agents exited with status 0 (their shell's wait)"
 # tbwrap reaps only its own child (here the script), so the agents' codes are 0 or unknown.
-assert_eq "exited exited exited exited" \
-	"$(report_get "$report" '[a["status"] if a["exit_code"] in (0, None) else "code %s" % a["exit_code"] for a in r["agents"]]')" \
-	"parallel: report lists all 4 agents as exited (no non-zero code)"
+# Not tbwrap's children: the agents recorded their own status (the CLI ends with quick_exit).
+assert_eq "exited:0 exited:0 exited:0 exited:0" \
+	"$(report_get "$report" '["%s:%s" % (a["status"], a["exit_code"]) for a in r["agents"]]')" \
+	"parallel: report lists all 4 agents as exited with code 0"
 assert_eq "false false false false" "$(report_get "$report" '[a["nested"] for a in r["agents"]]')" \
 	"parallel: none is nested"
 assert_eq "2 2" "$(report_get "$report" '[[c["agents"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")]')" \
@@ -131,8 +132,8 @@ assert_eq "$truth_slow" "$(report_usage "$report" /slow)" "nested: report /slow 
 assert_eq "$(ground_truth)" "$(report_usage "$report")" "nested: report overall usage equals the ground truth (no double count)"
 assert_eq "15190" "$(report_get "$report" 'r["overall"]["used"]["total"]')" "nested: overall total 8500 + 6690"
 assert_eq "2" "$(report_get "$report" 'len(r["agents"])')" "nested: 2 agents listed"
-assert_eq "/test:exited:false /slow:exited:true" \
-	"$(report_get "$report" '["%s:%s:%s" % (a["command"], a["status"], "true" if a["nested"] else "false") for a in r["agents"]]')" \
+assert_eq "/test:exited:0:false /slow:exited:0:true" \
+	"$(report_get "$report" '["%s:%s:%s:%s" % (a["command"], a["status"], a["exit_code"], "true" if a["nested"] else "false") for a in r["agents"]]')" \
 	"nested: outer /test exited, not nested; inner /slow exited, flagged nested"
 assert_eq "0" "$(report_get "$report" '[a["exit_code"] for a in r["agents"] if a["command"] == "/test"][0]')" \
 	"nested: outer agent exit_code 0"

@@ -494,13 +494,9 @@ static bool is_transcript(const struct agent *a, pid_t tgid, int fd)
 	       strcmp(path + n - 6, ".jsonl") == 0;
 }
 
-/* The metered source fd is, or NULL. *st gets the open file's stat. */
-static struct source *classify(struct agent *a, pid_t tgid, int fd, struct stat *st)
+/* The metered source the open file st (the agent's fd) is, or NULL. */
+static struct source *classify(struct agent *a, pid_t tgid, int fd, const struct stat *st)
 {
-	char link[64];
-	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)tgid, fd);
-	if (stat(link, st) < 0)
-		return NULL;
 	for (int i = 0; i < a->n_sources; i++)
 		if (a->sources[i].dev == st->st_dev && a->sources[i].ino == st->st_ino)
 			return &a->sources[i];
@@ -654,7 +650,8 @@ static size_t feed_remote(struct sup *s, struct agent *a, struct source *src, pi
 	return done;
 }
 
-static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, int lfd)
+static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, int lfd,
+			 const struct stat *st)
 {
 	const struct seccomp_data *d = &s->req->data;
 	int nr = d->nr;
@@ -663,8 +660,7 @@ static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	bool has_off = nr == SYS_pwrite64 || ((nr == SYS_pwritev || nr == SYS_pwritev2) &&
 					      (int64_t)(d->args[3] | (d->args[4] << 32)) != -1);
 	uint64_t off = nr == SYS_pwrite64 ? d->args[3] : (d->args[3] | (d->args[4] << 32));
-	struct stat st;
-	struct source *src = classify(a, tgid, fd, &st);
+	struct source *src = classify(a, tgid, fd, st);
 	s->last_was_source = src != NULL;
 	if (!src)
 		return false;
@@ -689,7 +685,7 @@ static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	for (int i = 0; i < cnt; i++)
 		total += vec[i].iov_len;
 	uint64_t first = (uint64_t)(uintptr_t)vec[0].iov_base;
-	uint64_t pos = write_position(src, tid, tgid, fd, has_off, off, &st, cnt == 1 ? first : 0,
+	uint64_t pos = write_position(src, tid, tgid, fd, has_off, off, st, cnt == 1 ? first : 0,
 				      total, lfd, s->req->id);
 	uint64_t start = pos == METER_POS_APPEND ? src->s.end : pos;
 
@@ -711,12 +707,12 @@ static bool handle_write(struct sup *s, struct agent *a, pid_t tid, pid_t tgid, 
 	return changed;
 }
 
-static bool is_socket_fd(pid_t tgid, int fd)
+/* The open file behind a target's fd (one stat of /proc/PID/fd/N: the only per-write lookup). */
+static bool fd_stat(pid_t tgid, int fd, struct stat *st)
 {
 	char link[64];
-	struct stat st;
 	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)tgid, fd);
-	return stat(link, &st) == 0 && S_ISSOCK(st.st_mode);
+	return stat(link, st) == 0;
 }
 
 static uint64_t instance_total(struct sup *s, const struct agent *a)
@@ -782,8 +778,15 @@ static void handle_notification(struct sup *s, int lfd)
 	int nr = s->req->data.nr;
 	int fd = (int)s->req->data.args[0];
 	bool block = s->l->h->mode == LEDGER_MODE_BLOCK;
-	bool is_sock = nr == SYS_sendto || nr == SYS_sendmsg ||
-		       ((a->stopping || block) && is_socket_fd(tgid, fd));
+	struct stat st;
+	bool is_sock = nr == SYS_sendto || nr == SYS_sendmsg;
+	if (!is_sock) {
+		if (!fd_stat(tgid, fd, &st)) {
+			respond(s, lfd, 0); /* a bad fd: the kernel answers it */
+			return;
+		}
+		is_sock = S_ISSOCK(st.st_mode);
+	}
 	if (is_sock) {
 		/* A stopped agent makes no further request to its API, even during the grace. */
 		if (a->stopping)
@@ -795,7 +798,7 @@ static void handle_notification(struct sup *s, int lfd)
 	bool changed = false;
 	s->last_was_source = false;
 	if (!a->unmetered)
-		changed = handle_write(s, a, tid, tgid, lfd);
+		changed = handle_write(s, a, tid, tgid, lfd, &st);
 	respond(s, lfd, 0);
 	/* After the answer: the write that crossed a budget still reaches its file, so the output
 	 * ends with the line that was counted. */

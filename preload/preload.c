@@ -106,8 +106,10 @@ static void poke_supervisor(void)
 {
 	struct proto_msg m = {
 		.magic = PROTO_MAGIC, .type = PROTO_POKE, .pid = getpid(), .inst = inst};
-	/* Non-blocking: a full socket buffer means pokes are pending already. */
-	syscall(SYS_sendto, sup_fd, &m, sizeof(m), MSG_DONTWAIT, NULL, 0);
+	/* A tagged write, not sendto (which has no argument left for the tag): a poke must not
+	 * take a round trip through the very supervisor it pokes. The socket is non-blocking: a
+	 * full buffer means pokes are pending already. */
+	syscall(SYS_write, sup_fd, &m, sizeof(m), 0, 0, (long)preload_tag);
 }
 
 /* Index of the transcript's stream, -1 when more transcripts than tracked are open. */
@@ -466,7 +468,7 @@ static void become_agent(int argc, char **argv)
 	sigaction(PRELOAD_HUP_SIGNAL, &sa, NULL);
 	fcntl(sup_fd, F_SETOWN, getpid());
 	fcntl(sup_fd, F_SETSIG, PRELOAD_HUP_SIGNAL);
-	fcntl(sup_fd, F_SETFL, fcntl(sup_fd, F_GETFL) | O_ASYNC);
+	fcntl(sup_fd, F_SETFL, fcntl(sup_fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
 	/* exit() and a return from main() pass the status to on_exit handlers: the report then
 	 * knows how an agent ended that is not tbwrap's child (tbwrap cannot wait for it). */
 	on_exit(on_agent_exit, NULL);

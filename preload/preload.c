@@ -433,20 +433,25 @@ static void become_agent(int argc, char **argv)
 		listener = preload_install_filter(preload_tag);
 		if (listener >= 0) {
 			flags = PROTO_F_LISTENER;
-		} else if (errno == EBUSY) {
-			flags = PROTO_F_NESTED;
 		} else {
-			int e = errno;
+			/* EBUSY: a listener is above us that this session's agents did not put
+			 * there (TBWRAP_FILTERED is not set): another tbwrap session's agent, or a
+			 * sandbox. Its holder would see our writes, not our supervisor. */
+			const char *cause =
+				errno == EBUSY
+					? "another seccomp listener (another tbwrap session's "
+					  "agent, or a sandbox) is above this process"
+					: strerror(errno);
 			if (is_block) {
 				ledger_settle(&ledger, inst, LEDGER_INST_REFUSED, -1);
-				errno = e;
-				log_die_errno(TBWRAP_EXIT_REFUSED,
-					      "refused: cannot install the seccomp filter that "
-					      "meters this agent (block mode)");
+				log_die(TBWRAP_EXIT_REFUSED,
+					"refused: cannot install the seccomp filter that meters "
+					"this agent (block mode): %s",
+					cause);
 			}
-			errno = e;
-			log_warn_errno("WARNING: cannot install the seccomp filter; this agent "
-				       "runs UNMETERED (warn mode)");
+			log_warn("WARNING: cannot install the seccomp filter; this agent runs "
+				 "UNMETERED (warn mode): %s",
+				 cause);
 			flags = PROTO_F_UNMETERED;
 		}
 	}

@@ -2,8 +2,9 @@
 # Two paths of the preload library that the other tests do not take:
 #   - an agent with no prompt on argv (it reads it from stdin) starts under the catch-all key and
 #     is moved, with its usage and reservation, to the command its transcript names;
-#   - an agent that cannot install its seccomp filter is refused in block mode and runs loudly
-#     UNMETERED in warn mode (its libc writes are still metered in-process).
+#   - an agent that cannot install its seccomp filter (seccomp forbidden, or another session's
+#     listener above it) is refused in block mode and runs loudly UNMETERED in warn mode (its
+#     libc writes are still metered in-process).
 source "$(dirname "$0")/libtest.sh"
 setup
 require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT" "$HELPERS/deny_seccomp"
@@ -64,6 +65,23 @@ for row in "libc 17000" "raw 0"; do
 		"no filter, warn, $mode: tbwrap says it too"
 	assert_eq "$(json_get "$T/r.json" agents.0.status):$(json_get "$T/r.json" overall.used.total)" \
 		"unmetered:$want" "no filter, warn, $mode: report: unmetered, $want tokens"
+done
+
+# ---- a tbwrap run inside another tbwrap session's agent ----
+# The outer agent's listener is above the inner session's agents: the inner supervisor would never
+# see their writes. Block mode refuses such an agent, warn mode runs it loudly unmetered.
+for row in "block 86" "warn 0"; do
+	read -r mode want <<<"$row"
+	inner="'$TBWRAP' --disable-budget-visuals --budget-enforcement-mode $mode -- '$AGENTS/claude' -p /inner --mode raw --stdout '$FIX/stdout.text.txt' >'$T/inner.out' 2>'$T/inner.err'; echo \$? >'$T/inner.rc'"
+	rm -f "$T/inner.rc"
+	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AGENTS/claude" -p /outer \
+		--mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+	assert_eq "$status:$(cat "$T/inner.rc" 2>/dev/null)" "0:$want" \
+		"tbwrap inside an agent, $mode: the outer agent runs; the inner tbwrap exits $want"
+	assert_contains "$(cat "$T/inner.err")" "another seccomp listener (another tbwrap session's agent, or a sandbox) is above this process" \
+		"tbwrap inside an agent, $mode: the inner agent says why it cannot be metered"
+	assert_eq "$(json_get "$T/r.json" overall.used.total)" 17000 \
+		"tbwrap inside an agent, $mode: the outer agent is metered exactly"
 done
 
 done_testing

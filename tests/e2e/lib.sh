@@ -65,6 +65,15 @@ assert_contains() {
 	fi
 }
 
+# assert_match TEXT ERE NAME: TEXT has a line matching the extended regular expression.
+assert_match() {
+	if grep -qE -- "$2" <<<"$1"; then
+		ok "$3"
+	else
+		not_ok "$3" "expected a line matching: '$2'" "in: '${1:0:2000}'"
+	fi
+}
+
 # --- lifetime ----------------------------------------------------------------------------------
 
 e2e_cleanup() {

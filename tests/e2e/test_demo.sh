@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make demo` (scripts/demo), the README's first command, runs its scene to the end: three Claude
+# Code agents under one tbwrap in block mode, one stopped for its command budget, one refused at
+# launch, the final report, what the stand-in billed beside what tbwrap counted; and it leaves
+# nothing running and no temp files behind.
+set -uo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+e2e_setup
+tbwrap_require
+
+out=$E2E_TMP/demo.out
+before=$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'tbwrap-demo.*' | wc -l)
+(cd "$E2E_ROOT" && exec timeout -k 5 120 scripts/demo) >"$out" 2>&1 </dev/null
+rc=$?
+assert_eq "0" "$rc" "the demo exits 0"
+text=$(cat "$out")
+assert_match "$text" "tbwrap: stopping agent [0-9]+ \(/review\): command budget /review exceeded, used [0-9.]+K/20\.0K \(block mode\)" \
+	"an agent is stopped for its command budget"
+assert_match "$text" "tbwrap\[[0-9]+\]: refused command budget /review: used [0-9.]+K \+ reserved [0-9.]+K? \+ estimate 1\.0K > limit 20\.0K \(block mode\)" \
+	"the next agent of that command is refused at launch"
+assert_contains "$text" "BUDGET STATUS (block mode)" "the final report is printed"
+assert_match "$text" "/test +API calls 8, billed +34000 tokens; tbwrap counted +34000" \
+	"the /test agents' usage equals what the stand-in billed"
+assert_eq "$before" "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'tbwrap-demo.*' | wc -l)" \
+	"no temp dir left behind"
+assert_eq "0" "$(pgrep -fc 'api_standin.py --scenario tests/e2e/scenarios/demo.json' || true)" \
+	"no stand-in left running"

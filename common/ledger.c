@@ -101,14 +101,19 @@ static int init_robust_mutex(pthread_mutex_t *m)
 
 /* A holder killed mid-section leaves only counters and fields that were each written whole: the
  * state is usable, so the mutex is marked consistent rather than given up. */
-static void robust_lock(pthread_mutex_t *m)
+/* Returns true when the previous owner died holding the lock (the state it guards may be half
+ * updated: the caller repairs what it can). */
+static bool robust_lock(pthread_mutex_t *m)
 {
 	int rc = pthread_mutex_lock(m);
 
-	if (rc == EOWNERDEAD)
+	if (rc == EOWNERDEAD) {
 		pthread_mutex_consistent(m);
-	else if (rc != 0)
+		return true;
+	}
+	if (rc != 0)
 		log_warn("ledger: cannot lock a ledger mutex: %s", strerror(rc));
+	return false;
 }
 
 static int validate_config(const struct ledger_config *cfg, char *err, size_t errlen)
@@ -452,7 +457,10 @@ static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bo
 	uint64_t reserved = __atomic_load_n(&b->reserved, __ATOMIC_ACQUIRE);
 	uint64_t used = __atomic_load_n(&b->used.total, __ATOMIC_RELAXED);
 
-	if (b->limit == LEDGER_NO_LIMIT || sat_add(sat_add(used, reserved), estimate) <= b->limit)
+	/* Room for the estimate, and room at all: with --estimate 0 a budget that is used up (or
+	 * 0, "no agent may run") must still refuse. */
+	uint64_t held = sat_add(used, reserved);
+	if (b->limit == LEDGER_NO_LIMIT || (sat_add(held, estimate) <= b->limit && held < b->limit))
 		return false;
 	if (why)
 		fill_refusal(why, b, is_overall, used, reserved, estimate);
@@ -563,15 +571,26 @@ static uint64_t take_reserved(uint64_t *p, uint64_t want)
 	return take;
 }
 
+/* Subtracts without going below zero: a slip in the accounting (an agent that died half-way)
+ * must never wrap a reservation into a number that refuses every later agent. */
+static void sub_reserved(uint64_t *p, uint64_t amount)
+{
+	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+
+	while (!__atomic_compare_exchange_n(p, &cur, cur > amount ? cur - amount : 0, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+	}
+}
+
 static void release_reserved(struct ledger *l, struct ledger_instance *in, uint64_t amount)
 {
 	struct ledger_header *h = l->h;
 
 	if (amount == 0)
 		return;
-	__atomic_fetch_sub(&h->overall.reserved, amount, __ATOMIC_ACQ_REL);
+	sub_reserved(&h->overall.reserved, amount);
 	if (in->command < LEDGER_MAX_COMMANDS)
-		__atomic_fetch_sub(&h->commands[in->command].reserved, amount, __ATOMIC_ACQ_REL);
+		sub_reserved(&h->commands[in->command].reserved, amount);
 }
 
 void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta)
@@ -602,6 +621,9 @@ void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int ex
 	if (!valid_instance(l, inst))
 		return;
 	in = &h->instances[inst];
+	/* Under the instance lock: a rebind moves the reservation between commands in one step,
+	 * and this release must come entirely before or after it. */
+	ledger_instance_lock(l, inst);
 	release_reserved(l, in, __atomic_exchange_n(&in->reserved, 0, __ATOMIC_ACQ_REL));
 
 	/* The supervisor settles a stopped agent as STOPPED when it signals it and again as EXITED
@@ -630,6 +652,7 @@ void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int ex
 	if (exit_code != -1)
 		__atomic_store_n(&in->exit_code, exit_code, __ATOMIC_RELAXED);
 	__atomic_store_n(&in->end_ns, now_realtime_ns(), __ATOMIC_RELEASE);
+	ledger_instance_unlock(l, inst);
 }
 
 static bool budget_over(const struct ledger_budget *b, bool is_overall, uint64_t estimate,
@@ -661,8 +684,24 @@ bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *
 
 void ledger_instance_lock(struct ledger *l, int inst)
 {
-	if (inst >= 0 && inst < LEDGER_MAX_INSTANCES)
-		robust_lock(&l->h->instances[inst].lock);
+	if (inst < 0 || inst >= LEDGER_MAX_INSTANCES)
+		return;
+	struct ledger_instance *in = &l->h->instances[inst];
+	if (!robust_lock(&in->lock))
+		return;
+	/* The owner died between raising its meter's total and recording the delta (the two are
+	 * equal whenever the lock is free): record what is missing, so no usage is lost. */
+	struct meter_usage missing = {{0}};
+	bool any = false;
+	for (int f = 0; f < METER_NFIELDS; f++) {
+		uint64_t used = __atomic_load_n(&in->used.n[f], __ATOMIC_RELAXED);
+		if (in->core.total.n[f] > used) {
+			missing.n[f] = in->core.total.n[f] - used;
+			any = true;
+		}
+	}
+	if (any)
+		ledger_record_delta(l, inst, &missing);
 }
 
 void ledger_instance_unlock(struct ledger *l, int inst)
@@ -746,7 +785,7 @@ bool ledger_rebind(struct ledger *l, int inst, int cmd)
 	add_ledger_counts(&h->commands[cmd].used, &used);
 	sub_counts(&h->commands[old].used, &used);
 	__atomic_fetch_add(&h->commands[cmd].reserved, reserved, __ATOMIC_ACQ_REL);
-	__atomic_fetch_sub(&h->commands[old].reserved, reserved, __ATOMIC_ACQ_REL);
+	sub_reserved(&h->commands[old].reserved, reserved);
 	__atomic_fetch_add(&h->commands[cmd].agents, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_sub(&h->commands[old].agents, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&in->command, (uint32_t)cmd, __ATOMIC_RELEASE);

@@ -510,7 +510,8 @@ static int usage_field(const struct span *key, enum ctx ctx)
 	return -1;
 }
 
-/* A usage count: a non-negative integer no larger than 2^53, anything else spoils its group. */
+/* A usage count: a non-negative integer no larger than 2^53, or null (absent); anything else
+ * spoils its group. */
 static bool scan_count(struct scan *sc, struct group *g, int field, bool is_summed, unsigned depth)
 {
 	struct number num;
@@ -533,7 +534,11 @@ static bool scan_count(struct scan *sc, struct group *g, int field, bool is_summ
 		g->n[field] = is_summed ? sat_add(g->n[field], v) : v;
 		return true;
 	}
-	/* A string, literal, object or array where a count belongs. */
+	/* null: the API's counts are "number or null", and null means the field is absent (0 under
+	 * the maxima), not a bad line: rejecting it would leave the whole call unmetered. */
+	if (sc->p < sc->end && *sc->p == 'n')
+		return scan_literal(sc);
+	/* A string, other literal, object or array where a count belongs. */
 	g->is_bad = true;
 	return skip_value(sc, depth);
 }

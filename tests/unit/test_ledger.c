@@ -736,6 +736,10 @@ static void test_over_limit_boundary(void **state)
 	ledger_record_delta(&l, 1, &d);
 	assert_int_equal(l.h->overall.used.total, 1000);
 	assert_false(ledger_over_limit(&l, 1, &why));
+	/* A budget used up exactly admits nobody more, even with an estimate of 0. */
+	assert_int_equal(ledger_admit(&l, 1, 3, 0, &exceeded, &why, &refused_slot), -2);
+	assert_true(why.is_overall);
+	assert_int_equal(why.used, 1000);
 	d = (struct meter_usage){{0, 0, 0, 1}};
 	ledger_record_delta(&l, 1, &d);
 	assert_true(ledger_over_limit(&l, 1, &why));
@@ -798,7 +802,10 @@ static void test_robust_mutex_recovery(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		/* Dies between raising its meter's total and recording the delta. */
 		ledger_instance_lock(&l, 0);
+		l.h->instances[0].core.total.n[METER_INPUT] = 1200;
+		l.h->instances[0].core.total.n[METER_OUTPUT] = 34;
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -807,6 +814,12 @@ static void test_robust_mutex_recovery(void **state)
 	alarm(20);
 	ledger_instance_lock(&l, 0);
 	ledger_instance_unlock(&l, 0);
+	/* The recovering locker recorded what the dead owner had metered but not recorded. */
+	assert_int_equal(l.h->instances[0].used.n[METER_INPUT], 1200);
+	assert_int_equal(l.h->instances[0].used.n[METER_OUTPUT], 34);
+	assert_int_equal(l.h->instances[0].used.total, 1234);
+	assert_int_equal(l.h->overall.used.total, 1234);
+	assert_int_equal(l.h->commands[0].used.total, 1234);
 	assert_int_equal(pthread_mutex_trylock(&l.h->instances[0].lock), 0);
 	pthread_mutex_unlock(&l.h->instances[0].lock);
 

@@ -138,6 +138,7 @@ struct sup {
 	int child_status;
 	bool child_stopped;
 	bool live_drawn;
+	uint64_t next_lost_ms;
 	bool last_was_source; /* the write just handled went to a metered source */
 	uint64_t next_live_ms;
 };
@@ -867,6 +868,28 @@ static void handle_signal(struct sup *s)
 	}
 }
 
+/*
+ * Settles ledger slots of agents that were admitted but are gone without ever registering (killed
+ * in their constructor): their reservation would otherwise hold budget room for the rest of the
+ * session. At the end (final) every slot still running is settled.
+ */
+static void settle_lost(struct sup *s, bool final)
+{
+	struct ledger_header *h = s->l->h;
+	uint32_t n = __atomic_load_n(&h->n_instances, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n && i < LEDGER_MAX_INSTANCES; i++) {
+		uint32_t st = __atomic_load_n(&h->instances[i].status, __ATOMIC_ACQUIRE);
+		if (st != LEDGER_INST_RUNNING && st != LEDGER_INST_UNMETERED)
+			continue;
+		pid_t pid = (pid_t)__atomic_load_n(&h->instances[i].pid, __ATOMIC_RELAXED);
+		bool known = false;
+		for (int k = 0; k < s->n_agents && !known; k++)
+			known = s->agents[k].used && s->agents[k].inst == (int)i;
+		if (final || (!known && kill(pid, 0) < 0 && errno == ESRCH))
+			ledger_settle(s->l, (int)i, LEDGER_INST_EXITED, -1);
+	}
+}
+
 static void tick(struct sup *s)
 {
 	uint64_t t = now_ms();
@@ -880,6 +903,10 @@ static void tick(struct sup *s)
 			kill(a->pid, SIGKILL);
 			a->kill_at_ms = UINT64_MAX;
 		}
+	}
+	if (t >= s->next_lost_ms) {
+		settle_lost(s, false);
+		s->next_lost_ms = t + 1000;
 	}
 	/* Usage from the in-process path arrives by poke, but a lost poke must not matter. */
 	check_budgets(s);
@@ -1022,6 +1049,7 @@ int supervisor_run(const struct supervisor_config *cfg)
 	}
 	clear_live(s);
 	check_budgets(s);
+	settle_lost(s, true);
 	if (s->child_stopped)
 		rc = TBWRAP_EXIT_STOPPED;
 	else

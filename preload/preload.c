@@ -400,9 +400,18 @@ static void become_agent(int argc, char **argv)
 		describe_refusal(&why, why_text, sizeof(why_text));
 		refuse("refused %s (block mode)", why_text);
 	}
-	if (inst < 0)
-		log_die(TBWRAP_EXIT_REFUSED, "refused: the ledger's table of %d agents is full",
-			LEDGER_MAX_INSTANCES);
+	if (inst < 0) {
+		if (is_block)
+			log_die(TBWRAP_EXIT_REFUSED,
+				"refused: the ledger's table of %d agents is full (block mode)",
+				LEDGER_MAX_INSTANCES);
+		/* Warn mode never stops work: the agent runs, and says it is not counted. */
+		log_warn("WARNING: the ledger's table of %d agents is full; this agent runs "
+			 "UNMETERED and is not in the report (warn mode)",
+			 LEDGER_MAX_INSTANCES);
+		ledger_close(&ledger);
+		return;
+	}
 	if (unbound)
 		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_UNBOUND,
 				  __ATOMIC_RELEASE);
@@ -461,6 +470,7 @@ static void become_agent(int argc, char **argv)
 	if (listener >= 0)
 		preload_real.close(listener);
 	if (rc < 0) {
+		ledger_settle(&ledger, inst, LEDGER_INST_REFUSED, TBWRAP_EXIT_LOST);
 		errno = -rc;
 		log_die_errno(TBWRAP_EXIT_LOST, "the supervisor did not take this agent");
 	}

@@ -239,16 +239,16 @@ static void expect_refusal(enum damage dmg, bool writable)
 		break;
 	case DMG_N_COMMANDS:
 		c.h->n_commands = LEDGER_MAX_COMMANDS + 1;
-		snprintf(
-			want, sizeof(want),
-			"ledger %s is corrupt: 65 commands (at most 64), 0 instances (at most 256)",
-			c.name);
+		snprintf(want, sizeof(want),
+			 "ledger %s is corrupt: 65 commands (at most 64), 0 instances (at most "
+			 "1024)",
+			 c.name);
 		break;
 	case DMG_N_INSTANCES:
-		c.h->n_instances = 1000;
+		c.h->n_instances = 5000;
 		snprintf(want, sizeof(want),
-			 "ledger %s is corrupt: 2 commands (at most 64), 1000 instances (at most "
-			 "256)",
+			 "ledger %s is corrupt: 2 commands (at most 64), 5000 instances (at most "
+			 "1024)",
 			 c.name);
 		break;
 	case DMG_TRUNCATED:

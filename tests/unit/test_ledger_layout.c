@@ -61,11 +61,11 @@ static void test_sizes(void **state)
 	assert_int_equal(sizeof(struct ledger_counts), 40);
 	assert_int_equal(sizeof(struct ledger_budget), 152);
 	assert_int_equal(sizeof(struct ledger_instance), 45408);
-	assert_int_equal(sizeof(struct ledger_header), 11634456);
+	assert_int_equal(sizeof(struct ledger_header), 46507800);
 	assert_int_equal(LEDGER_VERSION, 1);
 	assert_true(LEDGER_MAGIC == UINT64_C(0x31474c5257425454));
 	assert_int_equal(LEDGER_MAX_COMMANDS, 64);
-	assert_int_equal(LEDGER_MAX_INSTANCES, 256);
+	assert_int_equal(LEDGER_MAX_INSTANCES, 1024);
 	assert_int_equal(LEDGER_NAME_LEN, 64);
 }
 

@@ -678,8 +678,21 @@ bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *
 	in = &h->instances[inst];
 	if (budget_over(&h->overall, true, in->estimate, why))
 		return true;
-	return in->command < n_commands(l) &&
-	       budget_over(&h->commands[in->command], false, in->estimate, why);
+	if (in->command >= n_commands(l))
+		return false;
+	const struct ledger_budget *b = &h->commands[in->command];
+	if (budget_over(b, false, in->estimate, why))
+		return true;
+	/* Bound to a command after it started (prompt on stdin) whose budget had no room for it:
+	 * it would have been refused at launch. */
+	if (__atomic_load_n(&in->flags, __ATOMIC_ACQUIRE) & LEDGER_F_OVER_AT_BIND) {
+		if (why)
+			fill_refusal(why, b, false,
+				     __atomic_load_n(&b->used.total, __ATOMIC_RELAXED),
+				     __atomic_load_n(&b->reserved, __ATOMIC_RELAXED), in->estimate);
+		return true;
+	}
+	return false;
 }
 
 void ledger_instance_lock(struct ledger *l, int inst)
@@ -790,6 +803,14 @@ bool ledger_rebind(struct ledger *l, int inst, int cmd)
 	__atomic_fetch_sub(&h->commands[old].agents, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&in->command, (uint32_t)cmd, __ATOMIC_RELEASE);
 	__atomic_and_fetch(&in->flags, ~LEDGER_F_UNBOUND, __ATOMIC_RELEASE);
+	/* The check admission would have made: the command's used + reserved now include this
+	 * agent's usage and what is left of its estimate, so "> limit" is "used + reserved +
+	 * estimate > limit" at launch. Block mode stops it (ledger_over_limit). */
+	const struct ledger_budget *b = &h->commands[cmd];
+	uint64_t held = sat_add(__atomic_load_n(&b->used.total, __ATOMIC_RELAXED),
+				__atomic_load_n(&b->reserved, __ATOMIC_RELAXED));
+	if (b->limit != LEDGER_NO_LIMIT && held > b->limit)
+		__atomic_or_fetch(&in->flags, LEDGER_F_OVER_AT_BIND, __ATOMIC_RELEASE);
 	ledger_instance_unlock(l, inst);
 	return true;
 }

@@ -251,14 +251,20 @@ static void stop_agent(struct sup *s, struct agent *a, const struct ledger_refus
 {
 	if (a->stopping)
 		return;
-	char used[32], lim[32];
+	char used[32], lim[32], res[32];
 	render_tokens(used, sizeof(used), why->used);
 	render_tokens(lim, sizeof(lim), why->limit);
+	render_tokens(res, sizeof(res), why->reserved);
 	const struct ledger_budget *b = &s->l->h->commands[s->l->h->instances[a->inst].command];
 	clear_live(s);
 	if (why->is_overall)
 		log_warn("stopping agent %d (%s): overall budget exceeded, used %s/%s (block mode)",
 			 (int)a->pid, b->name, used, lim);
+	else if (why->used <= why->limit)
+		/* Its prompt came on stdin: bound to a command with no room for it. */
+		log_warn("stopping agent %d (%s): command budget %s has no room for it, used %s + "
+			 "reserved %s of %s (block mode)",
+			 (int)a->pid, b->name, why->name, used, res, lim);
 	else
 		log_warn("stopping agent %d (%s): command budget %s exceeded, used %s/%s "
 			 "(block mode)",

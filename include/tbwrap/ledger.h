@@ -75,9 +75,10 @@ struct ledger_instance {
 	struct meter_core core;
 };
 
-#define LEDGER_F_NESTED 1u  /* ran under another agent's listener */
-#define LEDGER_F_LIBC 2u    /* some usage came through the in-process libc path */
-#define LEDGER_F_UNBOUND 4u /* prompt came on stdin: key bound from the transcript later */
+#define LEDGER_F_NESTED 1u	 /* ran under another agent's listener */
+#define LEDGER_F_LIBC 2u	 /* some usage came through the in-process libc path */
+#define LEDGER_F_UNBOUND 4u	 /* prompt came on stdin: key bound from the transcript later */
+#define LEDGER_F_OVER_AT_BIND 8u /* bound to a command whose budget had no room for it */
 
 struct ledger_header {
 	uint64_t magic;
@@ -163,7 +164,8 @@ void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *d
  * (exit_code -1, unknown, keeps what the agent recorded itself when it called exit()). */
 void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int exit_code);
 
-/* True when the overall or the instance's command budget is exceeded (used > limit); fills *why. */
+/* True when the overall or the instance's command budget is exceeded (used > limit), or the
+ * instance was bound after launch to a command whose budget had no room for it; fills *why. */
 bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *why);
 
 /* Locks an instance's robust mutex (recovering it when its owner died). */
@@ -179,8 +181,9 @@ bool ledger_meter_feed(struct ledger *l, int inst, struct meter_stream *s, uint6
 bool ledger_meter_finish(struct ledger *l, int inst, struct meter_stream *s);
 
 /* Moves an instance, with its usage and outstanding reservation, to command cmd (an agent whose
- * prompt came on stdin, once its transcript names the command). Clears LEDGER_F_UNBOUND.
- * Returns false when nothing moved. */
+ * prompt came on stdin, once its transcript names the command). Clears LEDGER_F_UNBOUND; sets
+ * LEDGER_F_OVER_AT_BIND when cmd's budget, counting this instance, is exceeded (launch admission
+ * would have refused it). Returns false when nothing moved. */
 bool ledger_rebind(struct ledger *l, int inst, int cmd);
 
 /* Atomic load helper for readers (status, report). */

@@ -38,6 +38,15 @@ run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block --report-
 assert_eq "$status" 87 "stdin prompt, block: stopped for the /test budget it was bound to (87)"
 assert_contains "$errout" "command budget /test exceeded" "stdin prompt, block: the stop names /test"
 
+# Block mode: bound to a command whose budget has no room for its estimate, it is stopped as it
+# would have been refused at launch with the prompt on argv.
+run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block --report-json "$T/r.json" \
+	--command-budget /test=500 --estimate 1000 -- "$AGENTS/claude" --mode=raw --delay-ms=100 \
+	"${NOPROMPT[@]}"
+assert_eq "$status" 87 "stdin prompt, block, no room: stopped once bound to /test (87)"
+assert_match "$errout" "tbwrap: stopping agent [0-9]+ \(/test\): command budget /test has no room for it, used [0-9.K]+ \+ reserved 1\.0K of 500 \(block mode\)" \
+	"stdin prompt, block, no room: the stop says why"
+
 # ---- no filter possible ----
 for mode in raw libc; do
 	run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block \

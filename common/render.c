@@ -264,7 +264,7 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 		  ledger_load(&in->used.n[METER_CACHE_READ]));
 	/* A result line states the cost; without one it is unknown, not zero. */
 	uint64_t micro = ledger_load(&in->core.cost_micro_usd);
-	if (micro) {
+	if (micro || ledger_load(&in->core.results)) {
 		render_cost(cost, sizeof(cost), micro);
 		sb_printf(b, "  %s", cost);
 	}

@@ -190,6 +190,11 @@ static int run(const struct cli_options *o)
 			      "cannot run '%s'", o->argv[0]);
 	}
 
+	/* A closed stderr or stdout (tbwrap ... | head) must not kill the supervisor: its agents
+	 * would lose it. Write errors are handled where they happen. Ignored after the fork, so
+	 * the command keeps the default. */
+	signal(SIGPIPE, SIG_IGN);
+
 	struct supervisor_config sc = {
 		.ledger = &l,
 		.listen_fd = lfd,

@@ -99,7 +99,8 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 
 	/* No result line, no cost: unknown is null, not 0. */
 	uint64_t micro = ledger_load(&in->core.cost_micro_usd);
-	if (micro)
+	/* Known once a result line was seen, even when the CLI reported $0. */
+	if (micro || ledger_load(&in->core.results))
 		check(b, cJSON_AddNumberToObject(a, "cost_usd", (double)micro / 1e6));
 	else
 		check(b, cJSON_AddNullToObject(a, "cost_usd"));

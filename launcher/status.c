@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tbwrap/ledger.h"
 #include "tbwrap/log.h"
@@ -61,6 +63,11 @@ int status_select(const char *dir, pid_t pid, char *name, size_t namelen, char *
 	while ((e = readdir(d)) != NULL) {
 		pid_t p = name_pid(e->d_name);
 		if (p == 0 || (pid != 0 && p != pid) || (pid == 0 && !is_alive(p)))
+			continue;
+		/* Other users' sessions are not ours to show (and we could not open them). */
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    st.st_uid != geteuid())
 			continue;
 		if (found < LIST_MAX)
 			pids[found] = p;

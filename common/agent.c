@@ -212,3 +212,20 @@ bool agent_prompt_from_transcript(const char *data, size_t len, char *out, size_
 	}
 	return false;
 }
+
+bool agent_stdout_is_json(int argc, char *const argv[])
+{
+	static const char opt[] = "--output-format";
+	for (int i = 1; i < argc; i++) {
+		const char *w = argv[i], *v = NULL;
+		if (strcmp(w, "--") == 0)
+			break;
+		if (strcmp(w, opt) == 0 && i + 1 < argc)
+			v = argv[i + 1];
+		else if (strncmp(w, opt, sizeof(opt) - 1) == 0 && w[sizeof(opt) - 1] == '=')
+			v = w + sizeof(opt);
+		if (v)
+			return strcmp(v, "json") == 0 || strcmp(v, "stream-json") == 0;
+	}
+	return false;
+}

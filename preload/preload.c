@@ -420,8 +420,10 @@ static void become_agent(int argc, char **argv)
 		log_warn("warning: %s (warn mode: running anyway)", why_text);
 	}
 
+	/* stdout is a usage source only when the CLI writes JSON there (agent_stdout_is_json);
+	 * a zero identity makes it none, for the supervisor and for the in-process path. */
 	struct stat st;
-	if (fstat(STDOUT_FILENO, &st) == 0) {
+	if (agent_stdout_is_json(argc, argv) && fstat(STDOUT_FILENO, &st) == 0) {
 		stdout_dev = st.st_dev;
 		stdout_ino = st.st_ino;
 	}

@@ -27,4 +27,9 @@ bool agent_prompt_key(const char *prompt, size_t len, char *out, size_t outlen);
  * its key (see agent_prompt_key) and returns true when found. */
 bool agent_prompt_from_transcript(const char *data, size_t len, char *out, size_t outlen);
 
+/* True when the agent writes JSON on stdout (--output-format json or stream-json). Otherwise its
+ * stdout is the model's free text (text mode, or the interactive screen): a line there that looks
+ * like usage is the model's words, not the CLI's, and must not count. */
+bool agent_stdout_is_json(int argc, char *const argv[]);
+
 #endif

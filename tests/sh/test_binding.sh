@@ -11,7 +11,7 @@ require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT" "$HELPERS/deny_seccomp"
 
 AGENTS=$(agent_dir)
 # fake_agent's own options in --opt=value form: no word is left that reads as a prompt.
-NOPROMPT=(--stdout="$FIX/stdout.text.txt" --transcript="$FIX/transcript.text.jsonl")
+NOPROMPT=(--output-format=stream-json --stdout="$FIX/stdout.text.txt" --transcript="$FIX/transcript.text.jsonl")
 
 commands() {
 	python3 - "$1" <<'PY'
@@ -51,7 +51,7 @@ assert_match "$errout" "tbwrap: stopping agent [0-9]+ \(/test\): command budget 
 for mode in raw libc; do
 	run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block \
 		--report-json "$T/r.json" -- "$HELPERS/deny_seccomp" "$AGENTS/claude" -p /test \
-		--mode "$mode" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+		--mode "$mode" --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status" 86 "no filter, block, $mode: refused (86)"
 	assert_match "$errout" "tbwrap\[[0-9]+\]: refused: cannot install the seccomp filter that meters this agent \(block mode\): " \
 		"no filter, block, $mode: the refusal says why"
@@ -65,7 +65,7 @@ for row in "libc 17000" "raw 0"; do
 	read -r mode want <<<"$row"
 	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- \
 		"$HELPERS/deny_seccomp" "$AGENTS/claude" -p /test --mode "$mode" \
-		--stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+		--output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status" 0 "no filter, warn, $mode: the agent ran (exit 0)"
 	assert_file_eq "$T/run.out" "$FIX/stdout.text.txt" "no filter, warn, $mode: its output is intact"
 	assert_match "$errout" "tbwrap\[[0-9]+\]: WARNING: cannot install the seccomp filter; this agent runs UNMETERED \(warn mode\): " \
@@ -81,10 +81,10 @@ done
 # see their writes. Block mode refuses such an agent, warn mode runs it loudly unmetered.
 for row in "block 86" "warn 0"; do
 	read -r mode want <<<"$row"
-	inner="'$TBWRAP' --disable-budget-visuals --budget-enforcement-mode $mode -- '$AGENTS/claude' -p /inner --mode raw --stdout '$FIX/stdout.text.txt' >'$T/inner.out' 2>'$T/inner.err'; echo \$? >'$T/inner.rc'"
+	inner="'$TBWRAP' --disable-budget-visuals --budget-enforcement-mode $mode -- '$AGENTS/claude' -p /inner --mode raw --output-format stream-json --stdout '$FIX/stdout.text.txt' >'$T/inner.out' 2>'$T/inner.err'; echo \$? >'$T/inner.rc'"
 	rm -f "$T/inner.rc"
 	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AGENTS/claude" -p /outer \
-		--mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+		--mode raw --spawn "$inner" --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status:$(cat "$T/inner.rc" 2>/dev/null)" "0:$want" \
 		"tbwrap inside an agent, $mode: the outer agent runs; the inner tbwrap exits $want"
 	assert_contains "$(cat "$T/inner.err")" "another seccomp listener (another tbwrap session's agent, or a sandbox) is above this process" \

@@ -31,7 +31,7 @@ refusal_case() {
 	shift 2
 	rm -rf "$CLAUDE_CONFIG_DIR/projects" "$T/r.json"
 	run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" "$@" -- "$AGENTS/claude" -p "/test now" \
-		--stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+		--output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status" 86 "$label: tbwrap exits 86"
 	local line
 	line=$(grep -E '^tbwrap\[[0-9]+\]: refused' "$T/run.err")
@@ -52,11 +52,11 @@ refusal_case "command budget below --estimate" \
 	--command-budget /test=17000 --estimate 20K
 # The estimate exactly at the limit fits: used + reserved + estimate <= limit.
 run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --overall-token-budget 1000 -- \
-	"$AGENTS/claude" -p "/test" --stdout "$FIX/stdout.text.txt"
+	"$AGENTS/claude" -p "/test" --output-format stream-json --stdout "$FIX/stdout.text.txt"
 assert_eq "$status:$output" "0:Turn 3. " "an estimate equal to the budget is admitted"
 # Other commands are not held back by /test's budget.
 run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --command-budget /test=10 -- \
-	"$AGENTS/claude" -p "/other" --stdout "$FIX/stdout.text.txt"
+	"$AGENTS/claude" -p "/other" --output-format stream-json --stdout "$FIX/stdout.text.txt"
 assert_eq "$status:$output" "0:Turn 3. " "a /test budget does not refuse /other"
 # A non-agent is never refused, whatever the budget.
 run "$TBWRAP" "${BLOCK[@]}" --overall-token-budget 0 -- sh -c 'echo plain; exit 4'
@@ -72,7 +72,7 @@ done >"$T/slow.jsonl"
 for mode in raw libc; do
 	rm -f "$T/r.json"
 	run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --command-budget /test=10K -- \
-		"$AGENTS/claude" -p "/test slow" --mode "$mode" --delay-ms 200 --stdout "$T/slow.jsonl"
+		"$AGENTS/claude" -p "/test slow" --mode "$mode" --delay-ms 200 --output-format stream-json --stdout "$T/slow.jsonl"
 	assert_eq "$status" 87 "$mode: stopped agent: tbwrap exits 87"
 	assert_match "$errout" "(^|"$'\n'")tbwrap: stopping agent [0-9]+ \(/test\): command budget /test exceeded, used 12\.8K/10\.0K \(block mode\)("$'\n'"|$)" \
 		"$mode: stderr says which agent, which budget, how much"
@@ -92,7 +92,7 @@ done
 
 # The overall budget stops too, and the message says so.
 run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --overall-token-budget 5000 -- \
-	"$AGENTS/claude" -p "/test slow" --mode raw --delay-ms 200 --stdout "$T/slow.jsonl"
+	"$AGENTS/claude" -p "/test slow" --mode raw --delay-ms 200 --output-format stream-json --stdout "$T/slow.jsonl"
 assert_eq "$status" 87 "overall budget crossed: tbwrap exits 87"
 assert_contains "$errout" "overall budget exceeded, used 8.5K/5.0K (block mode)" \
 	"overall: stderr names the overall budget"
@@ -100,7 +100,7 @@ assert_eq "$(report_line "$T/r.json")" "1 0 1 8500 0 | stopped:143" "overall: st
 
 # An agent stopped below a script: the script goes on, tbwrap returns the script's status.
 run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --command-budget /test=10K -- sh -c \
-	"\"$AGENTS/claude\" -p /test --mode raw --delay-ms 200 --stdout \"$T/slow.jsonl\" >/dev/null; echo agent=\$?; exit 5"
+	"\"$AGENTS/claude\" -p /test --mode raw --delay-ms 200 --output-format stream-json --stdout \"$T/slow.jsonl\" >/dev/null; echo agent=\$?; exit 5"
 assert_eq "$status:$output" "5:agent=143" "agent below a script: stopped with 143, tbwrap returns the script's 5"
 
 # ---- parallel launches against a budget for 3 estimates ----

@@ -33,9 +33,9 @@ done >"$T/slow.jsonl"
 for mode in raw libc; do
 	rm -f "$T/rc" "$T/out1" "$T/out2"
 	cat >"$T/script.sh" <<EOF
-"$C" -p /test --mode $mode --delay-ms 200 --stdout "$T/slow.jsonl" >"$T/out1"
+"$C" -p /test --mode $mode --delay-ms 200 --output-format stream-json --stdout "$T/slow.jsonl" >"$T/out1"
 echo first=\$? >>"$T/rc"
-"$C" -p /test --mode $mode --stdout "$T/slow.jsonl" >"$T/out2"
+"$C" -p /test --mode $mode --output-format stream-json --stdout "$T/slow.jsonl" >"$T/out2"
 echo second=\$? >>"$T/rc"
 EOF
 	start_bg "$TBWRAP" -- bash "$T/script.sh" 2>"$T/err"
@@ -63,7 +63,7 @@ done
 
 # ---- the supervisor killed under its direct child ----
 rm -f "$T/out1"
-start_bg "$TBWRAP" -- "$C" -p /test --mode raw --delay-ms 200 --stdout "$T/slow.jsonl" >"$T/out1" 2>"$T/err"
+start_bg "$TBWRAP" -- "$C" -p /test --mode raw --delay-ms 200 --output-format stream-json --stdout "$T/slow.jsonl" >"$T/out1" 2>"$T/err"
 tb=$BG_PID
 shm_segments+=("$tb")
 wait_until 10 test -s "$T/out1"
@@ -83,14 +83,14 @@ agent_env=(env TBWRAP_LEDGER="/$seg" TBWRAP_SOCKET="$T/no-such-socket" LD_PRELOA
 # A segment of the right size (read from the refusal of an empty one) with a bad magic number.
 rm -f "/dev/shm/$seg"
 (umask 077 && : >"/dev/shm/$seg")
-run "${agent_env[@]}" "$C" -p /test --stdout "$FIX/stdout.text.txt"
+run "${agent_env[@]}" "$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt"
 size=$(sed -n 's/.*is truncated (0 bytes, expected \([0-9]*\)).*/\1/p' <<<"$errout")
 assert_match "$status:$size" '^86:[0-9]+$' "empty ledger: refused (86), the message names the expected size"
 truncate -s "$size" "/dev/shm/$seg"
 printf 'BADMAGIC' | dd of="/dev/shm/$seg" conv=notrunc status=none
 before=$(md5sum <"/dev/shm/$seg")
 rm -rf "$CLAUDE_CONFIG_DIR/projects"
-run "${agent_env[@]}" "$C" -p /test --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+run "${agent_env[@]}" "$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 assert_eq "$status" 86 "bad magic: the agent refuses to run (86)"
 assert_match "$errout" \
 	"^tbwrap\[[0-9]+\]: refusing to run this agent unmetered: ledger /$seg has a bad magic number \(0x434947414d444142, expected 0x31474c5257425454\)" \
@@ -100,7 +100,7 @@ assert_eq "$(md5sum <"/dev/shm/$seg")" "$before" "bad magic: the segment was not
 run "${agent_env[@]}" sh -c 'echo plain'
 assert_eq "$status:$output" "0:plain" "bad ledger: a program that is no agent still runs"
 rm -f "/dev/shm/$seg"
-run "${agent_env[@]}" "$C" -p /test --stdout "$FIX/stdout.text.txt"
+run "${agent_env[@]}" "$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt"
 assert_eq "$status:$output" "86:" "missing ledger: refused, nothing written"
 assert_match "$errout" "^tbwrap\[[0-9]+\]: refusing to run this agent unmetered: cannot open ledger /$seg: No such file or directory" \
 	"missing ledger: one clear line"

@@ -52,7 +52,7 @@ meter_case() {
 	rm -rf "$CLAUDE_CONFIG_DIR/projects"
 	local cmd=("$TBWRAP" --disable-budget-visuals --report-json "$rep" --
 		"$AGENTS/claude" -p "/test $label" --output-format x --mode "$mode" "${copt[@]}"
-		--stdout "$FIX/$so" --transcript "$FIX/$tr")
+		--output-format stream-json --stdout "$FIX/$so" --transcript "$FIX/$tr")
 	case $sink in
 	file)
 		"${cmd[@]}" >"$out" 2>"$T/err"
@@ -109,7 +109,7 @@ with open(sys.argv[1], "w") as f:
 PY
 for mode in raw libc stdio; do
 	"$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AGENTS/claude" -p "/test" \
-		--mode "$mode" --pipe-size 4096 --stats --stdout "$T/big.jsonl" 2>"$T/err" |
+		--mode "$mode" --pipe-size 4096 --stats --output-format stream-json --stdout "$T/big.jsonl" 2>"$T/err" |
 		(sleep 0.3; cat >"$T/out")
 	if [[ $mode == raw ]]; then
 		eagain=$(sed -n 's/.*fake_agent: stats .*eagain=\([0-9]*\).*/\1/p' "$T/err")
@@ -120,6 +120,23 @@ for mode in raw libc stdio; do
 	assert_eq "$(usage_of "$T/r.json")" "20000 1000 4000 60000 85000 | 1 exited:0" \
 		"big lines/$mode/slow 4 KiB pipe: every call metered exactly once"
 	assert_file_eq "$T/out" "$T/big.jsonl" "big lines/$mode/slow 4 KiB pipe: stdout intact"
+done
+
+# ---- stdout counts only where the CLI writes JSON there ----
+# In text mode stdout is the model's answer: a line in it that looks like usage (here: a whole
+# stream-json capture, result line included) is the model's words and adds nothing. With
+# --output-format stream-json (or json, also as --output-format=json) the same bytes count.
+AG=$(agent_dir)
+for row in "none 0" "--output-format=text 0" "--output-format=json 17000" "--output-format stream-json 17000"; do
+	want=${row##* }
+	fmt=${row% *}
+	[[ $fmt == none ]] && fmt=
+	# shellcheck disable=SC2086 # fmt is one or two words on purpose
+	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AG/claude" -p /test \
+		$fmt --mode raw --stdout "$FIX/stdout.stream-json.jsonl"
+	assert_eq "$(json_get "$T/r.json" overall.used.total)" "$want" \
+		"stdout as a source, ${fmt:-no --output-format}: $want tokens"
+	assert_file_eq "$T/run.out" "$FIX/stdout.stream-json.jsonl" "stdout intact, ${fmt:-no --output-format}"
 done
 
 done_testing

@@ -34,7 +34,7 @@ assert_file_eq "$T/seq.got" "$T/seq.want" "under tbwrap: seq to a slow pipe is b
 
 # fake_agent under its own name is no agent: its output (usage lines included) is not metered.
 "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$FAKE_AGENT" --mode raw \
-	--stdout "$FIX/stdout.stream-json.jsonl" >"$T/fa.got" 2>"$T/err"
+	--output-format stream-json --stdout "$FIX/stdout.stream-json.jsonl" >"$T/fa.got" 2>"$T/err"
 assert_eq "$?" 0 "under tbwrap: a program not named claude runs"
 assert_file_eq "$T/fa.got" "$FIX/stdout.stream-json.jsonl" "  ... with its output intact"
 assert_eq "$(json_get "$T/r.json" overall.agents):$(json_get "$T/r.json" overall.used.total)" "0:0" \
@@ -52,7 +52,7 @@ for mode in raw libc; do
 	rm -f "$T"/in-*
 	rm -rf "$CLAUDE_CONFIG_DIR/projects"
 	"$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AGENTS/claude" -p "/test" \
-		--mode "$mode" --spawn "$SPAWN" --stdout "$FIX/stdout.stream-json.jsonl" \
+		--mode "$mode" --spawn "$SPAWN" --output-format stream-json --stdout "$FIX/stdout.stream-json.jsonl" \
 		--transcript "$FIX/transcript.stream-json.jsonl" >"$T/agent.out" 2>"$T/err"
 	assert_eq "$?" 0 "$mode agent with children: exits 0"
 	assert_eq "$(cat "$T/in-nnp" 2>/dev/null)" $'NoNewPrivs:\t1' \

@@ -23,7 +23,7 @@ agents=(
 	"a8 /other raw chunk stdout.json.json transcript.json.jsonl 17000"
 )
 # The nested agent: raw writes (notified to the outer agent's listener), its own stdout file.
-INNER="'$C' -p '/other nested' --mode raw --delay-ms 5 --stdout '$FIX/stdout.stream-json.jsonl' \
+INNER="'$C' -p '/other nested' --mode raw --delay-ms 5 --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' \
 --transcript '$FIX/transcript.stream-json.jsonl' >'$T/inner.out'"
 
 {
@@ -32,7 +32,7 @@ INNER="'$C' -p '/other nested' --mode raw --delay-ms 5 --stdout '$FIX/stdout.str
 		opts="--mode $mode --delay-ms 5"
 		[[ $extra == chunk ]] && opts+=" --chunk 7"
 		[[ $extra == spawn ]] && opts+=" --spawn \"$INNER\""
-		echo "( '$C' -p '$cmd $name' $opts --stdout '$FIX/$so' --transcript '$FIX/$tr' >'$T/$name.out'; echo $name=\$? >>'$T/codes' ) &"
+		echo "( '$C' -p '$cmd $name' $opts --output-format stream-json --stdout '$FIX/$so' --transcript '$FIX/$tr' >'$T/$name.out'; echo $name=\$? >>'$T/codes' ) &"
 	done
 	echo wait
 } >"$T/par.sh"
@@ -99,7 +99,7 @@ echo timeout >>"$T/barrier.log"
 EOF
 {
 	echo "for i in \$(seq 1 $N); do"
-	echo "  '$C' -p \"/many \$i\" --mode raw --spawn 'sh $T/barrier.sh' --stdout '$FIX/stdout.text.txt' --transcript '$FIX/transcript.text.jsonl' >/dev/null &"
+	echo "  '$C' -p \"/many \$i\" --mode raw --spawn 'sh $T/barrier.sh' --output-format stream-json --stdout '$FIX/stdout.text.txt' --transcript '$FIX/transcript.text.jsonl' >/dev/null &"
 	echo "done"
 	echo "wait"
 } >"$T/many.sh"
@@ -120,7 +120,7 @@ for redir in ">" ">>"; do
 		{
 			echo "("
 			for k in 1 2 3; do
-				echo "  '$C' -p '/shared $k' --mode $mode --delay-ms 10 --stdout '$FIX/stdout.stream-json.jsonl' &"
+				echo "  '$C' -p '/shared $k' --mode $mode --delay-ms 10 --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' &"
 			done
 			echo "  wait ) $redir '$T/shared.out'"
 		} >"$T/shared.sh"

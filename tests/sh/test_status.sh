@@ -38,7 +38,7 @@ assert_eq "$errout" "tbwrap: no tbwrap with pid 4194304 found (looked for /dev/s
 
 # ---- one running ----
 start_bg "$TBWRAP" --command-budget /test=500K --overall-token-budget 1M -- "$AGENTS/claude" -p "/test slow" \
-	--mode raw --delay-ms 200 --stdout "$T/slow.jsonl" >"$T/a.out" 2>"$T/a.err"
+	--mode raw --delay-ms 200 --output-format stream-json --stdout "$T/slow.jsonl" >"$T/a.out" 2>"$T/a.err"
 tb=$BG_PID
 # Status once the agent has streamed two calls (8.5K tokens).
 wait_until 15 sh -c "[ \$(wc -l <'$T/a.out') -ge 2 ]"

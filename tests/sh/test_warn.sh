@@ -27,7 +27,7 @@ tbwrap: warning: overall budget exceeded: 42.5K/42.0K (warn mode: nothing is sto
 for mode in raw libc stdio; do
 	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" --command-budget /test=34K \
 		--overall-token-budget 42K -- "$AGENTS/claude" -p "/test" --mode "$mode" --delay-ms 20 \
-		--stdout "$T/calls.jsonl"
+		--output-format stream-json --stdout "$T/calls.jsonl"
 	assert_eq "$status" 0 "$mode: warn mode runs the agent to its end (exit 0)"
 	assert_file_eq "$T/run.out" "$T/calls.jsonl" "$mode: every line of the agent came out"
 	warnings=$(grep '^tbwrap: warning:' "$T/run.err")
@@ -55,8 +55,8 @@ done
 # Two agents share the overall budget: the thresholds are crossed by their sum and still said
 # once each, although each agent alone stays below.
 cat >"$T/two.sh" <<EOF
-"$AGENTS/claude" -p /a --mode raw --stdout "$T/calls.jsonl" >/dev/null || exit 1
-"$AGENTS/claude" -p /b --mode raw --stdout "$T/calls.jsonl" >/dev/null || exit 1
+"$AGENTS/claude" -p /a --mode raw --output-format stream-json --stdout "$T/calls.jsonl" >/dev/null || exit 1
+"$AGENTS/claude" -p /b --mode raw --output-format stream-json --stdout "$T/calls.jsonl" >/dev/null || exit 1
 EOF
 run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" --overall-token-budget 60K -- bash "$T/two.sh"
 assert_eq "$status" 0 "two agents over the overall budget in warn mode: exit 0"
@@ -69,7 +69,7 @@ assert_eq "$(json_get "$T/r.json" overall.used.total)" 85000 "two agents: 85,000
 # A budget already exhausted at launch: warn mode runs the agent after saying so.
 rm -rf "$CLAUDE_CONFIG_DIR/projects"
 run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" --overall-token-budget 0 -- \
-	"$AGENTS/claude" -p "/test" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+	"$AGENTS/claude" -p "/test" --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 assert_eq "$status:$output" "0:Turn 3. " "warn mode: an agent over its budget at launch runs"
 assert_match "$(grep '^tbwrap\[' "$T/run.err")" \
 	'^tbwrap\[[0-9]+\]: warning: overall budget: used 0 \+ reserved 0 \+ estimate 1\.0K > limit 0 \(warn mode: running anyway\)$' \
@@ -77,7 +77,7 @@ assert_match "$(grep '^tbwrap\[' "$T/run.err")" \
 assert_eq "$(json_get "$T/r.json" agents.0.status):$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.refused)" \
 	"exited:17000:0" "warn mode: nothing refused, the run is metered"
 run "$TBWRAP" --disable-budget-visuals --command-budget /test=500 -- \
-	"$AGENTS/claude" -p "/test" --stdout "$FIX/stdout.text.txt"
+	"$AGENTS/claude" -p "/test" --output-format stream-json --stdout "$FIX/stdout.text.txt"
 assert_match "$(grep '^tbwrap\[' "$T/run.err")" \
 	'^tbwrap\[[0-9]+\]: warning: command budget /test: used 0 \+ reserved 0 \+ estimate 1\.0K > limit 500 \(warn mode: running anyway\)$' \
 	"warn mode: a command budget below the estimate is named at launch"

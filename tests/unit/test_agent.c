@@ -321,6 +321,33 @@ static void test_prompt_from_transcript(void **state)
 	assert_int_equal(failed, 0);
 }
 
+static void test_stdout_is_json(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *args[6];
+		bool want;
+	} cases[] = {
+		{{"claude", "-p", "/test", NULL}, false},
+		{{"claude", "-p", "/test", "--output-format", "text", NULL}, false},
+		{{"claude", "-p", "/test", "--output-format", "json", NULL}, true},
+		{{"claude", "--output-format", "stream-json", "-p", "/test", NULL}, true},
+		{{"claude", "--output-format=stream-json", "/test", NULL}, true},
+		{{"claude", "--output-format=jsonl", NULL}, false},
+		{{"claude", "--output-format", NULL}, false},
+		{{"claude", "--", "--output-format", "json", NULL}, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int argc = 0;
+		while (cases[i].args[argc])
+			argc++;
+		bool got = agent_stdout_is_json(argc, (char *const *)cases[i].args);
+		if (got != cases[i].want)
+			print_error("case %zu: got %d, want %d\n", i, got, cases[i].want);
+		assert_int_equal(got, cases[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_prompt_key_table),
 		cmocka_unit_test(test_prompt_key_small_buffer),
 		cmocka_unit_test(test_prompt_from_transcript),
+		cmocka_unit_test(test_stdout_is_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

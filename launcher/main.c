@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -62,10 +63,14 @@ static bool find_library(char *out, size_t len)
 static int open_socket(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	snprintf(sock_dir, sizeof(sock_dir), "%s/tbwrap-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	const char *base = tmp && *tmp ? tmp : "/tmp";
+	snprintf(sock_dir, sizeof(sock_dir), "%s/tbwrap-XXXXXX", base);
 	if (!mkdtemp(sock_dir)) {
 		sock_dir[0] = '\0';
-		log_die_errno(TBWRAP_EXIT_INTERNAL, "cannot create a private socket directory");
+		log_die_errno(TBWRAP_EXIT_INTERNAL,
+			      "cannot create a private socket directory in %s (set TMPDIR to a "
+			      "writable directory)",
+			      base);
 	}
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", sock_dir);
@@ -155,10 +160,14 @@ static int run(const struct cli_options *o)
 		.command_names = names,
 		.command_limits = o->command_limits,
 	};
+	/* The socket first: its failures leave nothing behind, a ledger would stay in /dev/shm. */
+	int lfd = open_socket();
 	struct ledger l;
 	char err[256];
-	if (ledger_create(&l, &lc, err, sizeof(err)) < 0)
+	if (ledger_create(&l, &lc, err, sizeof(err)) < 0) {
+		cleanup_socket();
 		log_die(TBWRAP_EXIT_INTERNAL, "%s", err);
+	}
 
 	sigset_t mask, old;
 	sigemptyset(&mask);
@@ -170,10 +179,13 @@ static int run(const struct cli_options *o)
 	sigprocmask(SIG_BLOCK, &mask, &old);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
+		cleanup_socket();
 		ledger_close(&l);
 		log_die_errno(TBWRAP_EXIT_INTERNAL, "signalfd");
 	}
-	int lfd = open_socket();
+	/* Orphans below the command (an agent started with '&' by a script that has exited) become
+	 * our children: their exits are reaped here and the supervisor can wait for them. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
 	pid_t child = fork();
 	if (child < 0) {

@@ -51,7 +51,8 @@
 /* Every running agent keeps its connection (its hang-up tells the agent the supervisor is gone),
  * plus a few that are still saying hello or were not ours. */
 #define MAX_CONNS (LEDGER_MAX_INSTANCES + 16)
-#define MAX_SOURCES 8
+/* stdout and transcripts (the session's, and one per subagent) of one agent */
+#define MAX_SOURCES 64
 #define TID_CACHE 4096
 #define READ_CHUNK ((size_t)1 << 20)
 /* Bytes of a pipe write kept to recognise its retry; a longer write is not compared. */
@@ -61,6 +62,8 @@
 #define REQUEST_GAP_MS 50
 /* Longest a request waits for the previous call's usage to be written. */
 #define HOLD_MS 1000
+/* How long orphans of an exited command may take to become agents and register. */
+#define ORPHAN_GRACE_MS 1000
 #define LIVE_MS 500
 
 enum src_kind { SRC_STDOUT = 1, SRC_TRANSCRIPT };
@@ -89,6 +92,7 @@ struct agent {
 	bool ended;
 	bool stopping;
 	bool unmetered;
+	bool warned_sources;
 	pid_t pid;
 	int inst;
 	int pidfd;
@@ -135,6 +139,8 @@ struct sup {
 	size_t req_size, resp_size;
 	char *buf;
 	bool child_done;
+	bool has_orphans;
+	uint64_t child_done_ms;
 	int child_status;
 	bool child_stopped;
 	bool live_drawn;
@@ -375,6 +381,12 @@ static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int
 {
 	struct proto_reply r = {.magic = PROTO_MAGIC, .status = 0};
 	int idx = -1;
+	/* The agent's pid as we see it: the kernel translates it out of a PID namespace
+	 * (unshare -p, a container), where the agent's own getpid() means another process here. */
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	pid_t pid =
+		getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 ? cred.pid : m->pid;
 	if (m->inst < 0 || m->inst >= LEDGER_MAX_INSTANCES ||
 	    ledger_load((const uint64_t *)&s->l->h->instances[m->inst].pid) != (uint64_t)m->pid) {
 		r.status = -EINVAL;
@@ -385,7 +397,7 @@ static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int
 		struct agent *a = &s->agents[idx];
 		memset(a, 0, sizeof(*a));
 		a->used = true;
-		a->pid = m->pid;
+		a->pid = pid;
 		a->inst = m->inst;
 		a->unmetered = m->flags & PROTO_F_UNMETERED;
 		a->stdout_dev = (dev_t)m->stdout_dev;
@@ -393,23 +405,23 @@ static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int
 		memcpy(a->config_dir, m->config_dir, sizeof(a->config_dir));
 		a->config_dir[sizeof(a->config_dir) - 1] = '\0';
 		a->config_len = strlen(a->config_dir);
-		a->pidfd = (int)syscall(SYS_pidfd_open, m->pid, 0);
+		a->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		if (a->unmetered) {
 			__atomic_store_n(&s->l->h->instances[m->inst].status, LEDGER_INST_UNMETERED,
 					 __ATOMIC_RELEASE);
 			clear_live(s);
 			log_warn("WARNING: agent %d runs UNMETERED: it could not install the "
 				 "seccomp filter",
-				 (int)m->pid);
+				 (int)pid);
 		}
 		if (m->flags & PROTO_F_NESTED)
 			__atomic_or_fetch(&s->l->h->instances[m->inst].flags, LEDGER_F_NESTED,
 					  __ATOMIC_RELAXED);
-		tid_forget_tgid(s, m->pid);
+		tid_forget_tgid(s, pid);
 		if (listener >= 0) {
 			set_sync_wakeup(listener);
 			s->listeners[s->n_listeners].fd = listener;
-			s->listeners[s->n_listeners].owner = m->pid;
+			s->listeners[s->n_listeners].owner = pid;
 			s->n_listeners++;
 			listener = -1;
 		}
@@ -512,8 +524,18 @@ static struct source *classify(struct agent *a, pid_t tgid, int fd, const struct
 		kind = SRC_STDOUT;
 	else if (S_ISREG(st->st_mode) && is_transcript(a, tgid, fd))
 		kind = SRC_TRANSCRIPT;
-	if (!kind || a->n_sources == MAX_SOURCES)
+	if (!kind)
 		return NULL;
+	if (a->n_sources == MAX_SOURCES) {
+		if (!a->warned_sources) {
+			a->warned_sources = true;
+			log_warn(
+				"WARNING: agent %d writes more than %d transcripts; what it writes "
+				"to the others is NOT metered",
+				(int)a->pid, MAX_SOURCES);
+		}
+		return NULL;
+	}
 	struct source *src = &a->sources[a->n_sources++];
 	memset(src, 0, sizeof(*src));
 	src->dev = st->st_dev;
@@ -574,12 +596,15 @@ static uint64_t write_position(struct source *src, pid_t tid, pid_t tgid, int fd
 			at = (uint64_t)st->st_size;
 		uint64_t pos = METER_POS_APPEND;
 		uint64_t back = src->file_next - at;
-		if (src->file_seen && at < src->file_next && back <= src->file_last_len &&
-		    back <= src->s.end)
+		/* Only the same thread re-sends (the rest of its own short write): another thread
+		 * appending at the same moment sees a size the first write has not grown yet. */
+		if (src->file_seen && src->last_tid == tid && at < src->file_next &&
+		    back <= src->file_last_len && back <= src->s.end)
 			pos = src->s.end - back;
 		src->file_seen = true;
 		src->file_next = at + len;
 		src->file_last_len = len;
+		src->last_tid = tid;
 		return pos;
 	}
 	/* A pipe, socket or terminal: a retry comes from the same thread, ends where the last
@@ -857,20 +882,64 @@ static void reap(struct sup *s)
 			end_agent(s, idx, wait_status_code(status));
 		if (p == s->cfg->child) {
 			s->child_done = true;
+			s->child_done_ms = now_ms();
 			s->child_status = status;
 		}
 	}
+	/* 0: children left (orphans of the command, reparented to us as subreaper). */
+	s->has_orphans = p == 0 && s->child_done;
+}
+
+static bool agents_running(const struct sup *s);
+
+/* An agent admitted to the ledger that has not registered yet (still in its constructor). */
+static bool registering(struct sup *s)
+{
+	struct ledger_header *h = s->l->h;
+	uint32_t n = __atomic_load_n(&h->n_instances, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n && i < LEDGER_MAX_INSTANCES; i++) {
+		if (__atomic_load_n(&h->instances[i].status, __ATOMIC_ACQUIRE) !=
+		    LEDGER_INST_RUNNING)
+			continue;
+		bool known = false;
+		for (int k = 0; k < s->n_agents && !known; k++)
+			known = s->agents[k].used && s->agents[k].inst == (int)i;
+		pid_t pid = (pid_t)__atomic_load_n(&h->instances[i].pid, __ATOMIC_RELAXED);
+		if (!known && kill(pid, 0) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The command has exited: go on while agents run, while one is registering, and for a short
+ * grace while orphans the command left behind may still become agents ('claude ... &'). */
+static bool keep_serving(struct sup *s)
+{
+	if (!s->child_done || agents_running(s))
+		return true;
+	if (s->has_orphans && now_ms() < s->child_done_ms + ORPHAN_GRACE_MS)
+		return true;
+	return registering(s);
 }
 
 static void handle_signal(struct sup *s)
 {
 	struct signalfd_siginfo si;
 	while (read(s->cfg->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGCHLD)
+		if (si.ssi_signo == SIGCHLD) {
 			reap(s);
-		else if (!s->child_done)
+		} else if (!s->child_done) {
 			/* Like timeout(1): tbwrap passes what it is sent on to the command. */
 			kill(s->cfg->child, (int)si.ssi_signo);
+		} else {
+			/* The command is gone but agents it left run on: they get it instead, or
+			 * tbwrap could not be interrupted at all. By pidfd: never a reused pid. */
+			for (int i = 0; i < s->n_agents; i++)
+				if (s->agents[i].used && !s->agents[i].ended &&
+				    s->agents[i].pidfd >= 0)
+					syscall(SYS_pidfd_send_signal, s->agents[i].pidfd,
+						(int)si.ssi_signo, NULL, 0);
+		}
 	}
 }
 
@@ -899,6 +968,10 @@ static void settle_lost(struct sup *s, bool final)
 static void tick(struct sup *s)
 {
 	uint64_t t = now_ms();
+	/* Thread ids are reused once they wrap (pid_max): an entry older than a tick could name
+	 * another process by now. Reading /proc/TID/status again costs a few µs per active thread
+	 * per tick; a wrap within one tick is out of reach. */
+	memset(s->tids, 0, sizeof(s->tids));
 	for (int i = 0; i < s->n_agents; i++) {
 		struct agent *a = &s->agents[i];
 		if (!a->used || a->ended)
@@ -962,7 +1035,7 @@ int supervisor_run(const struct supervisor_config *cfg)
 	int ref[2 + MAX_CONNS + 2 * MAX_AGENTS];
 	uint64_t next_tick = now_ms() + TICK_MS;
 
-	while (!s->child_done || agents_running(s)) {
+	while (keep_serving(s)) {
 		int n = 0;
 		pfd[n] = (struct pollfd){.fd = cfg->signal_fd, .events = POLLIN};
 		kind[n++] = K_SIG;

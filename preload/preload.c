@@ -51,7 +51,7 @@ static size_t config_dir_len;
 /* In-process knowledge of fds: what each is, and its stream. Protected by the instance lock. */
 enum fd_kind { FD_UNKNOWN = 0, FD_OTHER, FD_STDOUT, FD_TRANSCRIPT };
 #define FD_TRACK 4096
-#define MAX_TRANSCRIPTS 8
+#define MAX_TRANSCRIPTS 64 /* the session's, and one per subagent */
 static uint8_t fd_kind[FD_TRACK];
 static uint8_t fd_stream[FD_TRACK];
 static struct meter_stream stdout_stream;
@@ -118,8 +118,17 @@ static int transcript_stream(dev_t dev, ino_t ino)
 	for (int i = 0; i < n_transcripts; i++)
 		if (transcripts[i].dev == dev && transcripts[i].ino == ino)
 			return i;
-	if (n_transcripts == MAX_TRANSCRIPTS)
+	if (n_transcripts == MAX_TRANSCRIPTS) {
+		static bool warned;
+		if (!warned) {
+			warned = true;
+			log_warn("WARNING: this agent writes more than %d transcripts; what it "
+				 "writes "
+				 "to the others is NOT metered",
+				 MAX_TRANSCRIPTS);
+		}
 		return -1;
+	}
 	transcripts[n_transcripts].dev = dev;
 	transcripts[n_transcripts].ino = ino;
 	meter_stream_init(&transcripts[n_transcripts].s, METER_LINE_MAX_DEFAULT);
@@ -253,9 +262,17 @@ static void on_sigio(int sig)
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
 		static const char msg[] = ": supervisor is gone; stopping this agent (its usage "
 					  "can no longer be metered)\n";
-		char head[32];
-		int h = snprintf(head, sizeof(head), "tbwrap[%d]", (int)getpid());
-		preload_tagged_write(STDERR_FILENO, head, (size_t)h);
+		/* No snprintf in a signal handler: the pid by hand. */
+		char head[32] = "tbwrap[";
+		char digits[16];
+		int nd = 0;
+		for (unsigned v = (unsigned)getpid(); v || nd == 0; v /= 10)
+			digits[nd++] = (char)('0' + v % 10);
+		size_t h = 7;
+		while (nd > 0)
+			head[h++] = digits[--nd];
+		head[h++] = ']';
+		preload_tagged_write(STDERR_FILENO, head, h);
 		preload_tagged_write(STDERR_FILENO, msg, sizeof(msg) - 1);
 		_exit(TBWRAP_EXIT_LOST);
 	}

@@ -48,12 +48,26 @@ static ino_t stdout_ino;
 static char config_dir[PROTO_PATH_LEN];
 static size_t config_dir_len;
 
-/* In-process knowledge of fds: what each is, and its stream. Protected by the instance lock. */
-enum fd_kind { FD_UNKNOWN = 0, FD_OTHER, FD_STDOUT, FD_TRANSCRIPT };
+/*
+ * In-process knowledge of fds: what each number was when it was classified. A source (stdout,
+ * a transcript) is checked with one fstat on every write, which is rare; anything else costs no
+ * syscall, and its entry is cleared whenever libc hands out that number again (the open, dup and
+ * socket families and fopen are hooked: hooks.c), so a transcript opened on a reused number is
+ * classified afresh. A number reused by a raw syscall behind libc is not seen (README, Limits).
+ */
+enum fd_kind { FD_UNKNOWN = 0, FD_OTHER, FD_SOURCE, FD_SOCKET };
 #define FD_TRACK 4096
+struct fd_entry {
+	dev_t dev;
+	ino_t ino;
+	uint8_t kind;
+};
+static struct fd_entry fd_cache[FD_TRACK];
+/* Set while this thread accounts (it holds the instance lock): a write made meanwhile, from a
+ * signal handler, must neither take the lock again nor wait on the supervisor, which may be
+ * waiting for that lock. Initial-exec: no allocation on first use, in a signal handler. */
+static __thread bool in_account __attribute__((tls_model("initial-exec")));
 #define MAX_TRANSCRIPTS 64 /* the session's, and one per subagent */
-static uint8_t fd_kind[FD_TRACK];
-static uint8_t fd_stream[FD_TRACK];
 static struct meter_stream stdout_stream;
 static struct {
 	dev_t dev;
@@ -84,11 +98,27 @@ static void resolve_all(void)
 	preload_real.pwritev64 = must_sym("pwritev64", (void *)pwritev64);
 	preload_real.pwritev2 = must_sym("pwritev2", (void *)pwritev2);
 	preload_real.pwritev64v2 = must_sym("pwritev64v2", (void *)pwritev64v2);
-	preload_real.close = must_sym("close", (void *)close);
-	preload_real.dup2 = must_sym("dup2", (void *)dup2);
-	preload_real.dup3 = must_sym("dup3", (void *)dup3);
 	preload_real._exit = must_sym("_exit", (void *)_exit);
 	preload_real.quick_exit = must_sym("quick_exit", (void *)quick_exit);
+	preload_real.open = must_sym("open", (void *)open);
+	preload_real.open64 = must_sym("open64", (void *)open64);
+	preload_real.openat = must_sym("openat", (void *)openat);
+	preload_real.openat64 = must_sym("openat64", (void *)openat64);
+	preload_real.open_2 = must_sym("__open_2", (void *)__open_2);
+	preload_real.open64_2 = must_sym("__open64_2", (void *)__open64_2);
+	preload_real.openat_2 = must_sym("__openat_2", (void *)__openat_2);
+	preload_real.openat64_2 = must_sym("__openat64_2", (void *)__openat64_2);
+	preload_real.creat = must_sym("creat", (void *)creat);
+	preload_real.creat64 = must_sym("creat64", (void *)creat64);
+	preload_real.fopen = must_sym("fopen", (void *)fopen);
+	preload_real.fopen64 = must_sym("fopen64", (void *)fopen64);
+	preload_real.freopen = must_sym("freopen", (void *)freopen);
+	preload_real.dup = must_sym("dup", (void *)dup);
+	preload_real.dup2 = must_sym("dup2", (void *)dup2);
+	preload_real.dup3 = must_sym("dup3", (void *)dup3);
+	preload_real.socket = must_sym("socket", (void *)socket);
+	preload_real.accept = must_sym("accept", (void *)accept);
+	preload_real.accept4 = must_sym("accept4", (void *)accept4);
 	preload_real._Exit = must_sym("_Exit", (void *)_Exit);
 }
 
@@ -149,34 +179,63 @@ static bool is_transcript_path(int fd)
 	       strcmp(path + n - 6, ".jsonl") == 0;
 }
 
-/* Called with the instance lock held. */
-static struct meter_stream *stream_of(int fd)
+static uint8_t classify_fd(int fd, struct fd_entry *e)
 {
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return FD_OTHER; /* the kernel answers the write with EBADF */
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	if (S_ISSOCK(st.st_mode))
+		return FD_SOCKET;
+	if (stdout_ino && st.st_dev == stdout_dev && st.st_ino == stdout_ino)
+		return FD_SOURCE;
+	return S_ISREG(st.st_mode) && is_transcript_path(fd) ? FD_SOURCE : FD_OTHER;
+}
+
+int preload_route(int fd)
+{
+	if (in_account)
+		return PRELOAD_ROUTE_TAGGED;
 	if (fd < 0 || fd >= FD_TRACK)
-		return NULL;
-	if (fd_kind[fd] == FD_UNKNOWN) {
+		return PRELOAD_ROUTE_NOTIFY; /* untracked: the supervisor decides */
+	struct fd_entry *e = &fd_cache[fd];
+	uint8_t kind = __atomic_load_n(&e->kind, __ATOMIC_ACQUIRE);
+	if (kind == FD_SOURCE) {
+		/* Still the same file? A source's writes are few: one fstat each. */
 		struct stat st;
-		fd_kind[fd] = FD_OTHER;
-		if (fstat(fd, &st) == 0) {
-			if (stdout_ino && st.st_dev == stdout_dev && st.st_ino == stdout_ino) {
-				fd_kind[fd] = FD_STDOUT;
-			} else if (S_ISREG(st.st_mode) && is_transcript_path(fd)) {
-				int i = transcript_stream(st.st_dev, st.st_ino);
-				if (i >= 0) {
-					fd_kind[fd] = FD_TRANSCRIPT;
-					fd_stream[fd] = (uint8_t)i;
-				}
-			}
-		}
+		if (fstat(fd, &st) < 0 || st.st_dev != e->dev || st.st_ino != e->ino)
+			kind = FD_UNKNOWN;
 	}
-	switch (fd_kind[fd]) {
-	case FD_STDOUT:
-		return &stdout_stream;
-	case FD_TRANSCRIPT:
-		return &transcripts[fd_stream[fd]].s;
-	default:
+	if (kind == FD_UNKNOWN) {
+		kind = classify_fd(fd, e);
+		__atomic_store_n(&e->kind, kind, __ATOMIC_RELEASE);
+	}
+	/* The supervisor sees socket writes: block mode holds a request there, and refuses a
+	 * stopped agent's. */
+	return kind == FD_SOURCE   ? PRELOAD_ROUTE_METER
+	       : kind == FD_SOCKET ? PRELOAD_ROUTE_NOTIFY
+				   : PRELOAD_ROUTE_TAGGED;
+}
+
+void preload_new_fd(int fd)
+{
+	if (fd >= 0 && fd < FD_TRACK)
+		__atomic_store_n(&fd_cache[fd].kind, FD_UNKNOWN, __ATOMIC_RELEASE);
+}
+
+/* The stream of a file that preload_route said to meter (instance lock held). */
+static struct meter_stream *stream_of(int fd, bool *is_transcript)
+{
+	struct stat st;
+	*is_transcript = false;
+	if (fstat(fd, &st) < 0)
 		return NULL;
-	}
+	if (stdout_ino && st.st_dev == stdout_dev && st.st_ino == stdout_ino)
+		return &stdout_stream;
+	int i = transcript_stream(st.st_dev, st.st_ino);
+	*is_transcript = i >= 0;
+	return i >= 0 ? &transcripts[i].s : NULL;
 }
 
 /* An agent whose prompt came on stdin: the transcript names its command (with the lock held). */
@@ -201,12 +260,12 @@ static void bind_from_transcript(const struct iovec *iov, int iovcnt, size_t ret
 
 void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 {
-	if ((unsigned)fd < FD_TRACK && fd_kind[fd] == FD_OTHER)
-		return; /* the common case of a write to anything else: no lock, no syscall */
+	in_account = true;
 	ledger_instance_lock(&ledger, inst);
-	struct meter_stream *s = stream_of(fd);
+	bool is_transcript;
+	struct meter_stream *s = stream_of(fd, &is_transcript);
 	struct meter_usage delta = {{0}};
-	if (s && fd_kind[fd] == FD_TRANSCRIPT &&
+	if (s && is_transcript &&
 	    (__atomic_load_n(&ledger.h->instances[inst].flags, __ATOMIC_ACQUIRE) &
 	     LEDGER_F_UNBOUND))
 		bind_from_transcript(iov, iovcnt, ret);
@@ -223,6 +282,7 @@ void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret)
 	if (changed)
 		ledger_record_delta(&ledger, inst, &delta);
 	ledger_instance_unlock(&ledger, inst);
+	in_account = false;
 	if (changed) {
 		__atomic_or_fetch(&ledger.h->instances[inst].flags, LEDGER_F_LIBC,
 				  __ATOMIC_RELAXED);
@@ -239,12 +299,6 @@ static void on_agent_exit(int status, void *arg)
 void preload_record_exit(int status)
 {
 	__atomic_store_n(&ledger.h->instances[inst].exit_code, status & 0xff, __ATOMIC_RELAXED);
-}
-
-void preload_forget_fd(int fd)
-{
-	if (fd >= 0 && fd < FD_TRACK)
-		__atomic_store_n(&fd_kind[fd], FD_UNKNOWN, __ATOMIC_RELAXED);
 }
 
 /* The signal the kernel sends when the supervisor connection changes (F_SETSIG). Not SIGIO: the
@@ -310,7 +364,7 @@ static int connect_supervisor(const char *path)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int saved = errno;
-		preload_real.close(fd);
+		close(fd);
 		errno = saved;
 		return -1;
 	}
@@ -487,7 +541,7 @@ static void become_agent(int argc, char **argv)
 	log_set_writer(preload_tagged_write);
 	int rc = register_agent(flags, listener);
 	if (listener >= 0)
-		preload_real.close(listener);
+		close(listener);
 	if (rc < 0) {
 		ledger_settle(&ledger, inst, LEDGER_INST_REFUSED, TBWRAP_EXIT_LOST);
 		errno = -rc;

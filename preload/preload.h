@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "tbwrap/ledger.h"
@@ -31,15 +33,38 @@ struct preload_real {
 	ssize_t (*pwritev64)(int, const struct iovec *, int, off_t);
 	ssize_t (*pwritev2)(int, const struct iovec *, int, off_t, int);
 	ssize_t (*pwritev64v2)(int, const struct iovec *, int, off_t, int);
-	int (*close)(int);
-	int (*dup2)(int, int);
-	int (*dup3)(int, int, int);
 	void (*_exit)(int) __attribute__((noreturn));
 	void (*quick_exit)(int) __attribute__((noreturn));
 	void (*_Exit)(int) __attribute__((noreturn));
+	/* fd creators: an agent classifies the numbers they hand out afresh */
+	int (*open)(const char *, int, ...);
+	int (*open64)(const char *, int, ...);
+	int (*openat)(int, const char *, int, ...);
+	int (*openat64)(int, const char *, int, ...);
+	int (*open_2)(const char *, int);
+	int (*open64_2)(const char *, int);
+	int (*openat_2)(int, const char *, int);
+	int (*openat64_2)(int, const char *, int);
+	int (*creat)(const char *, mode_t);
+	int (*creat64)(const char *, mode_t);
+	FILE *(*fopen)(const char *, const char *);
+	FILE *(*fopen64)(const char *, const char *);
+	FILE *(*freopen)(const char *, const char *, FILE *);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*socket)(int, int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 };
 
 extern struct preload_real preload_real;
+
+/* glibc's fortified open variants (-D_FORTIFY_SOURCE), declared only in its private headers. */
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
 
 /* Resolves the real symbols once (constructor, or first use from an earlier constructor). */
 void preload_resolve(void);
@@ -54,9 +79,14 @@ void preload_account(int fd, const struct iovec *iov, int iovcnt, size_t ret);
  * child, whose status tbwrap cannot wait for). */
 void preload_record_exit(int status);
 
-/* In an agent: forget what is known about fd (closed or replaced). */
-void preload_forget_fd(int fd);
+/* In an agent: where a write to fd goes. TAGGED: a tagged syscall, not metered (anything but a
+ * source); METER: a tagged syscall, then preload_account (stdout when it is JSON, transcripts);
+ * NOTIFY: untagged, for the supervisor to see (sockets). */
+enum { PRELOAD_ROUTE_TAGGED = 0, PRELOAD_ROUTE_METER, PRELOAD_ROUTE_NOTIFY };
+int preload_route(int fd);
 
+/* In an agent: libc handed out fd (open, dup, socket families): classify it afresh. */
+void preload_new_fd(int fd);
 /* Builds and loads the notify filter; returns the listener fd, or -1 with errno (EBUSY: a
  * listener is already above this process). */
 int preload_install_filter(uint64_t tag);

@@ -139,4 +139,16 @@ for row in "none 0" "--output-format=text 0" "--output-format=json 17000" "--out
 	assert_file_eq "$T/run.out" "$FIX/stdout.stream-json.jsonl" "stdout intact, ${fmt:-no --output-format}"
 done
 
+# ---- an fd number reused for the transcript after a close the hooks did not see ----
+RA=$T/reuse
+mkdir -p "$RA"
+ln -sf "$HELPERS/reuse_fd" "$RA/claude"
+for how in raw libc; do
+	rm -rf "$CLAUDE_CONFIG_DIR/projects/reuse"
+	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$RA/claude" \
+		"$FIX/transcript.text.jsonl" "$how"
+	assert_eq "$status:$(json_get "$T/r.json" overall.used.total)" "0:17000" \
+		"fd reused for the transcript after a $how close: metered exactly"
+done
+
 done_testing

@@ -390,6 +390,15 @@ static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int
 	if (m->inst < 0 || m->inst >= LEDGER_MAX_INSTANCES ||
 	    ledger_load((const uint64_t *)&s->l->h->instances[m->inst].pid) != (uint64_t)m->pid) {
 		r.status = -EINVAL;
+	} else if ((m->flags & PROTO_F_ADOPT) && (idx = agent_by_pid(s, pid)) >= 0 &&
+		   s->agents[idx].inst == m->inst) {
+		/* The same agent after an exec: everything stands; its new image only needed
+		 * a connection to watch. */
+		if (listener >= 0)
+			close(listener);
+		tid_forget_tgid(s, pid);
+		send(conn, &r, sizeof(r), MSG_NOSIGNAL);
+		return;
 	} else if ((idx = new_agent_slot(s)) < 0) {
 		r.status = -ENOSPC;
 	}

@@ -433,18 +433,10 @@ static void refuse(const char *fmt, const char *detail)
 	_exit(TBWRAP_EXIT_REFUSED);
 }
 
-static void become_agent(int argc, char **argv)
+/* Admission: the prompt's budget key, then check-and-reserve (block mode refuses here). */
+static void admit(int argc, char **argv)
 {
-	const char *name = getenv(TBWRAP_ENV_LEDGER);
-	const char *sock = getenv(TBWRAP_ENV_SOCKET);
-	char err[256], why_text[256], key[LEDGER_NAME_LEN];
-
-	log_set_prefix_pid(getpid());
-	if (ledger_open(&ledger, name, true, err, sizeof(err)) < 0)
-		log_die(TBWRAP_EXIT_REFUSED, "refusing to run this agent unmetered: %s", err);
-	preload_tag = ledger.h->tag;
-	is_block = ledger.h->mode == LEDGER_MODE_BLOCK;
-
+	char why_text[256], key[LEDGER_NAME_LEN];
 	bool unbound = false;
 	if (!agent_command_key(argc, argv, key, sizeof(key)) || key[0] == '\0') {
 		/* No prompt on argv (it comes on stdin): the catch-all key until the transcript
@@ -490,6 +482,49 @@ static void become_agent(int argc, char **argv)
 		describe_refusal(&why, why_text, sizeof(why_text));
 		log_warn("warning: %s (warn mode: running anyway)", why_text);
 	}
+}
+
+/* TBWRAP_AGENT ("pid:slot") names the instance of an agent; the same pid after an exec finds
+ * its own, still running, instance there. */
+static bool adopt_instance(void)
+{
+	const char *v = getenv(TBWRAP_ENV_AGENT);
+	char *end;
+	if (!v)
+		return false;
+	errno = 0;
+	long pid = strtol(v, &end, 10);
+	if (errno || *end != ':' || pid != (long)getpid())
+		return false;
+	long slot = strtol(end + 1, &end, 10);
+	if (errno || *end || slot < 0 || slot >= LEDGER_MAX_INSTANCES ||
+	    (uint32_t)slot >= __atomic_load_n(&ledger.h->n_instances, __ATOMIC_ACQUIRE))
+		return false;
+	struct ledger_instance *in = &ledger.h->instances[slot];
+	uint32_t st = __atomic_load_n(&in->status, __ATOMIC_ACQUIRE);
+	if (in->pid != pid || (st != LEDGER_INST_RUNNING && st != LEDGER_INST_UNMETERED))
+		return false;
+	inst = (int)slot;
+	return true;
+}
+
+static void become_agent(int argc, char **argv)
+{
+	const char *name = getenv(TBWRAP_ENV_LEDGER);
+	const char *sock = getenv(TBWRAP_ENV_SOCKET);
+	char err[256];
+
+	log_set_prefix_pid(getpid());
+	if (ledger_open(&ledger, name, true, err, sizeof(err)) < 0)
+		log_die(TBWRAP_EXIT_REFUSED, "refusing to run this agent unmetered: %s", err);
+	preload_tag = ledger.h->tag;
+	is_block = ledger.h->mode == LEDGER_MODE_BLOCK;
+
+	/* The same process after an exec (a launcher named like the agent that execs the real
+	 * CLI): its admission, filter and registration stand; it only reconnects. */
+	bool adopted = adopt_instance();
+	if (!adopted)
+		admit(argc, argv);
 
 	/* stdout is a usage source only when the CLI writes JSON there (agent_stdout_is_json);
 	 * a zero identity makes it none, for the supervisor and for the in-process path. */
@@ -509,7 +544,9 @@ static void become_agent(int argc, char **argv)
 
 	uint32_t flags = 0;
 	int listener = -1;
-	if (getenv(TBWRAP_ENV_FILTERED)) {
+	if (adopted) {
+		flags = PROTO_F_ADOPT;
+	} else if (getenv(TBWRAP_ENV_FILTERED)) {
 		flags = PROTO_F_NESTED;
 	} else {
 		listener = preload_install_filter(preload_tag);
@@ -550,6 +587,9 @@ static void become_agent(int argc, char **argv)
 
 	meter_stream_init(&stdout_stream, METER_LINE_MAX_DEFAULT);
 	setenv(TBWRAP_ENV_FILTERED, "1", 1);
+	char self[48];
+	snprintf(self, sizeof(self), "%d:%d", (int)getpid(), inst);
+	setenv(TBWRAP_ENV_AGENT, self, 1);
 
 	struct sigaction sa = {.sa_handler = on_sigio, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);

@@ -9,8 +9,11 @@
 #define TBWRAP_ENV_SOCKET "TBWRAP_SOCKET" /* path of the supervisor's Unix socket */
 #define TBWRAP_ENV_MATCH "TBWRAP_MATCH"	  /* ':'-separated program names that are agents */
 #define TBWRAP_ENV_FILTERED                                                                        \
-	"TBWRAP_FILTERED"		      /* set by an agent for its descendants: a filter     \
-						 of this session is above them */
+	"TBWRAP_FILTERED" /* set by an agent for its descendants: a filter                         \
+			     of this session is above them */
+#define TBWRAP_ENV_AGENT                                                                           \
+	"TBWRAP_AGENT" /* "pid:slot" of an agent, for its own image after an                       \
+				exec (a launcher that execs the real CLI) */
 #define TBWRAP_ENV_ESTIMATE "TBWRAP_ESTIMATE" /* per-agent estimate override (tokens) */
 #define TBWRAP_ENV_PRELOAD "LD_PRELOAD"
 /* Read by the supervisor, for benchmarks only: "1" leaves SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP off.

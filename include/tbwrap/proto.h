@@ -25,6 +25,7 @@ enum proto_type { PROTO_HELLO = 1, PROTO_POKE = 2 };
 #define PROTO_F_LISTENER 1u  /* the listener fd is attached */
 #define PROTO_F_NESTED 2u    /* under an outer agent's listener */
 #define PROTO_F_UNMETERED 4u /* no filter: the agent runs unmetered (warn mode) */
+#define PROTO_F_ADOPT 8u     /* the same agent after an exec: already registered */
 
 struct proto_msg {
 	uint32_t magic;

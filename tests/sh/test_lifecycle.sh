@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Agents whose life does not follow the command's: started in the background by a command that
-# exits at once, in a PID namespace of their own, and signals sent to tbwrap after its command
-# is gone.
+# exits at once, in a PID namespace of their own, signals sent to tbwrap after its command is
+# gone, and an agent that execs itself into the real CLI.
 source "$(dirname "$0")/libtest.sh"
 setup
 require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
@@ -59,5 +59,23 @@ fi
 wait "$tb" 2>/dev/null
 assert_match "$(agents_line "$T/r.json")" "^exited:143:[0-9]+$" \
 	"SIGTERM after the command exited: the agent got it (exit 143)"
+
+# ---- a launcher named like the agent that execs the real CLI ----
+# One process, two images: admitted once (block mode would refuse a second admission of an
+# estimate that fits only once), metered once.
+LA=$T/launcher
+mkdir -p "$LA/real"
+ln -sf "$HELPERS/exec_launcher" "$LA/claude"
+ln -sf "$FAKE_AGENT" "$LA/real/claude"
+EXEC_TARGET=$LA/real/claude run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block \
+	--estimate 5000 --command-budget /test=9000 --report-json "$T/r.json" -- "$LA/claude" -p /test \
+	"${RUN[@]}" --transcript "$FIX/transcript.stream-json.jsonl"
+assert_eq "$status" 87 "exec launcher: admitted once, then stopped for the budget like one agent (87)"
+assert_eq "$(agents_line "$T/r.json")" "stopped:143:$(json_get "$T/r.json" overall.used.total)" \
+	"exec launcher: one agent in the report"
+EXEC_TARGET=$LA/real/claude run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- \
+	"$LA/claude" -p /test "${RUN[@]}" --transcript "$FIX/transcript.stream-json.jsonl"
+assert_eq "$status:$(agents_line "$T/r.json"):$(json_get "$T/r.json" overall.reserved)" \
+	"0:exited:0:17000:0" "exec launcher: one agent, metered once, nothing left reserved"
 
 done_testing

@@ -901,6 +901,15 @@ static void reap(struct sup *s)
 
 static bool agents_running(const struct sup *s);
 
+/* Whether ledger slot inst belongs to an agent that registered with us. */
+static bool is_registered(const struct sup *s, uint32_t inst)
+{
+	for (int k = 0; k < s->n_agents; k++)
+		if (s->agents[k].used && s->agents[k].inst == (int)inst)
+			return true;
+	return false;
+}
+
 /* An agent admitted to the ledger that has not registered yet (still in its constructor). */
 static bool registering(struct sup *s)
 {
@@ -910,11 +919,8 @@ static bool registering(struct sup *s)
 		if (__atomic_load_n(&h->instances[i].status, __ATOMIC_ACQUIRE) !=
 		    LEDGER_INST_RUNNING)
 			continue;
-		bool known = false;
-		for (int k = 0; k < s->n_agents && !known; k++)
-			known = s->agents[k].used && s->agents[k].inst == (int)i;
 		pid_t pid = (pid_t)__atomic_load_n(&h->instances[i].pid, __ATOMIC_RELAXED);
-		if (!known && kill(pid, 0) == 0)
+		if (!is_registered(s, i) && kill(pid, 0) == 0)
 			return true;
 	}
 	return false;
@@ -966,10 +972,7 @@ static void settle_lost(struct sup *s, bool final)
 		if (st != LEDGER_INST_RUNNING && st != LEDGER_INST_UNMETERED)
 			continue;
 		pid_t pid = (pid_t)__atomic_load_n(&h->instances[i].pid, __ATOMIC_RELAXED);
-		bool known = false;
-		for (int k = 0; k < s->n_agents && !known; k++)
-			known = s->agents[k].used && s->agents[k].inst == (int)i;
-		if (final || (!known && kill(pid, 0) < 0 && errno == ESRCH))
+		if (final || (!is_registered(s, i) && kill(pid, 0) < 0 && errno == ESRCH))
 			ledger_settle(s->l, (int)i, LEDGER_INST_EXITED, -1);
 	}
 }

@@ -115,6 +115,15 @@ static void print_dry_run(const struct cli_options *o, const char *lib)
 	printf("\n");
 }
 
+/* The agent names as one ':'-separated string (TBWRAP_MATCH). */
+static void match_list(const struct cli_options *o, char *buf, size_t len)
+{
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < o->n_match && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ":" : "", o->match[i]);
+}
+
 static void set_child_env(const struct cli_options *o, const char *lib, const struct ledger *l)
 {
 	char buf[PATH_MAX * 2];
@@ -126,11 +135,7 @@ static void set_child_env(const struct cli_options *o, const char *lib, const st
 	setenv(TBWRAP_ENV_PRELOAD, buf, 1);
 	setenv(TBWRAP_ENV_LEDGER, l->name, 1);
 	setenv(TBWRAP_ENV_SOCKET, sock_path, 1);
-	size_t off = 0;
-	buf[0] = '\0';
-	for (size_t i = 0; i < o->n_match && off < sizeof(buf); i++)
-		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s", i ? ":" : "",
-					o->match[i]);
+	match_list(o, buf, sizeof(buf));
 	setenv(TBWRAP_ENV_MATCH, buf, 1);
 	/* A tbwrap run from inside an agent starts a session of its own. */
 	unsetenv(TBWRAP_ENV_FILTERED);
@@ -207,8 +212,11 @@ static int run(const struct cli_options *o)
 	 * the command keeps the default. */
 	signal(SIGPIPE, SIG_IGN);
 
+	char match[PATH_MAX];
+	match_list(o, match, sizeof(match));
 	struct supervisor_config sc = {
 		.ledger = &l,
+		.match = match,
 		.listen_fd = lfd,
 		.signal_fd = sfd,
 		.child = child,

@@ -134,6 +134,8 @@ struct sup {
 	int conns[MAX_CONNS];
 	int n_conns;
 	struct tid_entry tids[TID_CACHE];
+	pid_t rogue[64]; /* agents by name that never registered, already reported */
+	int n_rogue;
 	struct seccomp_notif *req;
 	struct seccomp_notif_resp *resp;
 	size_t req_size, resp_size;
@@ -228,6 +230,51 @@ static pid_t read_tgid(pid_t tid)
 	return p ? (pid_t)strtol(p + 6, NULL, 10) : -1;
 }
 
+/*
+ * A process below an agent (it is under the agent's filter) that is itself an agent by name but
+ * never registered: started with libtbwrap.so removed from LD_PRELOAD. Its writes reach us, but
+ * we cannot tell its usage from its other writes: never silently. Warn mode says so; block mode
+ * stops it, as it would refuse an agent it cannot meter.
+ */
+static void check_unregistered(struct sup *s, pid_t tgid)
+{
+	for (int i = 0; i < s->n_rogue; i++)
+		if (s->rogue[i] == tgid)
+			return;
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)tgid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *argv[3] = {buf, NULL, NULL};
+	int argc = 1;
+	char *second = memchr(buf, '\0', (size_t)n);
+	if (second && second + 1 < buf + n) {
+		argv[1] = second + 1;
+		argc = 2;
+	}
+	if (!agent_is_match(argc, argv, s->cfg->match))
+		return;
+	if (s->n_rogue < (int)(sizeof(s->rogue) / sizeof(s->rogue[0])))
+		s->rogue[s->n_rogue++] = tgid;
+	clear_live(s);
+	if (s->l->h->mode == LEDGER_MODE_BLOCK) {
+		log_warn("stopping process %d (%s): an agent without libtbwrap.so (LD_PRELOAD "
+			 "removed?) cannot be metered (block mode)",
+			 (int)tgid, buf);
+		kill(tgid, SIGKILL);
+	} else {
+		log_warn("WARNING: process %d (%s) is an agent without libtbwrap.so (LD_PRELOAD "
+			 "removed?): its usage is NOT metered",
+			 (int)tgid, buf);
+	}
+}
+
 /* Which agent a notifying thread belongs to (-1: not an agent). */
 static int agent_of_tid(struct sup *s, pid_t tid, pid_t *tgid)
 {
@@ -239,6 +286,8 @@ static int agent_of_tid(struct sup *s, pid_t tid, pid_t *tgid)
 		e->tid = tid;
 		e->tgid = g;
 		e->agent = agent_by_pid(s, g);
+		if (e->agent < 0)
+			check_unregistered(s, g);
 	}
 	*tgid = e->tgid;
 	return e->agent;

@@ -15,10 +15,11 @@
 
 struct supervisor_config {
 	struct ledger *ledger;
-	int listen_fd; /* bound, listening SOCK_SEQPACKET socket */
-	int signal_fd; /* signalfd for SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT */
-	pid_t child;   /* the command */
-	bool live;     /* draw the live status line on stderr */
+	int listen_fd;	   /* bound, listening SOCK_SEQPACKET socket */
+	int signal_fd;	   /* signalfd for SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT */
+	pid_t child;	   /* the command */
+	bool live;	   /* draw the live status line on stderr */
+	const char *match; /* ':'-separated agent names (as TBWRAP_MATCH) */
 	struct render_opts render;
 };
 

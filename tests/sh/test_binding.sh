@@ -93,4 +93,24 @@ for row in "block 86" "warn 0"; do
 		"tbwrap inside an agent, $mode: the outer agent is metered exactly"
 done
 
+# ---- an agent below an agent with libtbwrap.so removed from LD_PRELOAD ----
+# It cannot register, but its writes reach the supervisor through the outer agent's filter: warn
+# mode says it is unmetered, block mode stops it.
+for row in "warn WARNING: process [0-9]+ \([^)]*claude\) is an agent without libtbwrap.so \(LD_PRELOAD removed\?\): its usage is NOT metered" \
+	"block stopping process [0-9]+ \([^)]*claude\): an agent without libtbwrap.so \(LD_PRELOAD removed\?\) cannot be metered \(block mode\)"; do
+	mode=${row%% *}
+	want=${row#* }
+	inner="env -u LD_PRELOAD '$AGENTS/claude' -p /inner --mode raw --delay-ms 50 --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' >/dev/null; echo \$? >'$T/inner.rc'"
+	rm -f "$T/inner.rc"
+	run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode "$mode" --report-json "$T/r.json" \
+		-- "$AGENTS/claude" -p /outer --mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" \
+		--transcript "$FIX/transcript.text.jsonl"
+	assert_match "$errout" "tbwrap: $want" "preload removed, $mode: tbwrap says so"
+	want_rc=0
+	[[ $mode == block ]] && want_rc=137
+	assert_eq "$(cat "$T/inner.rc" 2>/dev/null)" "$want_rc" "preload removed, $mode: the inner agent's end ($want_rc)"
+	assert_eq "$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.agents)" "17000:1" \
+		"preload removed, $mode: only the outer agent is in the ledger, metered exactly"
+done
+
 done_testing

@@ -151,4 +151,13 @@ for how in raw libc; do
 		"fd reused for the transcript after a $how close: metered exactly"
 done
 
+# ---- two threads appending to one transcript at the same moment ----
+TA=$T/threads
+mkdir -p "$TA"
+ln -sf "$HELPERS/append_threads" "$TA/claude"
+rm -rf "$CLAUDE_CONFIG_DIR/projects/threads"
+run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$TA/claude" 500
+assert_eq "$status:$(json_get "$T/r.json" overall.used.input):$(wc -l <"$CLAUDE_CONFIG_DIR/projects/threads/session.jsonl" | tr -d ' ')" \
+	"0:1000:1000" "two threads appending to one transcript: all 1000 lines metered"
+
 done_testing

@@ -160,4 +160,16 @@ run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$TA/claude"
 assert_eq "$status:$(json_get "$T/r.json" overall.used.input):$(wc -l <"$CLAUDE_CONFIG_DIR/projects/threads/session.jsonl" | tr -d ' ')" \
 	"0:1000:1000" "two threads appending to one transcript: all 1000 lines metered"
 
+# ---- a signal handler that writes to a source while the in-process meter holds the lock ----
+SA=$T/signals
+mkdir -p "$SA"
+ln -sf "$HELPERS/signal_writer" "$SA/claude"
+rm -rf "$CLAUDE_CONFIG_DIR/projects/signals"
+# The bound only turns a hang into a failure.
+run timeout 120 "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$SA/claude" \
+	--output-format stream-json 20000
+assert_eq "$status:$(json_get "$T/r.json" overall.used.input)" "0:20000" \
+	"signal handler writing during accounting: no hang, all 20000 lines metered"
+assert_match "$errout" "signal_writer: [1-9][0-9]* signals" "signal handler writing during accounting: the timer fired"
+
 done_testing

@@ -490,6 +490,8 @@ static void handle_hello(struct sup *s, int conn, const struct proto_msg *m, int
 		end_agent(s, idx, -1);
 }
 
+static void release_on_usage(struct sup *s);
+
 static void handle_conn(struct sup *s, int ci)
 {
 	int conn = s->conns[ci];
@@ -531,7 +533,9 @@ static void handle_conn(struct sup *s, int ci)
 	} else {
 		if (fd >= 0)
 			close(fd);
-		check_budgets(s); /* PROTO_POKE */
+		/* PROTO_POKE: usage came in through an agent's libc path. */
+		check_budgets(s);
+		release_on_usage(s);
 	}
 }
 
@@ -823,6 +827,17 @@ static void release_request(struct sup *s, struct agent *a)
 	a->usage_at_request = instance_total(s, a);
 }
 
+/* Held requests of agents whose usage arrived without a notified write (the libc path, told by
+ * a poke or seen at a tick): the previous call is accounted, they may go (or be refused). */
+static void release_on_usage(struct sup *s)
+{
+	for (int i = 0; i < s->n_agents; i++) {
+		struct agent *a = &s->agents[i];
+		if (a->used && !a->ended && a->held && instance_total(s, a) != a->usage_at_request)
+			release_request(s, a);
+	}
+}
+
 /*
  * Block mode's request barrier. Claude Code in text and json mode writes a call's usage to its
  * transcript only when the next call has been sent (measured: the transcript write follows the
@@ -1050,6 +1065,7 @@ static void tick(struct sup *s)
 	}
 	/* Usage from the in-process path arrives by poke, but a lost poke must not matter. */
 	check_budgets(s);
+	release_on_usage(s);
 	draw_live(s);
 }
 

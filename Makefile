@@ -68,7 +68,7 @@ $(BUILD)/tests/helpers/static_%: tests/helpers/static_%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 $(WARN) -D_GNU_SOURCE -static -o $@ $<
 
-$(BUILD)/tests/helpers/%: tests/helpers/%.c $(HEADERS)
+$(BUILD)/tests/helpers/%: tests/helpers/%.c $(HEADERS) $(wildcard tests/helpers/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -lpthread
 

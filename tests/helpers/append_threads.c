@@ -6,11 +6,14 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "project_dir.h"
 
 static int transcript;
 static int rounds;
@@ -39,13 +42,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: CLAUDE_CONFIG_DIR=DIR append_threads N\n");
 		return 2;
 	}
-	char path[4200];
-	snprintf(path, sizeof(path), "%s/projects", cfg);
-	mkdir(cfg, 0700);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/projects/threads", cfg);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/projects/threads/session.jsonl", cfg);
+	char dir[4096], path[4200];
+	if (!project_dir(cfg, "threads", dir, sizeof(dir)))
+		return 1;
+	snprintf(path, sizeof(path), "%s/session.jsonl", dir);
 	transcript = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	if (transcript < 0)
 		return 1;

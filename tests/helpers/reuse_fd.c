@@ -6,12 +6,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "project_dir.h"
 
 int main(int argc, char **argv)
 {
@@ -21,11 +24,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	char dir[4096], path[4200], scratch[4200];
-	snprintf(dir, sizeof(dir), "%s/projects", cfg);
-	mkdir(cfg, 0700);
-	mkdir(dir, 0700);
-	snprintf(dir, sizeof(dir), "%s/projects/reuse", cfg);
-	mkdir(dir, 0700);
+	if (!project_dir(cfg, "reuse", dir, sizeof(dir)))
+		return 1;
 	snprintf(scratch, sizeof(scratch), "%s/scratch.txt", dir);
 	int fd = open(scratch, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, "x\n", 2) != 2)

@@ -6,12 +6,15 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include "project_dir.h"
 
 static volatile sig_atomic_t fired;
 
@@ -35,13 +38,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: CLAUDE_CONFIG_DIR=DIR signal_writer [claude options] N\n");
 		return 2;
 	}
-	char path[4200];
-	snprintf(path, sizeof(path), "%s/projects", cfg);
-	mkdir(cfg, 0700);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/projects/signals", cfg);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/projects/signals/session.jsonl", cfg);
+	char dir[4096], path[4200];
+	if (!project_dir(cfg, "signals", dir, sizeof(dir)))
+		return 1;
+	snprintf(path, sizeof(path), "%s/session.jsonl", dir);
 	int t = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	if (t < 0)
 		return 1;

@@ -58,7 +58,7 @@ $(BUILD)/libtbwrap.so: $(PRELOAD_OBJ) $(COMMON_OBJ)
 $(BUILD)/tbwrap: $(BUILD)/launcher/main.o $(LAUNCHER_LIB_OBJ) $(COMMON_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) -lpthread -lm
 
-$(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(HEADERS)
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(HEADERS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(COMMON_OBJ) $(LAUNCHER_LIB_OBJ) $(LDFLAGS_ALL) $(PKG_LIBS) \
 		$(CMOCKA_LIBS) -lpthread -lm

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "shm_cleanup.h"
 #include "tbwrap/ledger.h"
 
 #define FIXTURE_DIR "tests/fixtures/claude-code-2.1.197/"
@@ -886,27 +887,6 @@ static void test_meter_feed_fixture(void **state)
 	assert_int_equal(l.h->instances[0].reserved, 0);
 	assert_int_equal(l.h->overall.reserved, 0);
 	ledger_close(&l);
-}
-
-/* A failed assertion leaves a test before ledger_close(): unlink what it created. */
-static int unlink_own_segments(void **state)
-{
-	char prefix[64], name[300];
-	DIR *d = opendir("/dev/shm");
-	struct dirent *e;
-
-	(void)state;
-	if (!d)
-		return 0;
-	snprintf(prefix, sizeof(prefix), "tbwrap-%ld-", (long)getpid());
-	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
-			snprintf(name, sizeof(name), "/%s", e->d_name);
-			shm_unlink(name);
-		}
-	}
-	closedir(d);
-	return 0;
 }
 
 int main(void)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "shm_cleanup.h"
 #include "tbwrap/ledger.h"
 
 #define DELTA_PROCS 8
@@ -297,27 +298,6 @@ static void test_admission_race_command(void **state)
 	for (int r = 0; r < ADMIT_ROUNDS; r++)
 		admission_race(0, LEDGER_NO_LIMIT,
 			       ADMIT_FITS * ADMIT_ESTIMATE + ADMIT_ESTIMATE - 1);
-}
-
-/* A failed assertion leaves the test before ledger_close(): unlink what it created. */
-static int unlink_own_segments(void **state)
-{
-	char prefix[64], name[300];
-	DIR *d = opendir("/dev/shm");
-	struct dirent *e;
-
-	(void)state;
-	if (!d)
-		return 0;
-	snprintf(prefix, sizeof(prefix), "tbwrap-%ld-", (long)getpid());
-	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
-			snprintf(name, sizeof(name), "/%s", e->d_name);
-			shm_unlink(name);
-		}
-	}
-	closedir(d);
-	return 0;
 }
 
 int main(void)

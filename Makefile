@@ -31,7 +31,9 @@ COMMON_SRC   := $(wildcard common/*.c)
 PRELOAD_SRC  := $(wildcard preload/*.c)
 LAUNCHER_SRC := $(wildcard launcher/*.c)
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
-HELPER_SRC   := $(wildcard tests/helpers/*.c)
+HELPER_SRC   := $(filter-out tests/helpers/preload_%.c,$(wildcard tests/helpers/*.c))
+# Helpers named preload_NAME.c are shared libraries (NAME.so) that tests preload.
+HELPER_SO_SRC := $(wildcard tests/helpers/preload_*.c)
 BENCH_SRC    := $(wildcard tests/bench/*.c)
 HEADERS      := $(wildcard include/tbwrap/*.h)
 
@@ -40,7 +42,8 @@ PRELOAD_OBJ  := $(PRELOAD_SRC:%.c=$(BUILD)/%.o)
 # The launcher's main() lives in launcher/main.c; everything else there is linkable into tests.
 LAUNCHER_LIB_OBJ := $(filter-out $(BUILD)/launcher/main.o,$(LAUNCHER_SRC:%.c=$(BUILD)/%.o))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-HELPER_BIN   := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(HELPER_SRC))
+HELPER_BIN   := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(HELPER_SRC)) \
+	$(patsubst tests/helpers/preload_%.c,$(BUILD)/tests/helpers/%.so,$(HELPER_SO_SRC))
 BENCH_BIN    := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all check unit bench demo clean deps format format-check helpers
@@ -68,6 +71,10 @@ $(BUILD)/tests/helpers/static_%: tests/helpers/static_%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 $(WARN) -D_GNU_SOURCE -static -o $@ $<
 
+$(BUILD)/tests/helpers/%.so: tests/helpers/preload_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -shared -Wl,-z,defs -o $@ $< $(LDFLAGS_ALL) -ldl
+
 $(BUILD)/tests/helpers/%: tests/helpers/%.c $(HEADERS) $(wildcard tests/helpers/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -lpthread
@@ -92,11 +99,15 @@ bench: deps all $(BENCH_BIN) $(HELPER_BIN)
 demo: deps
 	scripts/demo
 
+FORMATTED := $(COMMON_SRC) $(PRELOAD_SRC) $(LAUNCHER_SRC) $(wildcard launcher/*.h) $(UNIT_SRC) \
+	$(wildcard tests/unit/*.h) $(HELPER_SRC) $(HELPER_SO_SRC) $(BENCH_SRC) $(HEADERS) \
+	$(wildcard preload/*.h)
+
 format:
-	clang-format -i $(COMMON_SRC) $(PRELOAD_SRC) $(LAUNCHER_SRC) $(UNIT_SRC) $(HELPER_SRC) $(BENCH_SRC) $(HEADERS)
+	clang-format -i $(FORMATTED)
 
 format-check:
-	clang-format --dry-run -Werror $(COMMON_SRC) $(PRELOAD_SRC) $(LAUNCHER_SRC) $(UNIT_SRC) $(HELPER_SRC) $(BENCH_SRC) $(HEADERS)
+	clang-format --dry-run -Werror $(FORMATTED)
 
 clean:
 	rm -rf build build-asan

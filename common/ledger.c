@@ -1,15 +1,10 @@
 /*
- * Ledger: budgets and usage shared by the launcher, every agent and `tbwrap status`.
+ * Ledger: budgets and usage of a session, written by the supervisor alone (include/tbwrap/ledger.h
+ * says why and how it is protected).
  *
- * The segment is one fixed-width struct ledger_header in POSIX shared memory. Counters change only
- * through __atomic read-modify-writes, so deltas recorded by many processes at once add up
- * exactly without a lock on the hot path. Two things do need mutual exclusion and take the
- * header's robust mutex: admission (the budget check and the reservation must be one step, or
- * agents launched at the same instant would all see room for themselves) and insertion into the
- * command table. Robust mutexes because block mode SIGKILLs agents, possibly while they hold one.
- *
- * Whoever opens a segment trusts nothing in it until owner, mode, size, magic, version and bounds
- * have been checked; a segment that fails any check is refused without a single write.
+ * Single writer: no locks. Every field a reader may look at while it changes is stored with an
+ * atomic store, so a reader never sees half of a 64-bit count; a reader may see the usage of one
+ * agent a moment before the overall count includes it, which a live view can live with.
  */
 #include "tbwrap/ledger.h"
 
@@ -20,24 +15,18 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tbwrap/log.h"
+#include "tbwrap/render.h"
 
-#define LEDGER_SHM_PREFIX "/tbwrap-"
-/* Attempts at a fresh name: with 64 random bits a collision means something else is wrong. */
-#define LEDGER_CREATE_TRIES 8
-
-/*
- * Memory orders. Usage counters are independent sums: relaxed RMWs keep them exact (atomicity,
- * not ordering, is what makes concurrent additions add up). Reservations are released with
- * acq_rel after the usage that replaces them has been added, and admission loads reserved with
- * acquire before it loads used: an admission that sees a released reservation therefore also sees
- * the usage that took its place, so used + reserved is never under-read in between.
- */
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+/* What a supervisor's ledger carries once created: nobody can write it, resize it or unseal it. */
+#define LEDGER_SEALS (F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 static void errf(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
 
@@ -60,60 +49,49 @@ static uint64_t now_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
-static int random_u64(uint64_t *out)
-{
-	uint8_t *p = (uint8_t *)out;
-	size_t got = 0;
-
-	while (got < sizeof(*out)) {
-		ssize_t n = getrandom(p + got, sizeof(*out) - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 static uint64_t sat_add(uint64_t a, uint64_t b)
 {
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-static int init_robust_mutex(pthread_mutex_t *m)
+static void store64(uint64_t *p, uint64_t v)
 {
-	pthread_mutexattr_t attr;
-	int rc;
-
-	rc = pthread_mutexattr_init(&attr);
-	if (rc)
-		return rc;
-	rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	if (!rc)
-		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (!rc)
-		rc = pthread_mutex_init(m, &attr);
-	pthread_mutexattr_destroy(&attr);
-	return rc;
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
-/* A holder killed mid-section leaves only counters and fields that were each written whole: the
- * state is usable, so the mutex is marked consistent rather than given up. */
-/* Returns true when the previous owner died holding the lock (the state it guards may be half
- * updated: the caller repairs what it can). */
-static bool robust_lock(pthread_mutex_t *m)
+static void add64(uint64_t *p, uint64_t v)
 {
-	int rc = pthread_mutex_lock(m);
+	/* One writer: a load and a store, published whole. Saturating: a corrupt count from the
+	 * meter must never wrap a budget back to room. */
+	store64(p, sat_add(__atomic_load_n(p, __ATOMIC_RELAXED), v));
+}
 
-	if (rc == EOWNERDEAD) {
-		pthread_mutex_consistent(m);
-		return true;
-	}
-	if (rc != 0)
-		log_warn("ledger: cannot lock a ledger mutex: %s", strerror(rc));
-	return false;
+static void sub64(uint64_t *p, uint64_t v)
+{
+	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+	store64(p, cur > v ? cur - v : 0);
+}
+
+uint64_t ledger_load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+uint32_t ledger_load32(const uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+uint32_t ledger_n_commands(const struct ledger_header *h)
+{
+	uint32_t n = ledger_load32(&h->n_commands);
+	return n > LEDGER_MAX_COMMANDS ? LEDGER_MAX_COMMANDS : n;
+}
+
+uint32_t ledger_n_instances(const struct ledger_header *h)
+{
+	uint32_t n = ledger_load32(&h->n_instances);
+	return n > LEDGER_MAX_INSTANCES ? LEDGER_MAX_INSTANCES : n;
 }
 
 static int validate_config(const struct ledger_config *cfg, char *err, size_t errlen)
@@ -122,9 +100,9 @@ static int validate_config(const struct ledger_config *cfg, char *err, size_t er
 		errf(err, errlen, "ledger: unknown mode %d", (int)cfg->mode);
 		return -1;
 	}
-	if (cfg->n_commands > LEDGER_MAX_COMMANDS) {
+	if (cfg->n_commands > LEDGER_MAX_BUDGETS) {
 		errf(err, errlen, "ledger: %zu command budgets, at most %d are supported",
-		     cfg->n_commands, LEDGER_MAX_COMMANDS);
+		     cfg->n_commands, LEDGER_MAX_BUDGETS);
 		return -1;
 	}
 	if (cfg->n_commands && (!cfg->command_names || !cfg->command_limits)) {
@@ -157,12 +135,9 @@ static int validate_config(const struct ledger_config *cfg, char *err, size_t er
 	return 0;
 }
 
-static int fill_header(struct ledger_header *h, const struct ledger_config *cfg, char *err,
-		       size_t errlen)
+static void fill_header(struct ledger_header *h, const struct ledger_config *cfg)
 {
-	int rc;
-
-	/* ftruncate() zero-filled the segment: only non-zero fields are written. */
+	/* The memfd is zero-filled: only non-zero fields are written. */
 	h->version = LEDGER_VERSION;
 	h->header_size = (uint32_t)sizeof(*h);
 	h->size = sizeof(*h);
@@ -170,14 +145,7 @@ static int fill_header(struct ledger_header *h, const struct ledger_config *cfg,
 	h->uid = (uint32_t)geteuid();
 	h->mode = (uint32_t)cfg->mode;
 	h->estimate = cfg->estimate;
-	do {
-		if (random_u64(&h->tag) < 0) {
-			errf(err, errlen, "ledger: getrandom: %s", strerror(errno));
-			return -1;
-		}
-	} while (h->tag == 0); /* 0 is what an untagged call passes in the spare argument */
 	memcpy(h->weights, cfg->weights, sizeof(h->weights));
-
 	h->overall.limit = cfg->overall_limit;
 	for (size_t i = 0; i < cfg->n_commands; i++) {
 		snprintf(h->commands[i].name, sizeof(h->commands[i].name), "%s",
@@ -185,181 +153,142 @@ static int fill_header(struct ledger_header *h, const struct ledger_config *cfg,
 		h->commands[i].limit = cfg->command_limits[i];
 	}
 	h->n_commands = (uint32_t)cfg->n_commands;
-
-	rc = init_robust_mutex(&h->lock);
-	for (size_t i = 0; !rc && i < LEDGER_MAX_INSTANCES; i++)
-		rc = init_robust_mutex(&h->instances[i].lock);
-	if (rc) {
-		errf(err, errlen, "ledger: cannot initialise a process-shared mutex: %s",
-		     strerror(rc));
-		return -1;
-	}
-
 	/* Last, with release: a reader that sees the magic sees every field above. */
 	__atomic_store_n(&h->magic, LEDGER_MAGIC, __ATOMIC_RELEASE);
-	return 0;
 }
 
 int ledger_create(struct ledger *l, const struct ledger_config *cfg, char *err, size_t errlen)
 {
-	int fd = -1;
+	size_t size = sizeof(struct ledger_header);
+	int fd, rc;
 	void *map;
 
 	memset(l, 0, sizeof(*l));
+	l->fd = -1;
 	if (validate_config(cfg, err, errlen) < 0)
 		return -1;
-
-	for (int tries = 0; fd < 0; tries++) {
-		uint64_t rnd;
-
-		if (random_u64(&rnd) < 0) {
-			errf(err, errlen, "ledger: getrandom: %s", strerror(errno));
-			return -1;
-		}
-		snprintf(l->name, sizeof(l->name), LEDGER_SHM_PREFIX "%ld-%016" PRIx64,
-			 (long)getpid(), rnd);
-		fd = shm_open(l->name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-		if (fd < 0 && (errno != EEXIST || tries + 1 >= LEDGER_CREATE_TRIES)) {
-			errf(err, errlen, "ledger: cannot create %s: %s", l->name, strerror(errno));
-			return -1;
-		}
-	}
-
-	/* The umask can only clear bits, but the mode is part of what openers verify: make it
-	 * exactly 0600 whatever umask the launcher inherited. */
-	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)sizeof(struct ledger_header)) < 0) {
-		errf(err, errlen, "ledger: cannot size %s: %s", l->name, strerror(errno));
-		goto fail_unlink;
-	}
-	map = mmap(NULL, sizeof(struct ledger_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
-		errf(err, errlen, "ledger: cannot map %s: %s", l->name, strerror(errno));
-		goto fail_unlink;
-	}
-	close(fd);
-	fd = -1;
-
-	l->h = map;
-	l->size = sizeof(struct ledger_header);
-	l->is_creator = true;
-	if (fill_header(l->h, cfg, err, errlen) < 0) {
-		ledger_close(l);
+	fd = memfd_create("tbwrap-ledger", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		errf(err, errlen, "ledger: memfd_create: %s (Linux 3.17 or later is needed)",
+		     strerror(errno));
 		return -1;
 	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		errf(err, errlen,
+		     "ledger: cannot size the ledger to %zu bytes: %s (a file size limit? check "
+		     "ulimit -f)",
+		     size, strerror(errno));
+		goto fail;
+	}
+	/* Every page now, so that running out of memory is this error and not a SIGBUS on the
+	 * first write to a page deep inside the table, in the middle of a run. */
+	rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc != 0) {
+		errf(err, errlen,
+		     "ledger: cannot reserve %zu bytes of memory for the ledger: %s (free memory, "
+		     "or raise the memory limit of this session)",
+		     size, strerror(rc));
+		goto fail;
+	}
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		errf(err, errlen, "ledger: cannot map %zu bytes: %s", size, strerror(errno));
+		goto fail;
+	}
+	/* The command is forked from the supervisor: its copy of this mapping would last until its
+	 * exec. Not inherited at all is simpler to reason about. */
+	madvise(map, size, MADV_DONTFORK);
+	l->h = map;
+	fill_header(l->h, cfg);
+	/* After the writable mapping exists: the seal keeps it, and refuses every other. */
+	if (fcntl(fd, F_ADD_SEALS, LEDGER_SEALS) < 0) {
+		errf(err, errlen,
+		     "ledger: cannot seal the ledger: %s (F_SEAL_FUTURE_WRITE needs Linux 5.1)",
+		     strerror(errno));
+		munmap(map, size);
+		l->h = NULL;
+		goto fail;
+	}
+	l->size = size;
+	l->fd = fd;
+	l->is_writer = true;
 	return 0;
-
-fail_unlink:
+fail:
 	close(fd);
-	shm_unlink(l->name);
-	l->name[0] = '\0';
 	return -1;
 }
 
-/* Everything a segment must satisfy before any field of it is believed. */
-static int check_header(const struct ledger_header *h, const char *name, char *err, size_t errlen)
+/* Everything a mapped ledger must satisfy before any field of it is believed. */
+static int check_header(const struct ledger_header *h, size_t size, char *err, size_t errlen)
 {
 	uint64_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE);
-	uint32_t n_commands, n_instances;
 
 	if (magic != LEDGER_MAGIC) {
 		errf(err, errlen,
-		     "ledger %s has a bad magic number (0x%016" PRIx64 ", expected 0x%016" PRIx64
-		     "): not a tbwrap ledger or not fully created",
-		     name, magic, LEDGER_MAGIC);
+		     "ledger has a bad magic number (0x%016" PRIx64 ", expected 0x%016" PRIx64
+		     "): not a tbwrap ledger, or one of another tbwrap version",
+		     magic, LEDGER_MAGIC);
 		return -1;
 	}
 	if (h->version != LEDGER_VERSION) {
-		errf(err, errlen, "ledger %s has version %" PRIu32 ", this tbwrap reads version %u",
-		     name, h->version, LEDGER_VERSION);
+		errf(err, errlen, "ledger has version %" PRIu32 ", this tbwrap reads version %u",
+		     h->version, LEDGER_VERSION);
 		return -1;
 	}
-	if (h->header_size != sizeof(*h) || h->size != sizeof(*h)) {
+	if (h->header_size != sizeof(*h) || h->size != sizeof(*h) || size != sizeof(*h)) {
 		errf(err, errlen,
-		     "ledger %s records header size %" PRIu32 " and size %" PRIu64
-		     ", expected %zu for both",
-		     name, h->header_size, h->size, sizeof(*h));
-		return -1;
-	}
-	if (h->uid != (uint32_t)geteuid()) {
-		errf(err, errlen, "ledger %s was created by uid %" PRIu32 ", not by uid %u", name,
-		     h->uid, (unsigned)geteuid());
+		     "ledger records header size %" PRIu32 " and size %" PRIu64
+		     " in %zu bytes, expected %zu for all three",
+		     h->header_size, h->size, size, sizeof(*h));
 		return -1;
 	}
 	if (h->mode != LEDGER_MODE_WARN && h->mode != LEDGER_MODE_BLOCK) {
-		errf(err, errlen, "ledger %s has an unknown mode %" PRIu32, name, h->mode);
-		return -1;
-	}
-	n_commands = __atomic_load_n(&h->n_commands, __ATOMIC_ACQUIRE);
-	n_instances = __atomic_load_n(&h->n_instances, __ATOMIC_ACQUIRE);
-	if (n_commands > LEDGER_MAX_COMMANDS || n_instances > LEDGER_MAX_INSTANCES) {
-		errf(err, errlen,
-		     "ledger %s is corrupt: %" PRIu32 " commands (at most %d), %" PRIu32
-		     " instances (at most %d)",
-		     name, n_commands, LEDGER_MAX_COMMANDS, n_instances, LEDGER_MAX_INSTANCES);
+		errf(err, errlen, "ledger has an unknown mode %" PRIu32, h->mode);
 		return -1;
 	}
 	return 0;
 }
 
-int ledger_open(struct ledger *l, const char *name, bool writable, char *err, size_t errlen)
+int ledger_map_readonly(struct ledger *l, int fd, char *err, size_t errlen)
 {
 	struct stat st;
 	void *map;
-	int fd;
 
 	memset(l, 0, sizeof(*l));
-	if (!name || name[0] != '/' || strlen(name) >= sizeof(l->name) || strchr(name + 1, '/')) {
-		errf(err, errlen,
-		     "ledger name \"%s\" is not a shared-memory name like /tbwrap-PID-XXXX",
-		     name ? name : "");
-		return -1;
-	}
-	fd = shm_open(name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW, 0);
-	if (fd < 0) {
-		errf(err, errlen, "cannot open ledger %s: %s", name, strerror(errno));
-		return -1;
-	}
+	l->fd = -1;
 	if (fstat(fd, &st) < 0) {
-		errf(err, errlen, "cannot stat ledger %s: %s", name, strerror(errno));
+		errf(err, errlen, "cannot stat the ledger: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
-	/* Another user's segment could feed us forged limits or a tag; a group- or world-writable
-	 * one could be changed under us by someone else. */
-	if (st.st_uid != geteuid()) {
-		errf(err, errlen, "ledger %s is owned by uid %u, not by uid %u", name,
-		     (unsigned)st.st_uid, (unsigned)geteuid());
-		close(fd);
-		return -1;
-	}
-	if ((st.st_mode & 07777) != 0600) {
-		errf(err, errlen, "ledger %s has mode %04o, expected 0600", name,
-		     (unsigned)(st.st_mode & 07777));
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & LEDGER_SEALS) != LEDGER_SEALS) {
+		errf(err, errlen,
+		     "the ledger received is not sealed: not from a tbwrap supervisor");
 		close(fd);
 		return -1;
 	}
 	if (st.st_size != (off_t)sizeof(struct ledger_header)) {
-		errf(err, errlen, "ledger %s is %s (%lld bytes, expected %zu)", name,
-		     st.st_size < (off_t)sizeof(struct ledger_header) ? "truncated" : "too large",
+		errf(err, errlen,
+		     "the ledger is %lld bytes, expected %zu (another tbwrap version?)",
 		     (long long)st.st_size, sizeof(struct ledger_header));
 		close(fd);
 		return -1;
 	}
-	map = mmap(NULL, sizeof(struct ledger_header),
-		   writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
+	map = mmap(NULL, sizeof(struct ledger_header), PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
-		errf(err, errlen, "cannot map ledger %s: %s", name, strerror(errno));
+		errf(err, errlen, "cannot map the ledger: %s", strerror(errno));
+		close(fd);
 		return -1;
 	}
-	if (check_header(map, name, err, errlen) < 0) {
+	if (check_header(map, (size_t)st.st_size, err, errlen) < 0) {
 		munmap(map, sizeof(struct ledger_header));
+		close(fd);
 		return -1;
 	}
 	l->h = map;
 	l->size = sizeof(struct ledger_header);
-	l->is_creator = false;
-	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->fd = fd;
 	return 0;
 }
 
@@ -367,39 +296,28 @@ void ledger_close(struct ledger *l)
 {
 	if (l->h)
 		munmap(l->h, l->size);
-	if (l->is_creator && l->name[0])
-		shm_unlink(l->name);
+	if (l->fd >= 0)
+		close(l->fd);
 	l->h = NULL;
 	l->size = 0;
-	l->is_creator = false;
-}
-
-uint64_t ledger_load(const uint64_t *p)
-{
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static uint32_t n_commands(const struct ledger *l)
-{
-	return __atomic_load_n(&l->h->n_commands, __ATOMIC_ACQUIRE);
-}
-
-static uint32_t n_instances(const struct ledger *l)
-{
-	return __atomic_load_n(&l->h->n_instances, __ATOMIC_ACQUIRE);
+	l->fd = -1;
+	l->is_writer = false;
 }
 
 static bool valid_instance(const struct ledger *l, int inst)
 {
-	return inst >= 0 && (uint32_t)inst < n_instances(l);
+	return inst >= 0 && (uint32_t)inst < ledger_n_instances(l->h);
+}
+
+static bool valid_command(const struct ledger *l, uint32_t cmd)
+{
+	return cmd < ledger_n_commands(l->h);
 }
 
 static int find_command(const struct ledger *l, const char *name)
 {
-	uint32_t n = n_commands(l);
+	uint32_t n = ledger_n_commands(l->h);
 
-	/* Entries below n_commands were filled before n_commands was published (release), and the
-	 * acquire load above makes them visible: names can be compared without the lock. */
 	for (uint32_t i = 0; i < n; i++) {
 		if (strncmp(l->h->commands[i].name, name, LEDGER_NAME_LEN) == 0)
 			return (int)i;
@@ -419,25 +337,22 @@ int ledger_command_index(struct ledger *l, const char *name, bool create)
 	idx = find_command(l, name);
 	if (idx >= 0 || !create)
 		return idx;
-
-	robust_lock(&h->lock);
-	/* Someone may have inserted it between the unlocked lookup and the lock. */
-	idx = find_command(l, name);
-	n = n_commands(l);
-	if (idx < 0 && n < LEDGER_MAX_COMMANDS) {
-		struct ledger_budget *b = &h->commands[n];
-
-		memset(b, 0, sizeof(*b));
-		memcpy(b->name, name, len + 1);
-		b->limit = LEDGER_NO_LIMIT;
-		__atomic_store_n(&h->n_commands, n + 1, __ATOMIC_RELEASE);
-		idx = (int)n;
-	}
-	pthread_mutex_unlock(&h->lock);
-	return idx;
+	n = ledger_n_commands(h);
+	/* The last entry is kept for the catch-all: an agent always has a key to be counted
+	 * under, however many slash commands came first. */
+	if (n >= LEDGER_MAX_COMMANDS ||
+	    (n == LEDGER_MAX_COMMANDS - 1 && strcmp(name, LEDGER_CATCH_ALL) != 0 &&
+	     find_command(l, LEDGER_CATCH_ALL) < 0))
+		return -1;
+	struct ledger_budget *b = &h->commands[n];
+	memset(b, 0, sizeof(*b));
+	memcpy(b->name, name, len + 1);
+	b->limit = LEDGER_NO_LIMIT;
+	/* Published after the entry is filled: readers iterate up to n_commands. */
+	__atomic_store_n(&h->n_commands, n + 1, __ATOMIC_RELEASE);
+	return (int)n;
 }
 
-/* Would admitting one more agent with this estimate go over b? */
 static void fill_refusal(struct ledger_refusal *why, const struct ledger_budget *b, bool is_overall,
 			 uint64_t used, uint64_t reserved, uint64_t estimate)
 {
@@ -451,12 +366,11 @@ static void fill_refusal(struct ledger_refusal *why, const struct ledger_budget 
 	why->estimate = estimate;
 }
 
+/* Would admitting one more agent with this estimate go over b? */
 static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bool is_overall,
 			    struct ledger_refusal *why)
 {
-	uint64_t reserved = __atomic_load_n(&b->reserved, __ATOMIC_ACQUIRE);
-	uint64_t used = __atomic_load_n(&b->used.total, __ATOMIC_RELAXED);
-
+	uint64_t used = b->used.total, reserved = b->reserved;
 	/* Room for the estimate, and room at all: with --estimate 0 a budget that is used up (or
 	 * 0, "no agent may run") must still refuse. */
 	uint64_t held = sat_add(used, reserved);
@@ -467,119 +381,105 @@ static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bo
 	return true;
 }
 
-/* Takes the next free slot (header lock held). -1 when the table is full. */
+/* Takes the next free slot. -1 when the table is full. */
 static int new_slot(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
 		    enum ledger_status status)
 {
 	struct ledger_header *h = l->h;
-	uint32_t n = n_instances(l);
-	struct ledger_instance *in;
+	uint32_t n = ledger_n_instances(h);
 
 	if (n >= LEDGER_MAX_INSTANCES)
 		return -1;
-	in = &h->instances[n];
+	struct ledger_instance *in = &h->instances[n];
+	memset(in, 0, sizeof(*in));
 	in->pid = pid;
 	in->command = (uint32_t)cmd;
 	in->start_ns = now_realtime_ns();
-	in->end_ns = 0;
 	in->exit_code = -1;
-	in->flags = 0;
 	in->estimate = estimate;
-	__atomic_store_n(&in->reserved, status == LEDGER_INST_REFUSED ? 0 : estimate,
-			 __ATOMIC_RELAXED);
-	__atomic_store_n(&in->status, (uint32_t)status, __ATOMIC_RELAXED);
-	/* Published after the slot is filled: readers iterate up to n_instances without a lock. */
+	in->reserved = status == LEDGER_INST_RUNNING ? estimate : 0;
+	in->status = (uint32_t)status;
+	if (status != LEDGER_INST_RUNNING)
+		in->end_ns = in->start_ns;
+	/* Published after the slot is filled: readers iterate up to n_instances. */
 	__atomic_store_n(&h->n_instances, n + 1, __ATOMIC_RELEASE);
 	return (int)n;
 }
 
-int ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate, bool *exceeded,
-		 struct ledger_refusal *why, int *refused_slot)
+enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
+				   struct ledger_refusal *why, int *slot)
 {
 	struct ledger_header *h = l->h;
-	struct ledger_budget *overall = &h->overall, *command;
-	bool over_overall, over_command;
-	int slot;
+	struct ledger_refusal unused;
 
-	if (exceeded)
-		*exceeded = false;
-	if (refused_slot)
-		*refused_slot = -1;
-	if (cmd < 0 || (uint32_t)cmd >= n_commands(l))
-		return -1;
-	command = &h->commands[cmd];
-
-	robust_lock(&h->lock);
+	*slot = -1;
+	if (!why)
+		why = &unused;
+	if (cmd < 0 || !valid_command(l, (uint32_t)cmd))
+		return LEDGER_TABLE_FULL;
+	struct ledger_budget *overall = &h->overall, *command = &h->commands[cmd];
 	/* The overall budget is reported first when both are exceeded: it is the one the user set
 	 * for the whole run. */
-	over_overall = budget_exceeded(overall, estimate, true, why);
-	over_command = budget_exceeded(command, estimate, false, over_overall ? NULL : why);
+	bool over_overall = budget_exceeded(overall, estimate, true, why);
+	bool over_command = budget_exceeded(command, estimate, false, over_overall ? NULL : why);
 
 	if ((over_overall || over_command) && h->mode == LEDGER_MODE_BLOCK) {
 		/* Counted on both budgets, like agents: each budget's report tells how many of
 		 * its agents were turned away; *why tells which budget did it. */
-		__atomic_fetch_add(&overall->refused, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&command->refused, 1, __ATOMIC_RELAXED);
-		slot = new_slot(l, cmd, pid, estimate, LEDGER_INST_REFUSED);
-		if (slot >= 0)
-			h->instances[slot].end_ns = h->instances[slot].start_ns;
-		pthread_mutex_unlock(&h->lock);
-		if (refused_slot)
-			*refused_slot = slot;
-		return -2;
+		add64(&overall->refused, 1);
+		add64(&command->refused, 1);
+		*slot = new_slot(l, cmd, pid, estimate, LEDGER_INST_REFUSED);
+		return LEDGER_REFUSED;
 	}
+	*slot = new_slot(l, cmd, pid, estimate, LEDGER_INST_RUNNING);
+	if (*slot < 0)
+		return LEDGER_TABLE_FULL;
+	add64(&overall->reserved, estimate);
+	add64(&command->reserved, estimate);
+	add64(&overall->agents, 1);
+	add64(&command->agents, 1);
+	return over_overall || over_command ? LEDGER_ADMITTED_OVER : LEDGER_ADMITTED;
+}
 
-	slot = new_slot(l, cmd, pid, estimate, LEDGER_INST_RUNNING);
-	if (slot < 0) {
-		pthread_mutex_unlock(&h->lock);
-		return -3;
+static void set_note(struct ledger_instance *in, const char *note)
+{
+	/* Written before the flag or status that makes readers look at it. */
+	snprintf(in->note, sizeof(in->note), "%s", note);
+}
+
+int ledger_record_unadmitted(struct ledger *l, int cmd, pid_t pid, enum ledger_status status,
+			     const char *note)
+{
+	struct ledger_header *h = l->h;
+
+	if (cmd < 0 || !valid_command(l, (uint32_t)cmd))
+		return -1;
+	if (status == LEDGER_INST_REFUSED) {
+		add64(&h->overall.refused, 1);
+		add64(&h->commands[cmd].refused, 1);
+	} else {
+		add64(&h->overall.agents, 1);
+		add64(&h->commands[cmd].agents, 1);
 	}
-	/* Reserved under the lock: the next admission, also under the lock, sees it. */
-	__atomic_fetch_add(&overall->reserved, estimate, __ATOMIC_ACQ_REL);
-	__atomic_fetch_add(&command->reserved, estimate, __ATOMIC_ACQ_REL);
-	__atomic_fetch_add(&overall->agents, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&command->agents, 1, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&h->lock);
-
-	if (exceeded)
-		*exceeded = over_overall || over_command;
+	int slot = new_slot(l, cmd, pid, 0, status);
+	if (slot >= 0) {
+		struct ledger_instance *in = &h->instances[slot];
+		set_note(in, note ? note : "");
+		if (status == LEDGER_INST_RUNNING)
+			__atomic_or_fetch(&in->flags, LEDGER_F_UNMETERED, __ATOMIC_RELEASE);
+	} else if (status != LEDGER_INST_REFUSED) {
+		add64(&h->unlisted, 1);
+	}
 	return slot;
 }
 
 static void add_counts(struct ledger_counts *c, const struct meter_usage *d, uint64_t total)
 {
-	for (int f = 0; f < METER_NFIELDS; f++) {
+	for (int f = 0; f < METER_NFIELDS; f++)
 		if (d->n[f])
-			__atomic_fetch_add(&c->n[f], d->n[f], __ATOMIC_RELAXED);
-	}
+			add64(&c->n[f], d->n[f]);
 	if (total)
-		__atomic_fetch_add(&c->total, total, __ATOMIC_RELAXED);
-}
-
-/* Takes up to want from *p without going below zero; returns what was taken. A CAS loop because
- * the supervisor and the agent's own libc path may release the same reservation at once. */
-static uint64_t take_reserved(uint64_t *p, uint64_t want)
-{
-	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED), take;
-
-	do {
-		take = cur < want ? cur : want;
-		if (take == 0)
-			return 0;
-	} while (!__atomic_compare_exchange_n(p, &cur, cur - take, false, __ATOMIC_ACQ_REL,
-					      __ATOMIC_RELAXED));
-	return take;
-}
-
-/* Subtracts without going below zero: a slip in the accounting (an agent that died half-way)
- * must never wrap a reservation into a number that refuses every later agent. */
-static void sub_reserved(uint64_t *p, uint64_t amount)
-{
-	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
-
-	while (!__atomic_compare_exchange_n(p, &cur, cur > amount ? cur - amount : 0, false,
-					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-	}
+		add64(&c->total, total);
 }
 
 static void release_reserved(struct ledger *l, struct ledger_instance *in, uint64_t amount)
@@ -588,229 +488,176 @@ static void release_reserved(struct ledger *l, struct ledger_instance *in, uint6
 
 	if (amount == 0)
 		return;
-	sub_reserved(&h->overall.reserved, amount);
-	if (in->command < LEDGER_MAX_COMMANDS)
-		sub_reserved(&h->commands[in->command].reserved, amount);
+	sub64(&in->reserved, amount);
+	sub64(&h->overall.reserved, amount);
+	if (valid_command(l, in->command))
+		sub64(&h->commands[in->command].reserved, amount);
 }
 
 void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta)
 {
 	struct ledger_header *h = l->h;
-	struct ledger_instance *in;
-	uint64_t total;
 
 	if (!valid_instance(l, inst))
 		return;
-	in = &h->instances[inst];
-	total = meter_usage_total(delta, h->weights);
+	struct ledger_instance *in = &h->instances[inst];
+	uint64_t total = meter_usage_total(delta, h->weights);
 
-	/* Usage first, reservation second: see the memory-order note at the top. */
+	/* Usage first, reservation second: a reader never sees the reservation gone before the
+	 * usage that replaces it. */
 	add_counts(&in->used, delta, total);
-	if (in->command < LEDGER_MAX_COMMANDS)
+	if (valid_command(l, in->command))
 		add_counts(&h->commands[in->command].used, delta, total);
 	add_counts(&h->overall.used, delta, total);
-	release_reserved(l, in, take_reserved(&in->reserved, total));
+	uint64_t r = in->reserved;
+	release_reserved(l, in, r < total ? r : total);
+}
+
+void ledger_publish_meter(struct ledger *l, int inst, const struct meter_core *core)
+{
+	if (!valid_instance(l, inst))
+		return;
+	struct ledger_instance *in = &l->h->instances[inst];
+	store64(&in->cost_micro_usd, core->cost_micro_usd);
+	for (int k = 0; k < METER_NANOMALY; k++)
+		store64(&in->anomalies[k], core->anomalies[k]);
+	if (strncmp(in->result_subtype, core->result_subtype, sizeof(in->result_subtype)) != 0)
+		memcpy(in->result_subtype, core->result_subtype, sizeof(in->result_subtype));
+	/* Last: a reader that sees a result line counted sees its cost. */
+	__atomic_store_n(&in->results, core->results, __ATOMIC_RELEASE);
 }
 
 void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int exit_code)
 {
 	struct ledger_header *h = l->h;
-	struct ledger_instance *in;
-	uint32_t cur;
 
 	if (!valid_instance(l, inst))
 		return;
-	in = &h->instances[inst];
-	/* Under the instance lock: a rebind moves the reservation between commands in one step,
-	 * and this release must come entirely before or after it. */
-	ledger_instance_lock(l, inst);
-	release_reserved(l, in, __atomic_exchange_n(&in->reserved, 0, __ATOMIC_ACQ_REL));
-
+	struct ledger_instance *in = &h->instances[inst];
+	release_reserved(l, in, in->reserved);
+	uint32_t cur = in->status, next = (uint32_t)status;
 	/* The supervisor settles a stopped agent as STOPPED when it signals it and again as EXITED
-	 * when it reaps it: the first verdict stays, the exit code and time are the reaped ones.
-	 * UNMETERED likewise stays when the agent exits. */
-	cur = __atomic_load_n(&in->status, __ATOMIC_ACQUIRE);
-	for (;;) {
-		uint32_t next = (uint32_t)status;
-
-		/* An agent that ran unmetered keeps saying so after it ended. */
-		if (cur == LEDGER_INST_REFUSED ||
-		    ((cur == LEDGER_INST_STOPPED || cur == LEDGER_INST_UNMETERED) &&
-		     status == LEDGER_INST_EXITED))
-			next = cur;
-		if (next == cur || __atomic_compare_exchange_n(&in->status, &cur, next, false,
-							       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			break;
-	}
+	 * when it reaps it: the first verdict stays, the exit code and time are the reaped ones. */
+	if (cur == LEDGER_INST_REFUSED ||
+	    (cur == LEDGER_INST_STOPPED && status == LEDGER_INST_EXITED))
+		next = cur;
 	if (cur != LEDGER_INST_STOPPED && cur != LEDGER_INST_REFUSED &&
 	    status == LEDGER_INST_STOPPED) {
-		__atomic_fetch_add(&h->overall.stopped, 1, __ATOMIC_RELAXED);
-		if (in->command < LEDGER_MAX_COMMANDS)
-			__atomic_fetch_add(&h->commands[in->command].stopped, 1, __ATOMIC_RELAXED);
+		add64(&h->overall.stopped, 1);
+		if (valid_command(l, in->command))
+			add64(&h->commands[in->command].stopped, 1);
 	}
 	/* -1 is "not known here": it never overwrites a code the agent reported itself. */
 	if (exit_code != -1)
 		__atomic_store_n(&in->exit_code, exit_code, __ATOMIC_RELAXED);
-	__atomic_store_n(&in->end_ns, now_realtime_ns(), __ATOMIC_RELEASE);
-	ledger_instance_unlock(l, inst);
+	store64(&in->end_ns, now_realtime_ns());
+	__atomic_store_n(&in->status, next, __ATOMIC_RELEASE);
+}
+
+void ledger_set_exit_code(struct ledger *l, int inst, int exit_code)
+{
+	if (valid_instance(l, inst))
+		__atomic_store_n(&l->h->instances[inst].exit_code, exit_code, __ATOMIC_RELAXED);
+}
+
+void ledger_mark(struct ledger *l, int inst, uint32_t flags, const char *note)
+{
+	if (!valid_instance(l, inst))
+		return;
+	struct ledger_instance *in = &l->h->instances[inst];
+	if (note)
+		set_note(in, note);
+	__atomic_or_fetch(&in->flags, flags, __ATOMIC_RELEASE);
 }
 
 static bool budget_over(const struct ledger_budget *b, bool is_overall, uint64_t estimate,
 			struct ledger_refusal *why)
 {
-	uint64_t used = __atomic_load_n(&b->used.total, __ATOMIC_RELAXED);
+	uint64_t used = b->used.total;
 
 	if (b->limit == LEDGER_NO_LIMIT || used <= b->limit)
 		return false;
 	if (why)
-		fill_refusal(why, b, is_overall, used,
-			     __atomic_load_n(&b->reserved, __ATOMIC_RELAXED), estimate);
+		fill_refusal(why, b, is_overall, used, b->reserved, estimate);
 	return true;
 }
 
 bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *why)
 {
 	const struct ledger_header *h = l->h;
-	const struct ledger_instance *in;
 
 	if (!valid_instance(l, inst))
 		return budget_over(&h->overall, true, 0, why);
-	in = &h->instances[inst];
+	const struct ledger_instance *in = &h->instances[inst];
 	if (budget_over(&h->overall, true, in->estimate, why))
 		return true;
-	if (in->command >= n_commands(l))
+	if (!valid_command(l, in->command))
 		return false;
 	const struct ledger_budget *b = &h->commands[in->command];
 	if (budget_over(b, false, in->estimate, why))
 		return true;
 	/* Bound to a command after it started (prompt on stdin) whose budget had no room for it:
 	 * it would have been refused at launch. */
-	if (__atomic_load_n(&in->flags, __ATOMIC_ACQUIRE) & LEDGER_F_OVER_AT_BIND) {
+	if (in->flags & LEDGER_F_OVER_AT_BIND) {
 		if (why)
-			fill_refusal(why, b, false,
-				     __atomic_load_n(&b->used.total, __ATOMIC_RELAXED),
-				     __atomic_load_n(&b->reserved, __ATOMIC_RELAXED), in->estimate);
+			fill_refusal(why, b, false, b->used.total, b->reserved, in->estimate);
 		return true;
 	}
 	return false;
 }
 
-void ledger_instance_lock(struct ledger *l, int inst)
-{
-	if (inst < 0 || inst >= LEDGER_MAX_INSTANCES)
-		return;
-	struct ledger_instance *in = &l->h->instances[inst];
-	if (!robust_lock(&in->lock))
-		return;
-	/* The owner died between raising its meter's total and recording the delta (the two are
-	 * equal whenever the lock is free): record what is missing, so no usage is lost. */
-	struct meter_usage missing = {{0}};
-	bool any = false;
-	for (int f = 0; f < METER_NFIELDS; f++) {
-		uint64_t used = __atomic_load_n(&in->used.n[f], __ATOMIC_RELAXED);
-		if (in->core.total.n[f] > used) {
-			missing.n[f] = in->core.total.n[f] - used;
-			any = true;
-		}
-	}
-	if (any)
-		ledger_record_delta(l, inst, &missing);
-}
-
-void ledger_instance_unlock(struct ledger *l, int inst)
-{
-	if (inst >= 0 && inst < LEDGER_MAX_INSTANCES)
-		pthread_mutex_unlock(&l->h->instances[inst].lock);
-}
-
-static bool usage_nonzero(const struct meter_usage *u)
+static void move_counts(struct ledger_counts *to, struct ledger_counts *from,
+			const struct ledger_counts *c)
 {
 	for (int f = 0; f < METER_NFIELDS; f++) {
-		if (u->n[f])
-			return true;
+		add64(&to->n[f], c->n[f]);
+		sub64(&from->n[f], c->n[f]);
 	}
-	return false;
-}
-
-/* The delta is recorded before the lock is dropped so that, for anyone holding the lock, the
- * instance's counters always equal its core's total. */
-bool ledger_meter_feed(struct ledger *l, int inst, struct meter_stream *s, uint64_t pos,
-		       const void *data, size_t len)
-{
-	struct meter_usage delta = {{0}};
-
-	if (!valid_instance(l, inst))
-		return false;
-	ledger_instance_lock(l, inst);
-	meter_feed(&l->h->instances[inst].core, s, pos, data, len, &delta);
-	ledger_record_delta(l, inst, &delta);
-	ledger_instance_unlock(l, inst);
-	return usage_nonzero(&delta);
-}
-
-bool ledger_meter_finish(struct ledger *l, int inst, struct meter_stream *s)
-{
-	struct meter_usage delta = {{0}};
-
-	if (!valid_instance(l, inst))
-		return false;
-	ledger_instance_lock(l, inst);
-	meter_finish(&l->h->instances[inst].core, s, &delta);
-	ledger_record_delta(l, inst, &delta);
-	ledger_instance_unlock(l, inst);
-	return usage_nonzero(&delta);
-}
-
-static void sub_counts(struct ledger_counts *c, const struct ledger_counts *d)
-{
-	for (int f = 0; f < METER_NFIELDS; f++)
-		__atomic_fetch_sub(&c->n[f], d->n[f], __ATOMIC_RELAXED);
-	__atomic_fetch_sub(&c->total, d->total, __ATOMIC_RELAXED);
-}
-
-static void add_ledger_counts(struct ledger_counts *c, const struct ledger_counts *d)
-{
-	for (int f = 0; f < METER_NFIELDS; f++)
-		__atomic_fetch_add(&c->n[f], d->n[f], __ATOMIC_RELAXED);
-	__atomic_fetch_add(&c->total, d->total, __ATOMIC_RELAXED);
+	add64(&to->total, c->total);
+	sub64(&from->total, c->total);
 }
 
 bool ledger_rebind(struct ledger *l, int inst, int cmd)
 {
 	struct ledger_header *h = l->h;
-	if (!valid_instance(l, inst) || inst >= LEDGER_MAX_INSTANCES || cmd < 0 ||
-	    cmd >= LEDGER_MAX_COMMANDS || (uint32_t)cmd >= n_commands(l))
+
+	if (!valid_instance(l, inst) || cmd < 0 || !valid_command(l, (uint32_t)cmd))
 		return false;
 	struct ledger_instance *in = &h->instances[inst];
-	ledger_instance_lock(l, inst);
 	uint32_t old = in->command;
-	if (old == (uint32_t)cmd || old >= LEDGER_MAX_COMMANDS) {
-		ledger_instance_unlock(l, inst);
+	if (old == (uint32_t)cmd || !valid_command(l, old))
 		return false;
-	}
-	/* Under the instance lock no delta of this instance is being recorded, so its counts are
-	 * stable while they move; the reservation moves in the same step. */
-	struct ledger_counts used;
-	for (int f = 0; f < METER_NFIELDS; f++)
-		used.n[f] = __atomic_load_n(&in->used.n[f], __ATOMIC_RELAXED);
-	used.total = __atomic_load_n(&in->used.total, __ATOMIC_RELAXED);
-	uint64_t reserved = __atomic_load_n(&in->reserved, __ATOMIC_ACQUIRE);
-	add_ledger_counts(&h->commands[cmd].used, &used);
-	sub_counts(&h->commands[old].used, &used);
-	__atomic_fetch_add(&h->commands[cmd].reserved, reserved, __ATOMIC_ACQ_REL);
-	sub_reserved(&h->commands[old].reserved, reserved);
-	__atomic_fetch_add(&h->commands[cmd].agents, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_sub(&h->commands[old].agents, 1, __ATOMIC_RELAXED);
+	struct ledger_budget *to = &h->commands[cmd], *from = &h->commands[old];
+	/* Into the new command first, then out of the old one: the overall count does not
+	 * change, and a reader sees the usage at least once. */
+	move_counts(&to->used, &from->used, &in->used);
+	add64(&to->reserved, in->reserved);
+	sub64(&from->reserved, in->reserved);
+	add64(&to->agents, 1);
+	sub64(&from->agents, 1);
 	__atomic_store_n(&in->command, (uint32_t)cmd, __ATOMIC_RELEASE);
 	__atomic_and_fetch(&in->flags, ~LEDGER_F_UNBOUND, __ATOMIC_RELEASE);
 	/* The check admission would have made: the command's used + reserved now include this
 	 * agent's usage and what is left of its estimate, so "> limit" is "used + reserved +
 	 * estimate > limit" at launch. Block mode stops it (ledger_over_limit). */
-	const struct ledger_budget *b = &h->commands[cmd];
-	uint64_t held = sat_add(__atomic_load_n(&b->used.total, __ATOMIC_RELAXED),
-				__atomic_load_n(&b->reserved, __ATOMIC_RELAXED));
-	if (b->limit != LEDGER_NO_LIMIT && held > b->limit)
+	if (to->limit != LEDGER_NO_LIMIT && sat_add(to->used.total, to->reserved) > to->limit)
 		__atomic_or_fetch(&in->flags, LEDGER_F_OVER_AT_BIND, __ATOMIC_RELEASE);
-	ledger_instance_unlock(l, inst);
 	return true;
+}
+
+void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t len)
+{
+	char used[32], res[32], est[32], lim[32];
+
+	render_tokens(used, sizeof(used), why->used);
+	render_tokens(res, sizeof(res), why->reserved);
+	render_tokens(est, sizeof(est), why->estimate);
+	render_tokens(lim, sizeof(lim), why->limit);
+	if (why->is_overall)
+		snprintf(buf, len, "overall budget: used %s + reserved %s + estimate %s > limit %s",
+			 used, res, est, lim);
+	else
+		snprintf(buf, len,
+			 "command budget %s: used %s + reserved %s + estimate %s > limit %s",
+			 why->name, used, res, est, lim);
 }

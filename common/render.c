@@ -174,8 +174,6 @@ const char *render_status_name(uint32_t status)
 	switch (status) {
 	case LEDGER_INST_RUNNING:
 		return "running";
-	case LEDGER_INST_UNMETERED:
-		return "unmetered";
 	case LEDGER_INST_REFUSED:
 		return "refused";
 	case LEDGER_INST_STOPPED:
@@ -245,15 +243,21 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 		     const struct ledger_instance *in)
 {
 	uint32_t status = load32(&in->status);
-	uint32_t cmd = in->command;
+	uint32_t cmd = load32(&in->command);
 	const char *name = cmd < n_commands(h) ? h->commands[cmd].name : "?";
 	int32_t code = __atomic_load_n(&in->exit_code, __ATOMIC_ACQUIRE);
 	char total[32], cost[48];
 
 	sb_printf(b, "  pid %" PRId64 "  %.*s  %s", in->pid, name_len(name), name,
 		  render_status_name(status));
-	if (status != LEDGER_INST_RUNNING && status != LEDGER_INST_UNMETERED && code >= 0)
+	if (status != LEDGER_INST_RUNNING && code >= 0)
 		sb_printf(b, " %d", (int)code);
+	if (load32(&in->flags) & LEDGER_F_UNMETERED) {
+		/* Its counts are not its usage: say so where the counts are. The precision is the
+		 * length of what is printed (the note's is bounded by its field). */
+		const char *why = in->note[0] ? in->note : "reason unknown";
+		sb_printf(b, "  NOT METERED (%.*s)", (int)strnlen(why, sizeof(in->note)), why);
+	}
 	render_tokens(total, sizeof(total), ledger_load(&in->used.total));
 	sb_printf(b,
 		  "  %s tokens (input %" PRIu64 ", output %" PRIu64 ", cache creation %" PRIu64
@@ -263,8 +267,8 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 		  ledger_load(&in->used.n[METER_CACHE_CREATION]),
 		  ledger_load(&in->used.n[METER_CACHE_READ]));
 	/* A result line states the cost; without one it is unknown, not zero. */
-	uint64_t micro = ledger_load(&in->core.cost_micro_usd);
-	if (micro || ledger_load(&in->core.results)) {
+	uint64_t micro = ledger_load(&in->cost_micro_usd);
+	if (micro || ledger_load(&in->results)) {
 		render_cost(cost, sizeof(cost), micro);
 		sb_printf(b, "  %s", cost);
 	}
@@ -341,7 +345,6 @@ char *render_status_line(const struct ledger_header *h, const struct render_opts
 	for (uint32_t i = 0; i < ni; i++) {
 		switch (load32(&h->instances[i].status)) {
 		case LEDGER_INST_RUNNING:
-		case LEDGER_INST_UNMETERED:
 			running++;
 			break;
 		case LEDGER_INST_REFUSED:

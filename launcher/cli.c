@@ -171,9 +171,9 @@ static int parse_command_budget(struct cli_options *o, const char *v, char *err,
 		if (strlen(o->command_names[i]) == len && memcmp(o->command_names[i], v, len) == 0)
 			return fail(err, errlen, "--command-budget '%s': %.*s already has a budget",
 				    v, (int)len, v);
-	if (o->n_commands >= LEDGER_MAX_COMMANDS)
+	if (o->n_commands >= LEDGER_MAX_BUDGETS)
 		return fail(err, errlen, "--command-budget '%s': more than %d command budgets", v,
-			    LEDGER_MAX_COMMANDS);
+			    LEDGER_MAX_BUDGETS);
 	memcpy(o->command_names[o->n_commands], v, len);
 	o->command_names[o->n_commands][len] = '\0';
 	o->command_limits[o->n_commands] = limit;
@@ -437,7 +437,7 @@ void cli_usage(FILE *f)
 		"tbwrap status exits 0, 1 when no tbwrap is running, 2 when several are and no "
 		"PID\n"
 		"was given.\n",
-		LEDGER_MAX_COMMANDS, LEDGER_CATCH_ALL, CLI_DEFAULT_ESTIMATE, TBWRAP_DEFAULT_MATCH,
+		LEDGER_MAX_BUDGETS, LEDGER_CATCH_ALL, CLI_DEFAULT_ESTIMATE, TBWRAP_DEFAULT_MATCH,
 		TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED, TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST,
 		TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC, TBWRAP_EXIT_NOTFOUND);
 }

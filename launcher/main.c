@@ -4,6 +4,8 @@
  * preloaded, and stay its parent until it and every agent below it have ended.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -11,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +26,7 @@
 #include "tbwrap/env.h"
 #include "tbwrap/ledger.h"
 #include "tbwrap/log.h"
+#include "tbwrap/proto.h"
 #include "tbwrap/render.h"
 #include "tbwrap/report.h"
 #include "tbwrap/status.h"
@@ -30,17 +35,6 @@
 #ifndef TBWRAP_VERSION
 #define TBWRAP_VERSION "0.1.0"
 #endif
-
-static char sock_dir[PATH_MAX];
-static char sock_path[PATH_MAX];
-
-static void cleanup_socket(void)
-{
-	if (sock_path[0])
-		unlink(sock_path);
-	if (sock_dir[0])
-		rmdir(sock_dir);
-}
 
 /* libtbwrap.so next to the executable (the build tree), or in ../lib/tbwrap (an install). */
 static bool find_library(char *out, size_t len)
@@ -60,31 +54,27 @@ static bool find_library(char *out, size_t len)
 	return false;
 }
 
-static int open_socket(void)
+/* The supervisor's socket, in the abstract namespace: nothing on disk that a process of the
+ * session could unlink or replace by one of its own, and nothing left behind after a crash.
+ * The name carries uid and pid (tbwrap status finds sessions by them) and 64 random bits. */
+static int open_socket(char *name, size_t len)
 {
-	const char *tmp = getenv("TMPDIR");
-	const char *base = tmp && *tmp ? tmp : "/tmp";
-	snprintf(sock_dir, sizeof(sock_dir), "%s/tbwrap-XXXXXX", base);
-	if (!mkdtemp(sock_dir)) {
-		sock_dir[0] = '\0';
-		log_die_errno(TBWRAP_EXIT_INTERNAL,
-			      "cannot create a private socket directory in %s (set TMPDIR to a "
-			      "writable directory)",
-			      base);
-	}
+	uint64_t rnd;
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "getrandom");
+	snprintf(name, len, PROTO_NAME_PREFIX "%u-%d-%016" PRIx64, (unsigned)geteuid(),
+		 (int)getpid(), rnd);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", sock_dir);
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
-		log_die(TBWRAP_EXIT_INTERNAL,
-			"socket path under %s is too long (set TMPDIR shorter)", sock_dir);
+	size_t n = strlen(name);
+	memcpy(sa.sun_path + 1, name, n);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		log_die_errno(TBWRAP_EXIT_INTERNAL, "socket");
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		log_die_errno(TBWRAP_EXIT_INTERNAL, "bind %s", sa.sun_path);
-	snprintf(sock_path, sizeof(sock_path), "%s", sa.sun_path);
-	if (listen(fd, 64) < 0)
-		log_die_errno(TBWRAP_EXIT_INTERNAL, "listen %s", sock_path);
+	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	if (bind(fd, (struct sockaddr *)&sa, alen) < 0)
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "bind @%s", name);
+	if (listen(fd, 128) < 0)
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "listen @%s", name);
 	return fd;
 }
 
@@ -124,7 +114,7 @@ static void match_list(const struct cli_options *o, char *buf, size_t len)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ":" : "", o->match[i]);
 }
 
-static void set_child_env(const struct cli_options *o, const char *lib, const struct ledger *l)
+static void set_child_env(const struct cli_options *o, const char *lib, const char *sock)
 {
 	char buf[PATH_MAX * 2];
 	const char *old = getenv(TBWRAP_ENV_PRELOAD);
@@ -133,25 +123,59 @@ static void set_child_env(const struct cli_options *o, const char *lib, const st
 	else
 		snprintf(buf, sizeof(buf), "%s", lib);
 	setenv(TBWRAP_ENV_PRELOAD, buf, 1);
-	setenv(TBWRAP_ENV_LEDGER, l->name, 1);
-	setenv(TBWRAP_ENV_SOCKET, sock_path, 1);
+	setenv(TBWRAP_ENV_SOCKET, sock, 1);
 	match_list(o, buf, sizeof(buf));
 	setenv(TBWRAP_ENV_MATCH, buf, 1);
 	/* A tbwrap run from inside an agent starts a session of its own. */
 	unsetenv(TBWRAP_ENV_FILTERED);
 }
 
+/* More descriptors for the supervisor (a connection, a listener and a pidfd per agent); the
+ * command gets the limit it had. */
+static struct rlimit raise_nofile(void)
+{
+	struct rlimit old = {0}, more;
+	if (getrlimit(RLIMIT_NOFILE, &old) == 0) {
+		more = old;
+		more.rlim_cur = old.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &more);
+	}
+	return old;
+}
+
 static int run(const struct cli_options *o)
 {
-	char lib[PATH_MAX];
+	char lib[PATH_MAX], err[512];
 	if (!find_library(lib, sizeof(lib)))
 		log_die(TBWRAP_EXIT_INTERNAL,
 			"cannot find libtbwrap.so next to the tbwrap executable or in "
 			"../lib/tbwrap (build it with make)");
+	/* Before the command runs: a report that could not be written is found out now. */
+	struct report_file report;
+	bool has_report = o->report_json != NULL;
+	if (has_report && report_open(&report, o->report_json, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		return TBWRAP_EXIT_USAGE;
+	}
 	if (o->dry_run) {
+		if (has_report)
+			report_abandon(&report);
 		print_dry_run(o, lib);
 		return 0;
 	}
+	/* Nothing below can read or write our memory, open our fds or attach to us: the budget
+	 * state is ours alone (README, Security). The command is dumpable again after its exec. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+	/* Every asynchronous signal through the signalfd from here on (supervisor_signals). */
+	sigset_t mask, old;
+	supervisor_signals(&mask);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	signal(SIGTTIN, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		log_die_errno(TBWRAP_EXIT_INTERNAL, "signalfd");
 
 	const char *names[LEDGER_MAX_COMMANDS];
 	for (size_t i = 0; i < o->n_commands; i++)
@@ -165,52 +189,37 @@ static int run(const struct cli_options *o)
 		.command_names = names,
 		.command_limits = o->command_limits,
 	};
-	/* The socket first: its failures leave nothing behind, a ledger would stay in /dev/shm. */
-	int lfd = open_socket();
 	struct ledger l;
-	char err[256];
 	if (ledger_create(&l, &lc, err, sizeof(err)) < 0) {
-		cleanup_socket();
+		if (has_report)
+			report_abandon(&report);
 		log_die(TBWRAP_EXIT_INTERNAL, "%s", err);
 	}
-
-	sigset_t mask, old;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &mask, &old);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
-		cleanup_socket();
-		ledger_close(&l);
-		log_die_errno(TBWRAP_EXIT_INTERNAL, "signalfd");
-	}
+	char sock[PROTO_NAME_LEN];
+	int lfd = open_socket(sock, sizeof(sock));
+	struct rlimit nofile = raise_nofile();
 	/* Orphans below the command (an agent started with '&' by a script that has exited) become
 	 * our children: their exits are reaped here and the supervisor can wait for them. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
 	pid_t child = fork();
 	if (child < 0) {
-		cleanup_socket();
-		ledger_close(&l);
+		if (has_report)
+			report_abandon(&report);
 		log_die_errno(TBWRAP_EXIT_INTERNAL, "fork");
 	}
 	if (child == 0) {
+		/* The supervisor's ledger mapping came along with the fork: gone with the exec. */
+		signal(SIGTTIN, SIG_DFL);
+		signal(SIGTTOU, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		set_child_env(o, lib, &l);
+		setrlimit(RLIMIT_NOFILE, &nofile);
+		set_child_env(o, lib, sock);
 		execvp(o->argv[0], o->argv);
 		int e = errno;
 		log_die_errno(e == ENOENT ? TBWRAP_EXIT_NOTFOUND : TBWRAP_EXIT_NOEXEC,
 			      "cannot run '%s'", o->argv[0]);
 	}
-
-	/* A closed stderr or stdout (tbwrap ... | head) must not kill the supervisor: its agents
-	 * would lose it. Write errors are handled where they happen. Ignored after the fork, so
-	 * the command keeps the default. */
-	signal(SIGPIPE, SIG_IGN);
 
 	char match[PATH_MAX];
 	match_list(o, match, sizeof(match));
@@ -225,14 +234,13 @@ static int run(const struct cli_options *o)
 	};
 	int rc = supervisor_run(&sc);
 	close(lfd);
-	cleanup_socket();
 
-	char *report = render_report(l.h, &sc.render);
-	if (report) {
-		fputs(report, stderr);
-		free(report);
+	char *text = render_report(l.h, &sc.render);
+	if (text) {
+		fputs(text, stderr);
+		free(text);
 	}
-	if (o->report_json && report_write_json(l.h, o->report_json, err, sizeof(err)) < 0) {
+	if (has_report && report_commit(&report, l.h, err, sizeof(err)) < 0) {
 		log_warn("%s", err);
 		if (rc == 0)
 			rc = TBWRAP_EXIT_INTERNAL;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tbwrap/render.h"
@@ -79,35 +80,36 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 		b->failed = true;
 		return;
 	}
-	uint32_t status = __atomic_load_n(&in->status, __ATOMIC_ACQUIRE);
+	uint32_t status = ledger_load32(&in->status);
 	int32_t code = __atomic_load_n(&in->exit_code, __ATOMIC_ACQUIRE);
 	char name[LEDGER_NAME_LEN];
 
 	check(b, cJSON_AddNumberToObject(a, "pid", (double)in->pid));
-	if (in->command < n_commands) {
-		copy_name(name, h->commands[in->command].name, sizeof(name));
+	uint32_t cmd = ledger_load32(&in->command);
+	if (cmd < n_commands) {
+		copy_name(name, h->commands[cmd].name, sizeof(name));
 		check(b, cJSON_AddStringToObject(a, "command", name));
 	} else {
 		check(b, cJSON_AddNullToObject(a, "command"));
 	}
 	check(b, cJSON_AddStringToObject(a, "status", render_status_name(status)));
-	if (code >= 0 && status != LEDGER_INST_RUNNING && status != LEDGER_INST_UNMETERED)
+	if (code >= 0 && status != LEDGER_INST_RUNNING)
 		check(b, cJSON_AddNumberToObject(a, "exit_code", code));
 	else
 		check(b, cJSON_AddNullToObject(a, "exit_code"));
 	add_usage(b, a, "usage", &in->used);
 
 	/* No result line, no cost: unknown is null, not 0. */
-	uint64_t micro = ledger_load(&in->core.cost_micro_usd);
+	uint64_t micro = ledger_load(&in->cost_micro_usd);
 	/* Known once a result line was seen, even when the CLI reported $0. */
-	if (micro || ledger_load(&in->core.results))
+	if (micro || ledger_load(&in->results))
 		check(b, cJSON_AddNumberToObject(a, "cost_usd", (double)micro / 1e6));
 	else
 		check(b, cJSON_AddNullToObject(a, "cost_usd"));
 
 	/* The subtype comes from the agent's own output: keep printable ASCII only. */
 	char sub[METER_SUBTYPE_LEN];
-	copy_name(sub, in->core.result_subtype, sizeof(sub));
+	copy_name(sub, in->result_subtype, sizeof(sub));
 	for (char *p = sub; *p; p++)
 		if (*p < 0x20 || *p > 0x7e)
 			*p = '?';
@@ -119,8 +121,21 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 	cJSON *an = cJSON_AddObjectToObject(a, "anomalies");
 	check(b, an);
 	for (int k = 0; an && k < METER_NANOMALY; k++)
-		add_u64(b, an, anomaly_names[k], ledger_load(&in->core.anomalies[k]));
-	check(b, cJSON_AddBoolToObject(a, "nested", (in->flags & LEDGER_F_NESTED) != 0));
+		add_u64(b, an, anomaly_names[k], ledger_load(&in->anomalies[k]));
+	uint32_t flags = ledger_load32(&in->flags);
+	check(b, cJSON_AddBoolToObject(a, "nested", (flags & LEDGER_F_NESTED) != 0));
+	check(b, cJSON_AddBoolToObject(a, "adopted", (flags & LEDGER_F_ADOPTED) != 0));
+	/* Refused agents ran nothing: their usage is known to be 0. */
+	check(b, cJSON_AddBoolToObject(a, "metered", !(flags & LEDGER_F_UNMETERED)));
+	char note[LEDGER_NOTE_LEN];
+	copy_name(note, in->note, sizeof(note));
+	for (char *p = note; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (note[0])
+		check(b, cJSON_AddStringToObject(a, "note", note));
+	else
+		check(b, cJSON_AddNullToObject(a, "note"));
 }
 
 static void add_command(struct builder *b, cJSON *arr, const struct ledger_budget *bd)
@@ -152,14 +167,9 @@ char *report_json(const struct ledger_header *h)
 	if (!root)
 		return NULL;
 
-	uint32_t nc = __atomic_load_n(&h->n_commands, __ATOMIC_ACQUIRE);
-	uint32_t ni = __atomic_load_n(&h->n_instances, __ATOMIC_ACQUIRE);
-	if (nc > LEDGER_MAX_COMMANDS)
-		nc = LEDGER_MAX_COMMANDS;
-	if (ni > LEDGER_MAX_INSTANCES)
-		ni = LEDGER_MAX_INSTANCES;
+	uint32_t nc = ledger_n_commands(h), ni = ledger_n_instances(h);
 
-	check(&b, cJSON_AddNumberToObject(root, "version", 1));
+	check(&b, cJSON_AddNumberToObject(root, "version", REPORT_VERSION));
 	check(&b, cJSON_AddStringToObject(root, "mode",
 					  h->mode == LEDGER_MODE_BLOCK ? "block" : "warn"));
 	add_u64(&b, root, "estimate", h->estimate);
@@ -174,6 +184,7 @@ char *report_json(const struct ledger_header *h)
 		add_u64(&b, overall, "refused", ledger_load(&h->overall.refused));
 		add_u64(&b, overall, "stopped", ledger_load(&h->overall.stopped));
 	}
+	add_u64(&b, root, "unlisted", ledger_load(&h->unlisted));
 
 	cJSON *commands = cJSON_AddArrayToObject(root, "commands");
 	check(&b, commands);
@@ -184,7 +195,7 @@ char *report_json(const struct ledger_header *h)
 	check(&b, agents);
 	for (uint32_t i = 0; agents && i < ni; i++) {
 		const struct ledger_instance *in = &h->instances[i];
-		if (__atomic_load_n(&in->status, __ATOMIC_ACQUIRE) != LEDGER_INST_FREE)
+		if (ledger_load32(&in->status) != LEDGER_INST_FREE)
 			add_agent(&b, agents, h, in, nc);
 	}
 
@@ -218,64 +229,101 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-int report_write_json(const struct ledger_header *h, const char *path, char *err, size_t errlen)
+int report_open(struct report_file *f, const char *path, char *err, size_t errlen)
+{
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	f->path = path;
+	if (strcmp(path, "-") == 0) {
+		int fl = fcntl(STDOUT_FILENO, F_GETFL);
+		if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY) {
+			snprintf(err, errlen, "--report-json -: standard output is %s",
+				 fl < 0 ? "closed" : "not open for writing");
+			return -1;
+		}
+		f->is_stdout = true;
+		return 0;
+	}
+	size_t plen = strlen(path);
+	f->tmp = malloc(plen + sizeof(".tmp"));
+	if (!f->tmp) {
+		snprintf(err, errlen, "--report-json %s: out of memory", path);
+		return -1;
+	}
+	memcpy(f->tmp, path, plen);
+	memcpy(f->tmp + plen, ".tmp", sizeof(".tmp"));
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "--report-json %s: is a directory (name a file in it)", path);
+		report_abandon(f);
+		return -1;
+	}
+	/* Created now, before the command runs, so that a path that cannot be written is found
+	 * out before anything was spent. O_NOFOLLOW: a planted symlink at path.tmp must not
+	 * redirect the write elsewhere. */
+	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (f->fd < 0) {
+		snprintf(err, errlen, "--report-json %s: cannot create %s: %s%s", path, f->tmp,
+			 strerror(errno), errno == ENOENT ? " (its directory does not exist)" : "");
+		report_abandon(f);
+		return -1;
+	}
+	return 0;
+}
+
+void report_abandon(struct report_file *f)
+{
+	if (f->fd >= 0) {
+		close(f->fd);
+		unlink(f->tmp);
+	}
+	f->fd = -1;
+	free(f->tmp);
+	f->tmp = NULL;
+}
+
+int report_commit(struct report_file *f, const struct ledger_header *h, char *err, size_t errlen)
 {
 	char *text = report_json(h);
+	int rc = -1;
 	if (!text) {
-		snprintf(err, errlen, "report %s: out of memory", path);
+		snprintf(err, errlen, "report %s: out of memory", f->path);
+		report_abandon(f);
 		return -1;
 	}
 	size_t len = strlen(text);
-
-	if (strcmp(path, "-") == 0) {
+	if (f->is_stdout) {
 		/* Whatever stdio holds must come out before our bytes. */
 		fflush(stdout);
-		int rc = write_all(STDOUT_FILENO, text, len);
+		rc = write_all(STDOUT_FILENO, text, len);
 		if (rc < 0)
 			snprintf(err, errlen, "report to standard output: %s", strerror(errno));
 		free(text);
 		return rc;
 	}
-
-	size_t plen = strlen(path);
-	char *tmp = malloc(plen + sizeof(".tmp"));
-	if (!tmp) {
-		free(text);
-		snprintf(err, errlen, "report %s: out of memory", path);
-		return -1;
-	}
-	memcpy(tmp, path, plen);
-	memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
-
-	int rc = -1;
-	/* O_NOFOLLOW: a planted symlink at path.tmp must not redirect the write elsewhere. */
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		snprintf(err, errlen, "report %s: cannot create %s: %s", path, tmp,
-			 strerror(errno));
-		goto out;
-	}
 	/* fsync before rename: after a crash the name holds the old report or the whole new one. */
-	if (write_all(fd, text, len) < 0 || fsync(fd) < 0) {
-		snprintf(err, errlen, "report %s: cannot write %s: %s", path, tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) < 0) {
-		snprintf(err, errlen, "report %s: cannot write %s: %s", path, tmp, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, path) < 0) {
-		snprintf(err, errlen, "report %s: cannot rename %s: %s", path, tmp,
+	if (write_all(f->fd, text, len) < 0 || fsync(f->fd) < 0) {
+		snprintf(err, errlen, "report %s: cannot write %s: %s", f->path, f->tmp,
 			 strerror(errno));
-		unlink(tmp);
+		goto out;
+	}
+	if (close(f->fd) < 0) {
+		f->fd = -1;
+		snprintf(err, errlen, "report %s: cannot write %s: %s", f->path, f->tmp,
+			 strerror(errno));
+		unlink(f->tmp);
+		goto out;
+	}
+	f->fd = -1;
+	if (rename(f->tmp, f->path) < 0) {
+		snprintf(err, errlen, "report %s: cannot rename %s: %s", f->path, f->tmp,
+			 strerror(errno));
+		unlink(f->tmp);
 		goto out;
 	}
 	rc = 0;
 out:
-	free(tmp);
+	report_abandon(f);
 	free(text);
 	return rc;
 }

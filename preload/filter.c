@@ -6,9 +6,14 @@
  * those bytes already. pwritev2 and sendto use all six arguments, so they are always notified.
  * io_uring_setup fails with ENOSYS so that nothing in the tree writes around the filter.
  *
+ * ptrace attach, process_vm_writev and pidfd_getfd are notified too (they are rare): the
+ * supervisor refuses them when they aim at an agent, so that nothing an agent runs takes the
+ * agent itself over (README, Security).
+ *
  * libseccomp 2.5.4 cannot set SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, so the BPF is exported and
  * loaded with seccomp(2) directly: with that flag a notified syscall, once received, is not
- * interrupted and restarted by Bun's GC signals (DESIGN.md 1.8), so each write is seen once.
+ * interrupted and restarted by Bun's GC signals (Bun suspends threads with SIGPWR), so each write
+ * is seen once.
  */
 #include <errno.h>
 #include <linux/filter.h>
@@ -18,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,6 +57,19 @@ static int add_rules(scmp_filter_ctx ctx, uint64_t tag)
 		if (rc < 0)
 			return rc;
 	}
+	static const int guarded[] = {SCMP_SYS(process_vm_writev), SCMP_SYS(pidfd_getfd)};
+	for (size_t i = 0; i < sizeof(guarded) / sizeof(guarded[0]); i++) {
+		rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, guarded[i], 0);
+		if (rc < 0)
+			return rc;
+	}
+	static const long attach[] = {PTRACE_ATTACH, PTRACE_SEIZE};
+	for (size_t i = 0; i < sizeof(attach) / sizeof(attach[0]); i++) {
+		rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(ptrace), 1,
+				      SCMP_A0_64(SCMP_CMP_EQ, (uint64_t)attach[i]));
+		if (rc < 0)
+			return rc;
+	}
 	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0);
 }
 
@@ -63,6 +82,16 @@ int preload_install_filter(uint64_t tag)
 
 	if (!ctx) {
 		errno = ENOMEM;
+		return -1;
+	}
+	/* Asked first, so that the reason is the system's (EPERM where a container forbids
+	 * seccomp, ENOSYS without user notification) rather than libseccomp's EINVAL for an
+	 * action it then believes unsupported. */
+	struct seccomp_notif_sizes sizes;
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) {
+		saved = errno;
+		seccomp_release(ctx);
+		errno = saved;
 		return -1;
 	}
 	/* Other ABIs (32-bit, x32) pass untouched instead of being killed: programs run from an

@@ -1,19 +1,24 @@
 /*
- * Ledger: the shared-memory record of budgets and usage.
+ * Ledger: the published record of budgets and usage of one tbwrap session.
  *
- * Created by the launcher (POSIX shm, O_EXCL, mode 0600, unguessable name), opened by every
- * agent's preload library and by `tbwrap status`. Fixed-width layout with magic, version and size
- * in the header (asserted by tests/unit/test_ledger_layout.c). Counters are updated with __atomic
- * builtins so that deltas from many processes add up exactly; admission (check-and-reserve) and
- * command-table insertion take the header's robust process-shared mutex, so agents launched at
- * the same instant cannot all slip under a budget that holds only some of them.
+ * The supervisor is its only writer. It lives in a memfd that the supervisor maps read-write and
+ * then seals with F_SEAL_FUTURE_WRITE (and against growing, shrinking and further sealing): from
+ * then on no process can write it through any new mapping, write(2), a reopened /proc/PID/fd
+ * link or a hole punch; only the supervisor's own mapping, made before the seal, stays writable.
+ * Readers (`tbwrap status` from another terminal) receive the fd over the supervisor's socket and
+ * map it read-only. There is no name in /dev/shm and nothing to remove after a crash.
  *
- * Only the creator unlinks the segment.
+ * Fixed-width layout with magic, version and size in the header (asserted by
+ * tests/unit/test_ledger_layout.c). The supervisor writes counters with atomic stores so that a
+ * reader sees whole values while they change; single writer, so no locks. The meter's
+ * de-duplication state is not here: it is the supervisor's private memory.
+ *
+ * Whoever maps a ledger trusts nothing in it until size, magic, version and bounds have been
+ * checked, and bounds every index and string it reads from it.
  */
 #ifndef TBWRAP_LEDGER_H
 #define TBWRAP_LEDGER_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,11 +26,14 @@
 
 #include "tbwrap/meter.h"
 
-#define LEDGER_MAGIC UINT64_C(0x31474c5257425454) /* "TTBWRLG1" little-endian */
-#define LEDGER_VERSION 1u
+#define LEDGER_MAGIC UINT64_C(0x32474c5257425454) /* "TTBWRLG2" little-endian */
+#define LEDGER_VERSION 2u
 #define LEDGER_MAX_COMMANDS 64
+/* Budgets the command line may set: one entry of the table stays for the catch-all key. */
+#define LEDGER_MAX_BUDGETS (LEDGER_MAX_COMMANDS - 1)
 #define LEDGER_MAX_INSTANCES 1024
 #define LEDGER_NAME_LEN 64
+#define LEDGER_NOTE_LEN 120
 #define LEDGER_NO_LIMIT UINT64_MAX
 
 /* Key of agents whose prompt is not a slash command (or not known). */
@@ -35,14 +43,13 @@ enum ledger_mode { LEDGER_MODE_WARN = 0, LEDGER_MODE_BLOCK = 1 };
 
 enum ledger_status {
 	LEDGER_INST_FREE = 0,
-	LEDGER_INST_RUNNING,   /* admitted, metered */
-	LEDGER_INST_UNMETERED, /* admitted, but no filter could be installed (warn mode) */
-	LEDGER_INST_REFUSED,   /* refused at launch (block mode) */
-	LEDGER_INST_STOPPED,   /* stopped by tbwrap for its budget */
-	LEDGER_INST_EXITED     /* ended on its own */
+	LEDGER_INST_RUNNING, /* admitted */
+	LEDGER_INST_REFUSED, /* refused at launch (block mode) */
+	LEDGER_INST_STOPPED, /* stopped by tbwrap (block mode) */
+	LEDGER_INST_EXITED   /* ended on its own */
 };
 
-/* Usage counts: the four fields and their weighted total. Updated with __atomic only. */
+/* Usage counts: the four fields and their weighted total. */
 struct ledger_counts {
 	uint64_t n[METER_NFIELDS];
 	uint64_t total;
@@ -61,24 +68,28 @@ struct ledger_budget {
 };
 
 struct ledger_instance {
-	pthread_mutex_t lock; /* robust, process-shared: guards core and reserved */
 	int64_t pid;
 	uint64_t start_ns; /* CLOCK_REALTIME at admission */
 	uint64_t end_ns;
 	uint32_t command;  /* index into commands[] */
-	uint32_t status;   /* enum ledger_status, __atomic */
-	int32_t exit_code; /* wait status decoded: code, or 128 + signal; -1 unknown */
+	uint32_t status;   /* enum ledger_status */
+	int32_t exit_code; /* code, or 128 + signal; -1 unknown */
 	uint32_t flags;	   /* LEDGER_F_* */
 	uint64_t estimate; /* reserved at admission */
 	uint64_t reserved; /* part of the estimate not yet covered by usage */
 	struct ledger_counts used;
-	struct meter_core core;
+	uint64_t cost_micro_usd; /* largest total_cost_usd of a result line */
+	uint64_t results;	 /* result lines seen (a cost of 0 is known once one was) */
+	uint64_t anomalies[METER_NANOMALY];
+	char result_subtype[METER_SUBTYPE_LEN];
+	char note[LEDGER_NOTE_LEN]; /* why it was refused, stopped or not metered; "" when none */
 };
 
 #define LEDGER_F_NESTED 1u	 /* ran under another agent's listener */
-#define LEDGER_F_LIBC 2u	 /* some usage came through the in-process libc path */
-#define LEDGER_F_UNBOUND 4u	 /* prompt came on stdin: key bound from the transcript later */
-#define LEDGER_F_OVER_AT_BIND 8u /* bound to a command whose budget had no room for it */
+#define LEDGER_F_UNBOUND 2u	 /* prompt came on stdin: key bound from the transcript later */
+#define LEDGER_F_OVER_AT_BIND 4u /* bound to a command whose budget had no room for it */
+#define LEDGER_F_UNMETERED 8u	 /* ran, but its usage could not be metered (note says why) */
+#define LEDGER_F_ADOPTED 16u	 /* found by the supervisor, not registered (no libtbwrap.so) */
 
 struct ledger_header {
 	uint64_t magic;
@@ -89,13 +100,10 @@ struct ledger_header {
 	uint32_t uid;
 	uint32_t mode;	   /* enum ledger_mode */
 	uint64_t estimate; /* default pre-launch estimate per agent */
-	uint64_t tag;	   /* marks tagged raw syscalls that the filter lets through */
 	uint32_t weights[METER_NFIELDS];
-	uint32_t n_commands;  /* __atomic; entries below are immutable once published */
-	uint32_t n_instances; /* __atomic; slots handed out */
-	uint32_t flags;
-	uint32_t pad;
-	pthread_mutex_t lock; /* robust, process-shared: admission and command insertion */
+	uint32_t n_commands;  /* entries below are immutable once published */
+	uint32_t n_instances; /* slots handed out */
+	uint64_t unlisted;    /* agents that ran beyond the instance table (warn mode, unmetered) */
 	struct ledger_budget overall;
 	struct ledger_budget commands[LEDGER_MAX_COMMANDS];
 	struct ledger_instance instances[LEDGER_MAX_INSTANCES];
@@ -104,8 +112,8 @@ struct ledger_header {
 struct ledger {
 	struct ledger_header *h;
 	size_t size;
-	bool is_creator;
-	char name[LEDGER_NAME_LEN]; /* shm name, "/tbwrap-..." */
+	int fd;		/* the memfd: sealed once created; -1 for a reader that closed it */
+	bool is_writer; /* the supervisor's own read-write mapping */
 };
 
 struct ledger_config {
@@ -128,65 +136,81 @@ struct ledger_refusal {
 	uint64_t estimate;
 };
 
-/* Creates the segment with an unguessable name (O_EXCL, 0600) and fills it from cfg.
- * Returns 0, or -1 with a one-line reason in err. */
+/* Creates the ledger: a memfd reserved in full (posix_fallocate, so that a full memory limit is
+ * an error now and never a SIGBUS later), mapped read-write, filled from cfg and sealed.
+ * Returns 0, or -1 with a one-line reason (cause and fix) in err. */
 int ledger_create(struct ledger *l, const struct ledger_config *cfg, char *err, size_t errlen);
 
-/* Opens an existing segment read-write (or read-only when !writable). Validates magic, version,
- * size and owner; refuses a foreign, truncated or corrupt segment without writing to it.
- * Returns 0, or -1 with a one-line reason in err. */
-int ledger_open(struct ledger *l, const char *name, bool writable, char *err, size_t errlen);
+/* Maps a ledger fd received from a supervisor read-only. Checks size, seals, magic, version and
+ * bounds without writing anything. Takes ownership of fd. Returns 0, or -1 with a reason. */
+int ledger_map_readonly(struct ledger *l, int fd, char *err, size_t errlen);
 
-/* Unmaps; the creator also unlinks the name. */
+/* Unmaps and closes. */
 void ledger_close(struct ledger *l);
 
 /* Index of the command key, inserting an unbudgeted entry when create is set. -1 when absent
  * (or the table is full). */
 int ledger_command_index(struct ledger *l, const char *name, bool create);
 
-/*
- * Check-and-reserve in one step under the ledger lock: admits an agent of command cmd when, for
- * the overall budget and the command budget, used + reserved + estimate <= limit. In warn mode it
- * always admits but still reports the budget that would be exceeded through *why (return 1).
- * Returns the instance slot (>= 0) when admitted with no budget exceeded, -2 when refused (block
- * mode; *why says which budget; a slot is still recorded with status REFUSED when one is free and
- * its index is stored in *refused_slot, else -1), -3 when the instance table is full.
- * In warn mode an admission that exceeds a budget returns the slot and sets *exceeded.
- */
-int ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate, bool *exceeded,
-		 struct ledger_refusal *why, int *refused_slot);
+enum ledger_admission {
+	LEDGER_ADMITTED,      /* a slot, no budget exceeded */
+	LEDGER_ADMITTED_OVER, /* warn mode: a slot, but a budget is exceeded (*why says which) */
+	LEDGER_REFUSED,	      /* block mode: refused (*why); a REFUSED slot when one was free */
+	LEDGER_TABLE_FULL     /* no slot left: nothing recorded */
+};
 
-/* Adds a usage delta to an instance, its command and the overall counters (atomics), and releases
- * the same amount of the instance's outstanding reservation. */
+/*
+ * Check-and-reserve: admits an agent of command cmd when, for the overall budget and the command
+ * budget, used + reserved + estimate <= limit (and a used-up budget admits nobody, even with an
+ * estimate of 0). *slot gets the instance (-1 when none was recorded).
+ */
+enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
+				   struct ledger_refusal *why, int *slot);
+
+/* Records an agent that was refused or could not be metered before it got a slot of its own
+ * (status REFUSED or RUNNING+UNMETERED), with the note. Returns the slot or -1. */
+int ledger_record_unadmitted(struct ledger *l, int cmd, pid_t pid, enum ledger_status status,
+			     const char *note);
+
+/* Adds a usage delta to an instance, its command and the overall counters, and releases the same
+ * amount of the instance's outstanding reservation. */
 void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta);
 
-/* Ends an instance: releases what is left of its reservation, records status and exit code
- * (exit_code -1, unknown, keeps what the agent recorded itself when it called exit()). */
+/* Publishes what the meter knows beyond counts: cost, result lines, subtype, anomalies. */
+void ledger_publish_meter(struct ledger *l, int inst, const struct meter_core *core);
+
+/* Ends an instance: releases what is left of its reservation, records status and exit code. A
+ * STOPPED or REFUSED verdict stays when the agent is later reaped as EXITED (with its code). The
+ * first STOPPED verdict counts the stop on the instance's budgets. exit_code -1 keeps a code the
+ * agent reported itself. */
 void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int exit_code);
+
+/* The status an agent said it exits with (its own report, before it is reaped). */
+void ledger_set_exit_code(struct ledger *l, int inst, int exit_code);
+
+/* Sets flags on an instance, and its note when note is not NULL. */
+void ledger_mark(struct ledger *l, int inst, uint32_t flags, const char *note);
 
 /* True when the overall or the instance's command budget is exceeded (used > limit), or the
  * instance was bound after launch to a command whose budget had no room for it; fills *why. */
 bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *why);
 
-/* Locks an instance's robust mutex (recovering it when its owner died). */
-void ledger_instance_lock(struct ledger *l, int inst);
-void ledger_instance_unlock(struct ledger *l, int inst);
-
-/* Feeds metered bytes of one instance's source: under the instance lock, meter_feed() into the
- * instance's core, then ledger_record_delta() of what changed. Returns true when usage changed. */
-bool ledger_meter_feed(struct ledger *l, int inst, struct meter_stream *s, uint64_t pos,
-		       const void *data, size_t len);
-
-/* Same for the end of a source. */
-bool ledger_meter_finish(struct ledger *l, int inst, struct meter_stream *s);
-
-/* Moves an instance, with its usage and outstanding reservation, to command cmd (an agent whose
- * prompt came on stdin, once its transcript names the command). Clears LEDGER_F_UNBOUND; sets
+/* Moves an instance, with its usage and outstanding reservation, to command cmd (the transcript
+ * named another command than argv, or the prompt came on stdin). Clears LEDGER_F_UNBOUND; sets
  * LEDGER_F_OVER_AT_BIND when cmd's budget, counting this instance, is exceeded (launch admission
  * would have refused it). Returns false when nothing moved. */
 bool ledger_rebind(struct ledger *l, int inst, int cmd);
 
-/* Atomic load helper for readers (status, report). */
+/* One line for a refusal: "command budget /test: used 12.7K + reserved 0 + estimate 1.0K > limit
+ * 10.0K" (or "overall budget: ..."). */
+void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t len);
+
+/* Atomic load helpers for readers (status, report, render). */
 uint64_t ledger_load(const uint64_t *p);
+uint32_t ledger_load32(const uint32_t *p);
+
+/* Bounded counts of a mapped header (a reader never loops on a number it did not check). */
+uint32_t ledger_n_commands(const struct ledger_header *h);
+uint32_t ledger_n_instances(const struct ledger_header *h);
 
 #endif

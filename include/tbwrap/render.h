@@ -67,7 +67,8 @@ char *render_status_line(const struct ledger_header *h, const struct render_opts
 /* Colour on fd: a terminal, and NO_COLOR unset or empty (https://no-color.org). */
 bool render_use_color(int fd);
 
-/* Name of an instance status ("running", "unmetered", "refused", "stopped", "exited"). */
+/* Name of an instance status ("running", "refused", "stopped", "exited"). Whether it was metered
+ * is a flag of its own (LEDGER_F_UNMETERED). */
 const char *render_status_name(uint32_t status);
 
 /* Micro-USD as dollars with at least two decimals and no trailing zeros: "$0.036", "$1.50". */

@@ -1,24 +1,28 @@
 /*
  * The machine-readable end-of-run report (--report-json FILE).
  *
- * Schema (version 1), counts are JSON numbers, unknown values are null:
- *   {"version":1, "mode":"warn"|"block", "estimate":N,
+ * Schema (version 2), counts are JSON numbers, unknown values are null:
+ *   {"version":2, "mode":"warn"|"block", "estimate":N, "unlisted":N,
  *    "overall":  {"limit":N|null, "used":USAGE, "reserved":N, "agents":N, "refused":N,
  *                 "stopped":N},
  *    "commands": [{"name":"/test", "limit":N|null, "used":USAGE, "reserved":N,
  *                  "agents":N, "refused":N, "stopped":N}],
  *    "agents":   [{"pid":N, "command":"/test",
- *                  "status":"running"|"unmetered"|"refused"|"stopped"|"exited",
+ *                  "status":"running"|"refused"|"stopped"|"exited",
  *                  "exit_code":N|null, "usage":USAGE, "cost_usd":0.036|null,
  *                  "result_subtype":"success"|null,
  *                  "anomalies":{"not_json":N, "bad_number":N, "oversize":N, "gap":N,
  *                               "orphan_delta":N},
- *                  "nested":bool}]}
+ *                  "nested":bool, "adopted":bool, "metered":bool,
+ *                  "note":"why it was refused, stopped or not metered"|null}]}
+ * "metered": false says tbwrap could not read that agent's usage: its counts are not its
+ * usage. "unlisted" counts agents that ran beyond the agent table (warn mode, unmetered).
  *   USAGE = {"input":N, "output":N, "cache_creation":N, "cache_read":N, "total":N}
  */
 #ifndef TBWRAP_REPORT_H
 #define TBWRAP_REPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tbwrap/ledger.h"
@@ -26,11 +30,28 @@
 /* The report as JSON text ending with a newline; malloc'd, NULL when out of memory. */
 char *report_json(const struct ledger_header *h);
 
+#define REPORT_VERSION 2
+
+/* A report file opened before the command runs (so that a path that cannot be written is an
+ * error before anything was spent) and written at the end. */
+struct report_file {
+	const char *path;
+	char *tmp;
+	int fd;
+	bool is_stdout;
+};
+
 /*
- * Writes the report to path ("-": standard output). A file is written as path.tmp and renamed
- * over path, so a reader never sees half a report and a failure leaves any old path intact.
- * Returns 0, or -1 with one line in err (no "tbwrap: " prefix).
+ * Checks and opens where the report goes (path, or "-": standard output): creates path.tmp now.
+ * Returns 0, or -1 with one line in err (cause and fix; no "tbwrap: " prefix).
  */
-int report_write_json(const struct ledger_header *h, const char *path, char *err, size_t errlen);
+int report_open(struct report_file *f, const char *path, char *err, size_t errlen);
+
+/* Writes the report: path.tmp, fsync, renamed over path, so a reader never sees half a report
+ * and a failure leaves any old path intact. Returns 0, or -1 with one line in err. */
+int report_commit(struct report_file *f, const struct ledger_header *h, char *err, size_t errlen);
+
+/* Removes path.tmp (the run did not happen). */
+void report_abandon(struct report_file *f);
 
 #endif

@@ -23,6 +23,7 @@ LIBTBWRAP=$BUILD/libtbwrap.so
 HELPERS=$BUILD/tests/helpers
 FAKE_AGENT=$HELPERS/fake_agent
 STATIC_WRITER=$HELPERS/static_writer
+STATIC_EXEC=$HELPERS/static_exec
 BENCH_WRITES=$HELPERS/bench_writes
 FIX=$ROOT/tests/fixtures/claude-code-2.1.197
 
@@ -243,6 +244,16 @@ assert_match() {
 	fi
 }
 
+# assert_line_match TEXT ERE NAME: one line of TEXT matches the extended regular expression
+# (^ and $ anchor at that line).
+assert_line_match() {
+	if grep -qE -- "$2" <<<"$1"; then
+		ok "$3"
+	else
+		not_ok "$3" "'${1:0:2000}'" "has no line matching /$2/"
+	fi
+}
+
 # assert_file_eq GOT_FILE WANT_FILE NAME: byte-identical files.
 assert_file_eq() {
 	local a=$1 b=$2 name=$3
@@ -288,6 +299,15 @@ agent_dir() {
 # that is not an ASCII letter or digit becomes '-').
 project_slug() {
 	LC_ALL=C sed 's/[^A-Za-z0-9]/-/g' <<<"$1"
+}
+
+# transcript_for CMD FIXTURE: a copy of a fixture transcript whose prompt is /CMD instead of /test
+# (the supervisor takes the session's command from the transcript), printed as its path.
+transcript_for() {
+	local out=$T/fixtures-$(tr -c 'A-Za-z0-9\n' _ <<<"$1")-$2
+	[[ -f $out ]] || sed -e "s#\"content\":\"/test#\"content\":\"$1#g" \
+		-e "s#<command-name>/test<#<command-name>$1<#g" "$FIX/$2" >"$out"
+	echo "$out"
 }
 
 # transcripts [CONFIG_DIR]: the transcript files under CONFIG_DIR/projects (default

@@ -3,8 +3,11 @@
 #   - an agent with no prompt on argv (it reads it from stdin) starts under the catch-all key and
 #     is moved, with its usage and reservation, to the command its transcript names;
 #   - an agent that cannot install its seccomp filter (seccomp forbidden, or another session's
-#     listener above it) is refused in block mode and runs loudly UNMETERED in warn mode (its
-#     libc writes are still metered in-process).
+#     listener above it) is refused in block mode and runs loudly UNMETERED in warn mode, with
+#     "metered": false in the report;
+#   - an agent started with libtbwrap.so removed from LD_PRELOAD gets it back (the exec hooks),
+#     or, started by a program the hooks do not see, is metered from outside below an agent and
+#     refused (block) or reported unmetered (warn) outside every agent.
 source "$(dirname "$0")/libtest.sh"
 setup
 require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT" "$HELPERS/deny_seccomp"
@@ -53,64 +56,100 @@ for mode in raw libc; do
 		--report-json "$T/r.json" -- "$HELPERS/deny_seccomp" "$AGENTS/claude" -p /test \
 		--mode "$mode" --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status" 86 "no filter, block, $mode: refused (86)"
-	assert_match "$errout" "tbwrap\[[0-9]+\]: refused: cannot install the seccomp filter that meters this agent \(block mode\): " \
+	assert_line_match "$errout" "^tbwrap\[[0-9]+\]: refused: this agent cannot be metered: cannot install the seccomp filter that meters it: seccomp filters are not permitted here \(a container or sandbox forbids them\) \(block mode\)$" \
 		"no filter, block, $mode: the refusal says why"
 	assert_eq "$output" "" "no filter, block, $mode: the agent never ran"
-	assert_eq "$(json_get "$T/r.json" agents.0.status)" refused "no filter, block, $mode: report: refused"
+	assert_eq "$(json_get "$T/r.json" agents.0.status):$(json_get "$T/r.json" agents.0.exit_code)" \
+		refused:86 "no filter, block, $mode: report: refused, 86"
 done
 
-# Warn mode: it runs, both sides say loudly that it is unmetered. The libc path still meters
-# in-process (17,000); raw writes have nobody to see them (0).
-for row in "libc 17000" "raw 0"; do
-	read -r mode want <<<"$row"
+# Warn mode: it runs, both sides say loudly that it is unmetered, and the report says so.
+for mode in libc raw; do
 	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- \
 		"$HELPERS/deny_seccomp" "$AGENTS/claude" -p /test --mode "$mode" \
 		--output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status" 0 "no filter, warn, $mode: the agent ran (exit 0)"
 	assert_file_eq "$T/run.out" "$FIX/stdout.text.txt" "no filter, warn, $mode: its output is intact"
-	assert_match "$errout" "tbwrap\[[0-9]+\]: WARNING: cannot install the seccomp filter; this agent runs UNMETERED \(warn mode\): " \
+	assert_line_match "$errout" "^tbwrap\[[0-9]+\]: WARNING: this agent runs UNMETERED: cannot install the seccomp filter that meters it: seccomp filters are not permitted here" \
 		"no filter, warn, $mode: the agent says it runs unmetered"
-	assert_match "$errout" "tbwrap: WARNING: agent [0-9]+ runs UNMETERED: it could not install the seccomp filter" \
+	assert_line_match "$errout" "^tbwrap: agent [0-9]+: WARNING: this agent runs UNMETERED: cannot install the seccomp filter" \
 		"no filter, warn, $mode: tbwrap says it too"
-	assert_eq "$(json_get "$T/r.json" agents.0.status):$(json_get "$T/r.json" overall.used.total)" \
-		"unmetered:$want" "no filter, warn, $mode: report: unmetered, $want tokens"
+	assert_line_match "$errout" "^  pid [0-9]+  /test  exited 0  NOT METERED \(cannot install the seccomp filter that meters it: seccomp filters are not permitted here" \
+		"no filter, warn, $mode: the final report says NOT METERED, and why"
+	assert_eq "$(json_get "$T/r.json" agents.0.status):$(json_get "$T/r.json" agents.0.metered)" \
+		"exited:false" "no filter, warn, $mode: report: exited, \"metered\": false"
 done
 
 # ---- a tbwrap run inside another tbwrap session's agent ----
-# The outer agent's listener is above the inner session's agents: the inner supervisor would never
-# see their writes. Block mode refuses such an agent, warn mode runs it loudly unmetered.
-for row in "block 86" "warn 0"; do
-	read -r mode want <<<"$row"
-	inner="'$TBWRAP' --disable-budget-visuals --budget-enforcement-mode $mode -- '$AGENTS/claude' -p /inner --mode raw --output-format stream-json --stdout '$FIX/stdout.text.txt' >'$T/inner.out' 2>'$T/inner.err'; echo \$? >'$T/inner.rc'"
+# The outer agent's listener is above the inner session's agents: the inner supervisor never
+# sees their writes, so it refuses (block) or runs them unmetered (warn). The outer session
+# sees them: it adopts the inner agent and meters it from outside.
+for row in "block 86 17000" "warn 0 34000"; do
+	read -r mode want total <<<"$row"
+	inner="'$TBWRAP' --disable-budget-visuals --budget-enforcement-mode $mode -- '$AGENTS/claude' -p /inner --mode raw --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' >'$T/inner.out' 2>'$T/inner.err'; echo \$? >'$T/inner.rc'"
 	rm -f "$T/inner.rc"
 	run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AGENTS/claude" -p /outer \
 		--mode raw --spawn "$inner" --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
 	assert_eq "$status:$(cat "$T/inner.rc" 2>/dev/null)" "0:$want" \
 		"tbwrap inside an agent, $mode: the outer agent runs; the inner tbwrap exits $want"
 	assert_contains "$(cat "$T/inner.err")" "another seccomp listener (another tbwrap session's agent, or a sandbox) is above this process" \
-		"tbwrap inside an agent, $mode: the inner agent says why it cannot be metered"
-	assert_eq "$(json_get "$T/r.json" overall.used.total)" 17000 \
-		"tbwrap inside an agent, $mode: the outer agent is metered exactly"
+		"tbwrap inside an agent, $mode: the inner agent says why it cannot be metered there"
+	assert_eq "$(json_get "$T/r.json" overall.used.total)" "$total" \
+		"tbwrap inside an agent, $mode: the outer session meters every agent below it ($total)"
 done
 
 # ---- an agent below an agent with libtbwrap.so removed from LD_PRELOAD ----
-# It cannot register, but its writes reach the supervisor through the outer agent's filter: warn
-# mode says it is unmetered, block mode stops it.
-for row in "warn WARNING: process [0-9]+ \([^)]*claude\) is an agent without libtbwrap.so \(LD_PRELOAD removed\?\): its usage is NOT metered" \
-	"block stopping process [0-9]+ \([^)]*claude\): an agent without libtbwrap.so \(LD_PRELOAD removed\?\) cannot be metered \(block mode\)"; do
-	mode=${row%% *}
-	want=${row#* }
-	inner="env -u LD_PRELOAD '$AGENTS/claude' -p /inner --mode raw --delay-ms 50 --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' >/dev/null; echo \$? >'$T/inner.rc'"
+# `env` execs through libc: its exec hook puts the library back, the inner agent registers as
+# any nested agent and is metered exactly.
+inner="env -u LD_PRELOAD '$AGENTS/claude' -p /inner --mode raw --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' >/dev/null; echo \$? >'$T/inner.rc'"
+for mode in warn block; do
 	rm -f "$T/inner.rc"
 	run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode "$mode" --report-json "$T/r.json" \
 		-- "$AGENTS/claude" -p /outer --mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" \
 		--transcript "$FIX/transcript.text.jsonl"
-	assert_match "$errout" "tbwrap: $want" "preload removed, $mode: tbwrap says so"
-	want_rc=0
-	[[ $mode == block ]] && want_rc=137
-	assert_eq "$(cat "$T/inner.rc" 2>/dev/null)" "$want_rc" "preload removed, $mode: the inner agent's end ($want_rc)"
-	assert_eq "$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.agents)" "17000:1" \
-		"preload removed, $mode: only the outer agent is in the ledger, metered exactly"
+	assert_eq "$status:$(cat "$T/inner.rc" 2>/dev/null)" "0:0" "env -u LD_PRELOAD below an agent, $mode: both agents ran"
+	assert_eq "$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.agents)" "34000:2" \
+		"env -u LD_PRELOAD below an agent, $mode: the library was put back, both metered exactly"
+	assert_eq "$(json_get "$T/r.json" agents.0.nested):$(json_get "$T/r.json" agents.0.adopted) $(json_get "$T/r.json" agents.1.nested):$(json_get "$T/r.json" agents.1.adopted)" \
+		"false:false true:false" "env -u LD_PRELOAD below an agent, $mode: the inner one registered itself (nested, not adopted)"
+done
+# A static launcher drops it where no hook sees: the supervisor finds the agent by its writes
+# under the outer agent's filter and meters it from outside (adopted).
+inner="'$STATIC_EXEC' -u LD_PRELOAD '$AGENTS/claude' -p /inner --mode raw --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' >/dev/null; echo \$? >'$T/inner.rc'"
+rm -f "$T/inner.rc"
+run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- "$AGENTS/claude" -p /outer \
+	--mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+assert_line_match "$errout" "^tbwrap: process [0-9]+ \([^)]*claude\) is an agent started without libtbwrap.so: tbwrap meters it from outside" \
+	"static launcher below an agent: tbwrap says it meters the agent from outside"
+assert_eq "$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.agents):$(json_get "$T/r.json" agents.1.adopted)" \
+	"34000:2:true" "static launcher below an agent: adopted and metered exactly"
+# Block mode with no room for it: refused (killed) before its first request.
+rm -f "$T/inner.rc"
+run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block --command-budget /inner=500 \
+	--report-json "$T/r.json" -- "$AGENTS/claude" -p /outer \
+	--mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+assert_line_match "$errout" "^tbwrap: stopping process [0-9]+ \([^)]*claude\): an agent started without libtbwrap.so: refused command budget /inner: used 0 \+ reserved 0 \+ estimate 1\.0K > limit 500 \(block mode\)" \
+	"static launcher below an agent, block, no room: refused, and why"
+assert_eq "$(cat "$T/inner.rc" 2>/dev/null)" 137 "static launcher below an agent, block, no room: the agent was killed (137)"
+
+# ---- outside every agent: nothing sees its writes ----
+# The process-tree scan finds it by what it runs: block mode kills it, warn mode says loudly that
+# it is not metered and lists it so.
+for row in "block ^tbwrap: stopping process [0-9]+ \([^)]*claude\): refused: this agent cannot be metered: it was started without libtbwrap.so outside every agent" \
+	"warn ^tbwrap: process [0-9]+ \([^)]*claude\): WARNING: this agent runs UNMETERED: it was started without libtbwrap.so outside every agent"; do
+	mode=${row%% *}
+	want=${row#* }
+	run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode "$mode" --report-json "$T/r.json" \
+		-- "$STATIC_EXEC" -u LD_PRELOAD "$AGENTS/claude" -p /test --mode raw --delay-ms 100 \
+		--output-format stream-json --stdout "$FIX/stdout.stream-json.jsonl"
+	assert_line_match "$errout" "$want" "static launcher at the top, $mode: tbwrap says so"
+	if [[ $mode == block ]]; then
+		assert_eq "$status:$(json_get "$T/r.json" agents.0.status)" "137:refused" \
+			"static launcher at the top, block: killed (137), reported refused"
+	else
+		assert_eq "$status:$(json_get "$T/r.json" agents.0.status):$(json_get "$T/r.json" agents.0.metered)" \
+			"0:exited:false" "static launcher at the top, warn: ran, reported \"metered\": false"
+	fi
 done
 
 done_testing

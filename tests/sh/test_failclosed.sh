@@ -1,29 +1,16 @@
 #!/usr/bin/env bash
 # Failing closed: when the supervisor dies under a running agent the agent stops at once, says why
 # and exits 88 (it does not hang on a notified write, and it does not go on unmetered); an agent
-# started after that cannot reach the supervisor and exits 88 too; an agent given a corrupt or
-# missing ledger refuses to run; an agent's filter sets no_new_privs for everything below it and
-# makes io_uring unavailable there, so nothing in its tree can write around the meter.
+# started after that cannot reach the supervisor and exits 88 too; an agent whose socket leads to
+# something that is not a tbwrap supervisor refuses to run; an agent's filter sets no_new_privs
+# for everything below it and makes io_uring unavailable there, so nothing in its tree can write
+# around the meter.
 source "$(dirname "$0")/libtest.sh"
 setup
 require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
 
 AGENTS=$(agent_dir)
 C=$AGENTS/claude
-# The socket directory of a tbwrap killed with SIGKILL is left behind: keep it inside $T.
-export TMPDIR=$T
-shm_segments=()
-
-# Ledgers of killed launchers stay in /dev/shm (only their creator unlinks them): remove ours.
-remove_segments() {
-	local p
-	for p in "${shm_segments[@]}"; do
-		rm -f /dev/shm/tbwrap-"$p"-* 2>/dev/null
-	done
-	rm -f /dev/shm/"tbwrap-failclosed-$$" 2>/dev/null
-}
-# cleanup exits with the status it is entered with: hand it the test's own.
-trap '_rc=$?; remove_segments; (exit $_rc); cleanup' EXIT
 
 for i in $(seq 1 50); do
 	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","usage":{"input_tokens":10,"output_tokens":1}}}\n' "$i"
@@ -40,7 +27,6 @@ echo second=\$? >>"$T/rc"
 EOF
 	start_bg "$TBWRAP" -- bash "$T/script.sh" 2>"$T/err"
 	tb=$BG_PID
-	shm_segments+=("$tb")
 	# Kill the supervisor once the agent is metered and streaming.
 	wait_until 10 test -s "$T/out1"
 	kill -KILL "$tb"
@@ -56,7 +42,7 @@ EOF
 		'(^|'$'\n'')tbwrap\[[0-9]+\]: supervisor is gone; stopping this agent \(its usage can no longer be metered\)('$'\n''|$)' \
 		"$mode: the running agent says the supervisor is gone"
 	assert_match "$(cat "$T/err")" \
-		"(^|"$'\n'")tbwrap\[[0-9]+\]: cannot reach the supervisor at $T/tbwrap-[A-Za-z0-9]{6}/sock: Connection refused("$'\n'"|$)" \
+		"(^|"$'\n'")tbwrap\[[0-9]+\]: cannot reach the supervisor \(@tbwrap-$(id -u)-$tb-[0-9a-f]{16}\): Connection refused("$'\n'"|$)" \
 		"$mode: the next agent says it cannot reach the supervisor"
 	assert_eq "$(wc -c <"$T/out2" | tr -d ' ')" 0 "$mode: the next agent wrote nothing"
 done
@@ -65,7 +51,6 @@ done
 rm -f "$T/out1"
 start_bg "$TBWRAP" -- "$C" -p /test --mode raw --delay-ms 200 --output-format stream-json --stdout "$T/slow.jsonl" >"$T/out1" 2>"$T/err"
 tb=$BG_PID
-shm_segments+=("$tb")
 wait_until 10 test -s "$T/out1"
 agent=$(pgrep -P "$tb" | head -1)
 kill -KILL "$tb"
@@ -77,33 +62,42 @@ fi
 assert_match "$(cat "$T/err")" "tbwrap\[$agent\]: supervisor is gone; stopping this agent" \
 	"direct child: it says so, with its pid"
 
-# ---- a corrupt or missing ledger ----
-seg=tbwrap-failclosed-$$
-agent_env=(env TBWRAP_LEDGER="/$seg" TBWRAP_SOCKET="$T/no-such-socket" LD_PRELOAD="$LIBTBWRAP")
-# A segment of the right size (read from the refusal of an empty one) with a bad magic number.
-rm -f "/dev/shm/$seg"
-(umask 077 && : >"/dev/shm/$seg")
-run "${agent_env[@]}" "$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt"
-size=$(sed -n 's/.*is truncated (0 bytes, expected \([0-9]*\)).*/\1/p' <<<"$errout")
-assert_match "$status:$size" '^86:[0-9]+$' "empty ledger: refused (86), the message names the expected size"
-truncate -s "$size" "/dev/shm/$seg"
-printf 'BADMAGIC' | dd of="/dev/shm/$seg" conv=notrunc status=none
-before=$(md5sum <"/dev/shm/$seg")
-rm -rf "$CLAUDE_CONFIG_DIR/projects"
-run "${agent_env[@]}" "$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
-assert_eq "$status" 86 "bad magic: the agent refuses to run (86)"
-assert_match "$errout" \
-	"^tbwrap\[[0-9]+\]: refusing to run this agent unmetered: ledger /$seg has a bad magic number \(0x434947414d444142, expected 0x31474c5257425454\)" \
-	"bad magic: one clear line"
-assert_eq "$output:$(transcripts)" ":" "bad magic: the agent never ran (no stdout, no transcript)"
-assert_eq "$(md5sum <"/dev/shm/$seg")" "$before" "bad magic: the segment was not written to"
-run "${agent_env[@]}" sh -c 'echo plain'
-assert_eq "$status:$output" "0:plain" "bad ledger: a program that is no agent still runs"
-rm -f "/dev/shm/$seg"
-run "${agent_env[@]}" "$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt"
-assert_eq "$status:$output" "86:" "missing ledger: refused, nothing written"
-assert_match "$errout" "^tbwrap\[[0-9]+\]: refusing to run this agent unmetered: cannot open ledger /$seg: No such file or directory" \
-	"missing ledger: one clear line"
+# ---- a socket that leads nowhere, or to something that is not a supervisor ----
+# The agent learns nothing from the environment but where to say hello; everything else is the
+# supervisor's verdict. No supervisor, or an impostor: it refuses to run, in one clear line.
+run env TBWRAP_SOCKET="tbwrap-no-such-session" LD_PRELOAD="$LIBTBWRAP" \
+	"$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+assert_eq "$status:$output:$(transcripts)" "88::" "no supervisor: the agent exits 88 and never ran"
+assert_line_match "$errout" '^tbwrap\[[0-9]+\]: cannot reach the supervisor \(@tbwrap-no-such-session\): Connection refused$' \
+	"no supervisor: one clear line"
+for kind in garbage hangup; do
+	cat >"$T/impostor.py" <<PY
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind("\0tbwrap-impostor-$$")
+s.listen(1)
+open("$T/impostor.ready", "w").close()
+c, _ = s.accept()
+c.recv(4096)
+if "$kind" == "garbage":
+    c.send(b"\xff" * 528)
+c.close()
+PY
+	rm -f "$T/impostor.ready"
+	python3 "$T/impostor.py" &
+	imp=$!
+	wait_until 10 test -e "$T/impostor.ready"
+	run env TBWRAP_SOCKET="tbwrap-impostor-$$" LD_PRELOAD="$LIBTBWRAP" \
+		"$C" -p /test --output-format stream-json --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
+	wait "$imp" 2>/dev/null
+	want="Protocol error"
+	[[ $kind == hangup ]] && want="Connection reset by peer"
+	assert_eq "$status:$output:$(transcripts)" "88::" "impostor ($kind): the agent exits 88 and never ran"
+	assert_line_match "$errout" "^tbwrap\[[0-9]+\]: the supervisor did not take this agent: $want\$" \
+		"impostor ($kind): one clear line ($want)"
+done
+run env TBWRAP_SOCKET="tbwrap-no-such-session" LD_PRELOAD="$LIBTBWRAP" sh -c 'echo plain'
+assert_eq "$status:$output" "0:plain" "no supervisor: a program that is no agent still runs"
 
 # ---- what an agent's tree can and cannot do ----
 run "$TBWRAP" -- grep NoNewPrivs /proc/self/status

@@ -178,16 +178,19 @@ start_bg env TMPDIR="$T/tmpdir" "$TBWRAP" -- sh -c 'trap "echo got-term; exit 7"
 	>"$T/sig.out" 2>"$T/sig.err"
 pid=$BG_PID
 wait_until 10 grep -q ready "$T/sig.out"
-assert_match "$(ls -A "$T/tmpdir")" '^tbwrap-[A-Za-z0-9]{6}$' "while running: one private socket directory under TMPDIR"
+# The supervisor's socket is in the abstract namespace: listening, named by uid and pid, and
+# nothing of tbwrap's on disk (TMPDIR, /dev/shm) that a process of the session could replace.
+assert_line_match "$(cat /proc/net/unix)" " @tbwrap-$(id -u)-$pid-[0-9a-f]{16}\$" \
+	"while running: the supervisor listens on @tbwrap-UID-PID-RANDOM"
+assert_eq "$(ls -A "$T/tmpdir"):$(compgen -G "/dev/shm/tbwrap-$pid-*" || true)" ":" \
+	"while running: nothing in TMPDIR or /dev/shm"
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
 assert_eq "$rc:$(head -1 "$T/sig.out"):$(sed -n 2p "$T/sig.out")" "7:ready:got-term" \
 	"SIGTERM to tbwrap reaches the command; its status comes through"
 
-# Nothing is left behind: no ledger in /dev/shm, no socket directory.
-leftover=$(compgen -G "/dev/shm/tbwrap-$pid-*" || true)
-assert_eq "$leftover" "" "no ledger of the ended tbwrap is left in /dev/shm"
-assert_eq "$(ls -A "$T/tmpdir")" "" "its private socket directory (under TMPDIR) is removed"
+# Nothing is left behind.
+assert_eq "$(grep -c "@tbwrap-$(id -u)-$pid-" /proc/net/unix)" 0 "after it ended: its socket is gone"
 
 done_testing

@@ -24,7 +24,7 @@ agents=(
 )
 # The nested agent: raw writes (notified to the outer agent's listener), its own stdout file.
 INNER="'$C' -p '/other nested' --mode raw --delay-ms 5 --output-format stream-json --stdout '$FIX/stdout.stream-json.jsonl' \
---transcript '$FIX/transcript.stream-json.jsonl' >'$T/inner.out'"
+--transcript '$(transcript_for /other transcript.stream-json.jsonl)' >'$T/inner.out'"
 
 {
 	for row in "${agents[@]}"; do
@@ -32,7 +32,7 @@ INNER="'$C' -p '/other nested' --mode raw --delay-ms 5 --output-format stream-js
 		opts="--mode $mode --delay-ms 5"
 		[[ $extra == chunk ]] && opts+=" --chunk 7"
 		[[ $extra == spawn ]] && opts+=" --spawn \"$INNER\""
-		echo "( '$C' -p '$cmd $name' $opts --output-format stream-json --stdout '$FIX/$so' --transcript '$FIX/$tr' >'$T/$name.out'; echo $name=\$? >>'$T/codes' ) &"
+		echo "( '$C' -p '$cmd $name' $opts --output-format stream-json --stdout '$FIX/$so' --transcript '$(transcript_for "$cmd" "$tr")' >'$T/$name.out'; echo $name=\$? >>'$T/codes' ) &"
 	done
 	echo wait
 } >"$T/par.sh"

@@ -3,13 +3,12 @@
 # usage so far), chosen automatically when it is the only one or by the launcher's pid; exit 1 with
 # a message when none runs, 2 when several run and no PID was given.
 #
-# tbwrap status looks in /dev/shm, which other sessions on this machine share; the test runs in a
-# mount namespace of its own with a private /dev/shm when it can, so that it sees only its own.
-if [[ -z ${TBWRAP_STATUS_NS:-} ]] && command -v unshare >/dev/null &&
-	unshare --mount --propagation private true 2>/dev/null; then
+# tbwrap status finds sessions by their supervisors' abstract sockets, which every process of a
+# network namespace shares; the test runs in a network namespace of its own when it can, so that
+# it sees only its own sessions.
+if [[ -z ${TBWRAP_STATUS_NS:-} ]] && command -v unshare >/dev/null && unshare --net true 2>/dev/null; then
 	export TBWRAP_STATUS_NS=1
-	exec unshare --mount --propagation private \
-		bash -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec bash "$0"' "$0"
+	exec unshare --net bash "$0"
 fi
 source "$(dirname "$0")/libtest.sh"
 setup
@@ -25,15 +24,15 @@ done >"$T/slow.jsonl"
 if [[ -n $private ]]; then
 	run "$TBWRAP" status
 	assert_eq "$status:$output" "1:" "no session: status exits 1, nothing on stdout"
-	assert_eq "$errout" "tbwrap: no running tbwrap found (looked for /dev/shm/tbwrap-*)" \
-		"no session: the message says where it looked"
+	assert_eq "$errout" "tbwrap: no running tbwrap found (as uid $(id -u))" \
+		"no session: the message says so"
 else
-	skip "no session: status exits 1" "no private /dev/shm (unshare unavailable); other sessions may run"
-	skip "no session: the message says where it looked" "no private /dev/shm"
+	skip "no session: status exits 1" "no private network namespace (unshare unavailable); other sessions may run"
+	skip "no session: the message says so" "no private network namespace"
 fi
 run "$TBWRAP" status 4194304
 assert_eq "$status:$output" "1:" "status of a pid that runs no tbwrap: exits 1"
-assert_eq "$errout" "tbwrap: no tbwrap with pid 4194304 found (looked for /dev/shm/tbwrap-4194304-*)" \
+assert_eq "$errout" "tbwrap: no tbwrap with pid 4194304 is running (as uid $(id -u))" \
 	"  ... and names the pid"
 
 # ---- one running ----
@@ -57,9 +56,9 @@ Agents:
 $AGENT_LINE\$" "one session: the report shows the budgets and the running agent"
 	assert_eq "$errout" "" "one session: nothing on stderr"
 else
-	skip "one session: status (no PID) exits 0" "no private /dev/shm"
-	skip "one session: the report" "no private /dev/shm"
-	skip "one session: nothing on stderr" "no private /dev/shm"
+	skip "one session: status (no PID) exits 0" "no private network namespace"
+	skip "one session: the report" "no private network namespace"
+	skip "one session: nothing on stderr" "no private network namespace"
 fi
 run "$TBWRAP" status --disable-budget-visuals "$tb"
 assert_eq "$status" 0 "status PID exits 0"
@@ -84,7 +83,7 @@ assert_eq "$status" 0 "status can be asked again"
 # ---- two running ----
 start_bg "$TBWRAP" -- sleep 30 >/dev/null 2>&1
 tb2=$BG_PID
-wait_until 10 sh -c "ls /dev/shm | grep -q '^tbwrap-$tb2-'"
+wait_until 10 grep -q "@tbwrap-$(id -u)-$tb2-" /proc/net/unix
 if [[ -n $private ]]; then
 	run "$TBWRAP" status
 	first=$((tb < tb2 ? tb : tb2)) second=$((tb < tb2 ? tb2 : tb))
@@ -92,22 +91,43 @@ if [[ -n $private ]]; then
 	assert_eq "$errout" "tbwrap: 2 tbwrap sessions are running (pids $first, $second); name one: tbwrap status PID" \
 		"two sessions: the message lists both pids"
 else
-	skip "two sessions, no PID: exits 2" "no private /dev/shm"
-	skip "two sessions: the message lists both pids" "no private /dev/shm"
+	skip "two sessions, no PID: exits 2" "no private network namespace"
+	skip "two sessions: the message lists both pids" "no private network namespace"
 fi
 run "$TBWRAP" status --disable-budget-visuals "$tb2"
 assert_eq "$status:$output" "0:BUDGET STATUS (warn mode)
 Overall: 0 (no budget)
 Agents: none" "status PID picks the other session (no agents there)"
 
-# ---- a launcher that died: its ledger is still shown when named ----
+# ---- a launcher that died: nothing of it is left to show ----
 kill -KILL "$tb2"
 wait "$tb2" 2>/dev/null
 run "$TBWRAP" status --disable-budget-visuals "$tb2"
-assert_eq "$status" 0 "status PID of a killed launcher: exits 0"
-assert_eq "$errout" "tbwrap: launcher $tb2 is no longer running; its ledger is shown as it was left" \
-	"  ... and says the launcher is gone"
-rm -f /dev/shm/tbwrap-"$tb2"-*
+assert_eq "$status:$output" "1:" "status PID of a killed launcher: exits 1 (it left nothing behind)"
+assert_eq "$errout" "tbwrap: no tbwrap with pid $tb2 is running (as uid $(id -u))" \
+	"  ... and says no such session runs"
+
+# ---- a socket that looks like a session but is another user's, or an impostor's ----
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null && [[ -x /usr/bin/python3 ]]; then
+	# As nobody, who cannot read $T: the program on the command line.
+	setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind("\0tbwrap-0-4000000-0123456789abcdef")
+s.listen(1)
+time.sleep(30)' &
+	fake=$!
+	wait_until 10 grep -q "@tbwrap-0-4000000-0123456789abcdef" /proc/net/unix
+	run "$TBWRAP" status 4000000
+	assert_eq "$status" 1 "a session socket served by another user: not shown (exit 1)"
+	assert_eq "$errout" "tbwrap: the session @tbwrap-0-4000000-0123456789abcdef is not served by uid 0: not shown" \
+		"  ... and says why"
+	kill "$fake" 2>/dev/null
+	wait "$fake" 2>/dev/null
+else
+	skip "a session socket served by another user: not shown" "needs root and setpriv"
+	skip "  ... and says why" "needs root and setpriv"
+fi
 
 # ---- the session ends ----
 kill -TERM "$tb"
@@ -116,7 +136,7 @@ if [[ -n $private ]]; then
 	run "$TBWRAP" status
 	assert_eq "$status" 1 "after the session ended: status exits 1 again"
 else
-	skip "after the session ended: status exits 1 again" "no private /dev/shm"
+	skip "after the session ended: status exits 1 again" "no private network namespace"
 fi
 run "$TBWRAP" status "$tb"
 assert_eq "$status" 1 "the ended session's pid: exits 1 (its ledger was removed)"

@@ -225,14 +225,14 @@ static void test_refusals(void **state)
 static void test_too_many_budgets(void **state)
 {
 	(void)state;
-	char names[LEDGER_MAX_COMMANDS + 1][32];
-	char *argv[2 * (LEDGER_MAX_COMMANDS + 1) + 3];
+	char names[LEDGER_MAX_BUDGETS + 1][32];
+	char *argv[2 * (LEDGER_MAX_BUDGETS + 1) + 3];
 	struct cli_options o;
 	char err[256];
 	int argc = 0;
 
 	argv[argc++] = (char *)"tbwrap";
-	for (int i = 0; i < LEDGER_MAX_COMMANDS; i++) {
+	for (int i = 0; i < LEDGER_MAX_BUDGETS; i++) {
 		snprintf(names[i], sizeof(names[i]), "/c%d=%d", i, i + 1);
 		argv[argc++] = (char *)"--command-budget";
 		argv[argc++] = names[i];
@@ -240,18 +240,18 @@ static void test_too_many_budgets(void **state)
 	argv[argc++] = (char *)"claude";
 	argv[argc] = NULL;
 	assert_int_equal(cli_parse(argc, argv, &o, err, sizeof(err)), 0);
-	assert_int_equal(o.n_commands, LEDGER_MAX_COMMANDS);
-	assert_string_equal(o.command_names[63], "/c63");
-	assert_int_equal(o.command_limits[63], 64);
+	assert_int_equal(o.n_commands, LEDGER_MAX_BUDGETS);
+	assert_string_equal(o.command_names[62], "/c62");
+	assert_int_equal(o.command_limits[62], 63);
 
 	argc--;
-	snprintf(names[LEDGER_MAX_COMMANDS], sizeof(names[0]), "/c%d=1", LEDGER_MAX_COMMANDS);
+	snprintf(names[LEDGER_MAX_BUDGETS], sizeof(names[0]), "/c%d=1", LEDGER_MAX_BUDGETS);
 	argv[argc++] = (char *)"--command-budget";
-	argv[argc++] = names[LEDGER_MAX_COMMANDS];
+	argv[argc++] = names[LEDGER_MAX_BUDGETS];
 	argv[argc++] = (char *)"claude";
 	argv[argc] = NULL;
 	assert_int_equal(cli_parse(argc, argv, &o, err, sizeof(err)), -1);
-	assert_string_equal(err, "--command-budget '/c64=1': more than 64 command budgets");
+	assert_string_equal(err, "--command-budget '/c63=1': more than 63 command budgets");
 }
 
 static void test_too_many_match(void **state)

@@ -1,7 +1,8 @@
 /*
  * Rendering: token counts as the seed formats them, bars at every colour boundary (69/70/90/91 %),
  * full, over budget, no budget and zero budget, with and without colour, and the exact text of
- * the report and the live status line for a ledger built in memory.
+ * the report (an agent that could not be metered says so, with why) and the live status line for
+ * a ledger built in memory.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -209,9 +210,13 @@ static int setup_ledger(void **state)
 
 	struct ledger_instance *in = add_instance(h, 1234, 0, LEDGER_INST_EXITED, 0);
 	set_counts(&in->used, 4000, 200, 800, 12000);
-	in->core.cost_micro_usd = 36000;
+	in->cost_micro_usd = 36000;
+	in->results = 1;
 	in = add_instance(h, 1235, 0, LEDGER_INST_STOPPED, 143);
 	set_counts(&in->used, 2000, 100, 400, 6000);
+	/* A note on a metered agent is for the JSON report: the text shows it only when unmetered.
+	 */
+	snprintf(in->note, sizeof(in->note), "stopped: command budget /test exceeded");
 	h->n_instances++; /* a slot handed out and never used */
 	in = add_instance(h, 1236, 1, LEDGER_INST_RUNNING, -1);
 	set_counts(&in->used, 1000, 50, 150, 0);
@@ -332,6 +337,64 @@ static void test_report_empty(void **state)
 	free(h);
 }
 
+/* An agent tbwrap could not meter says so where its counts are, with the reason. */
+static void test_report_unmetered(void **state)
+{
+	(void)state;
+	struct ledger_header *h = calloc(1, sizeof(*h));
+	assert_non_null(h);
+	h->mode = LEDGER_MODE_WARN;
+	h->overall.limit = LEDGER_NO_LIMIT;
+	h->n_commands = 1;
+	strcpy(h->commands[0].name, "/test");
+	h->commands[0].limit = LEDGER_NO_LIMIT;
+	h->commands[0].agents = 4;
+	set_counts(&h->overall.used, 10, 2, 0, 0);
+	set_counts(&h->commands[0].used, 10, 2, 0, 0);
+
+	struct ledger_instance *in = add_instance(h, 41, 0, LEDGER_INST_EXITED, 0);
+	in->flags = LEDGER_F_UNMETERED;
+	snprintf(in->note, sizeof(in->note), "it runs as uid 1001 and tbwrap as uid 1000");
+	in = add_instance(h, 42, 0, LEDGER_INST_RUNNING, -1);
+	in->flags = LEDGER_F_UNMETERED | LEDGER_F_NESTED | LEDGER_F_ADOPTED;
+	/* A result line that said $0: the cost is known, and 0. */
+	in = add_instance(h, 43, 0, LEDGER_INST_EXITED, 1);
+	in->results = 1;
+	set_counts(&in->used, 10, 2, 0, 0);
+	/* A note that fills its field without a NUL is cut at the field. */
+	in = add_instance(h, 44, 0, LEDGER_INST_STOPPED, 137);
+	in->flags = LEDGER_F_UNMETERED;
+	memset(in->note, 'z', sizeof(in->note));
+
+	struct render_opts o = {.color = false, .bars = true, .width = 20};
+	char *text = render_report(h, &o);
+	assert_non_null(text);
+	char z[LEDGER_NOTE_LEN + 1];
+	memset(z, 'z', LEDGER_NOTE_LEN);
+	z[LEDGER_NOTE_LEN] = '\0';
+	char want[2048];
+	snprintf(
+		want, sizeof(want),
+		"BUDGET STATUS (warn mode)\n"
+		"Overall: 12 (no budget)\n"
+		"Command Budgets:\n"
+		"  /test    12 (no budget), 4 agents\n"
+		"Agents:\n"
+		"  pid 41  /test  exited 0  NOT METERED (it runs as uid 1001 and tbwrap as uid "
+		"1000)  0 tokens (input 0, output 0, cache creation 0, cache read 0)\n"
+		"  pid 42  /test  running  NOT METERED (reason unknown)  0 tokens (input 0, output "
+		"0, cache creation 0, cache read 0)  (nested)\n"
+		"  pid 43  /test  exited 1  12 tokens (input 10, output 2, cache creation 0, cache "
+		"read 0)  $0.00\n"
+		"  pid 44  /test  stopped 137  NOT METERED (%s)  0 tokens (input 0, output 0, "
+		"cache "
+		"creation 0, cache read 0)\n",
+		z);
+	expect_text(text, want);
+	free(text);
+	free(h);
+}
+
 static void test_status_line(void **state)
 {
 	struct render_opts o = {.color = false, .bars = true, .width = 10};
@@ -395,6 +458,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_report_color, setup_ledger, teardown_ledger),
 		cmocka_unit_test_setup_teardown(test_report_no_bars, setup_ledger, teardown_ledger),
 		cmocka_unit_test(test_report_empty),
+		cmocka_unit_test(test_report_unmetered),
 		cmocka_unit_test_setup_teardown(test_status_line, setup_ledger, teardown_ledger),
 		cmocka_unit_test(test_use_color),
 	};

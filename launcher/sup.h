@@ -1,0 +1,209 @@
+/*
+ * The supervisor's own state, shared by its modules (private to launcher/):
+ *
+ *   supervisor.c  the loop: epoll over the signalfd, the socket, connections, listeners, pidfds
+ *   agents.c      the agent table: registration (HELLO), adoption of agents found without
+ *                 libtbwrap.so, their description from /proc, admission, their end
+ *   notify.c      seccomp notifications: who wrote what where, metering, the request barrier
+ *   enforce.c     budgets: threshold warnings, block mode's stops, the barrier's decisions
+ *   scan.c        the command's process tree: agents that started without libtbwrap.so
+ *   procfs.c, streampos.c (include/tbwrap/): /proc readers and stream positions
+ *
+ * Nothing here is in shared memory: the supervisor is non-dumpable, so no other process can
+ * read or write any of it. The ledger is where it publishes.
+ */
+#ifndef TBWRAP_SUP_H
+#define TBWRAP_SUP_H
+
+#include <linux/seccomp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "tbwrap/agent.h"
+#include "tbwrap/ledger.h"
+#include "tbwrap/meter.h"
+#include "tbwrap/proto.h"
+#include "tbwrap/streampos.h"
+#include "tbwrap/supervisor.h"
+
+#define SUP_MAX_AGENTS LEDGER_MAX_INSTANCES
+/* stdout and transcripts (the session's, and one per subagent) of one agent */
+#define SUP_MAX_SOURCES 256
+#define SUP_TID_CACHE 4096
+#define SUP_READ_CHUNK ((size_t)1 << 20)
+#define SUP_TICK_MS 100
+/* Block mode: a socket write after this much socket silence starts a new API request. */
+#define SUP_REQUEST_GAP_MS 50
+/* Longest a request waits for the previous call's usage to be written. */
+#define SUP_HOLD_MS 1000
+/* How long orphans of an exited command may take to become agents and register. */
+#define SUP_ORPHAN_GRACE_MS 1000
+/* How long a connection may stay without saying anything before it is dropped. */
+#define SUP_HELLO_MS 5000
+#define SUP_LIVE_MS 500
+/* An agent that has started this many API requests with no usage metered at all is one
+ * tbwrap cannot read (an unknown output format): block mode refuses it, warn mode says so. */
+#define SUP_BLIND_REQUESTS 3
+
+enum src_kind { SRC_STDOUT = 1, SRC_TRANSCRIPT };
+
+struct source {
+	dev_t dev;
+	ino_t ino;
+	int kind;
+	bool subagent; /* a subagent's transcript (<session>/subagents/...) */
+	struct meter_stream s;
+	struct stream_pos pos;
+};
+
+/* What an epoll event points at. */
+enum watch_kind { W_SIGNAL = 1, W_LISTEN, W_CONN, W_NOTIF, W_PIDFD };
+struct watch {
+	enum watch_kind kind;
+	int fd;
+};
+
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+struct agent {
+	bool used;
+	bool ended;
+	bool stopping;
+	bool metered; /* false: runs, but tbwrap cannot meter it (warn mode) */
+	bool adopted; /* found by the supervisor: no libtbwrap.so in it */
+	bool warned_sources;
+	bool warned_blind;
+	bool key_settled; /* the transcript's first prompt has been read (or there is none) */
+	pid_t pid;
+	int inst;
+	struct watch pidw; /* its pidfd */
+	struct conn *conn; /* its connection; NULL for adopted agents */
+	uint64_t kill_at_ms;
+	int kill_step; /* 0: SIGTERM sent, 1: SIGKILL sent */
+	/* where its usage is */
+	bool stdout_json;
+	struct file_id stdout_id;
+	struct file_id stdio_sock[3]; /* sockets it got as fds 0-2: stdio, never API traffic */
+	char config_dir[4096];
+	struct file_id projects; /* <config_dir>/projects once it exists */
+	struct meter_core *core;
+	int n_sources;
+	struct source *sources;
+	/* Block mode's request barrier (see enforce.c). */
+	uint64_t last_sock_ms;
+	uint64_t usage_at_request;
+	uint64_t requests; /* API requests started */
+	bool had_request;
+	bool held;
+	int held_lfd;
+	uint64_t held_id;
+	uint64_t held_until_ms;
+};
+
+struct conn {
+	struct watch w;
+	int agent; /* index, -1 before (or without) a HELLO */
+	uint64_t since_ms;
+	struct conn *next;
+};
+
+struct listener {
+	struct watch w;
+	pid_t owner;
+	struct listener *next;
+};
+
+struct tid_entry {
+	pid_t tid;
+	pid_t tgid;
+	int agent; /* index, -1 for a non-agent */
+};
+
+struct sup {
+	const struct supervisor_config *cfg;
+	struct ledger *l;
+	int epfd;
+	struct watch sigw, listenw;
+	struct agent agents[SUP_MAX_AGENTS];
+	int n_agents; /* high-water mark of agents[] */
+	struct conn *conns;
+	int n_conns;
+	struct listener *listeners;
+	int n_listeners;
+	struct tid_entry tids[SUP_TID_CACHE];
+	struct seccomp_notif *req;
+	struct seccomp_notif_resp *resp;
+	size_t req_size, resp_size;
+	char *buf;
+	uid_t uid;
+	bool child_done;
+	bool has_orphans;
+	uint64_t child_done_ms;
+	int child_status;
+	bool child_stopped;
+	bool live_drawn;
+	uint64_t next_live_ms;
+	struct pid_start {
+		pid_t pid;
+		uint64_t start;
+	} refused[64]; /* adopted agents refused and killed (a ring) */
+	unsigned n_refused;
+};
+
+uint64_t sup_now_ms(void);
+
+/* The live line is redrawn in place; anything else printed must first wipe it. */
+void sup_clear_live(struct sup *s);
+void sup_draw_live(struct sup *s);
+
+/* epoll registration of a watch (EPOLLIN). */
+bool sup_watch(struct sup *s, struct watch *w);
+void sup_unwatch(struct sup *s, struct watch *w);
+
+/* agents.c */
+int agent_by_pid(struct sup *s, pid_t pid);
+void agents_hello(struct sup *s, struct conn *c, const struct proto_msg *m, int listener);
+void agents_exit_message(struct sup *s, struct conn *c, int status);
+/* A process under a listener that did not register: an agent by what it runs is adopted
+ * (metered from /proc, or refused). Returns its index, or -1 for a non-agent. */
+int agents_adopt(struct sup *s, pid_t tgid);
+/* The scan found an agent outside every listener that did not register: is it one, and its
+ * verdict (block mode kills it, warn mode lists it as unmetered). */
+bool agents_unseen_is_agent(struct sup *s, pid_t pid);
+void agents_unseen(struct sup *s, pid_t pid);
+void agents_end(struct sup *s, int idx, int exit_code);
+bool agents_running(const struct sup *s);
+void agents_free(struct sup *s);
+void tid_forget_tgid(struct sup *s, pid_t tgid);
+/* Which agent a notifying thread belongs to (-1: not an agent); *tgid its process. */
+int agent_of_tid(struct sup *s, pid_t tid, pid_t *tgid);
+struct source *agents_source(struct sup *s, struct agent *a, pid_t tgid, int fd,
+			     const struct stat *st);
+/* A sealed ledger fd for a `tbwrap status` client. */
+void agents_status_request(struct sup *s, struct conn *c);
+
+/* enforce.c */
+void enforce_check(struct sup *s);
+void enforce_stop(struct sup *s, struct agent *a, const struct ledger_refusal *why);
+void enforce_stop_blind(struct sup *s, struct agent *a, const char *why);
+/* Block mode's request barrier: true when the request just started must wait. */
+bool enforce_hold_request(struct sup *s, struct agent *a, int lfd, uint64_t id);
+void enforce_release(struct sup *s, struct agent *a);
+void enforce_release_on_usage(struct sup *s);
+void enforce_tick(struct sup *s);
+/* An agent whose usage changed: publish it, let the barrier know. */
+void enforce_usage_changed(struct sup *s, struct agent *a);
+
+/* notify.c */
+void notify_handle(struct sup *s, int lfd);
+void notify_respond(struct sup *s, int fd, uint64_t id, int error);
+
+/* scan.c */
+void scan_tree(struct sup *s);
+
+#endif

@@ -411,10 +411,10 @@ static bool is_name(const char *name, size_t len, const char *want)
 static void output_option(const char *name, size_t len, const char *value, void *ctx)
 {
 	struct agent_output *o = ctx;
-	if (is_name(name, len, "--output-format"))
-		o->stdout_json =
-			value && (strcmp(value, "json") == 0 || strcmp(value, "stream-json") == 0);
-	else if (is_name(name, len, "--no-session-persistence"))
+	if (is_name(name, len, "--output-format")) {
+		o->stdout_stream = value && strcmp(value, "stream-json") == 0;
+		o->stdout_json = o->stdout_stream || (value && strcmp(value, "json") == 0);
+	} else if (is_name(name, len, "--no-session-persistence"))
 		o->no_persistence = true;
 	else if (is_name(name, len, "-p") || is_name(name, len, "--print"))
 		o->prints = true;

@@ -136,6 +136,8 @@ static void fill_agent(struct agent *a, pid_t pid, const struct desc *d)
 	struct agent_output out;
 	agent_output_of(d->argc, d->argv, d->first, &out);
 	a->stdout_json = out.stdout_json;
+	/* Its usage comes with its result line, at the end: no request finds any before. */
+	a->usage_at_end = out.no_persistence && !out.stdout_stream;
 	for (int fd = 0; fd < 3; fd++) {
 		struct stat st;
 		if (!procfs_fd_stat(pid, fd, &st))
@@ -152,7 +154,8 @@ static void fill_agent(struct agent *a, pid_t pid, const struct desc *d)
 #define ADMIT_UNSEEN (1u << 16)
 
 /* Why an agent cannot be metered, or NULL. */
-static const char *unmeterable(const struct desc *d, uint32_t flags, int err, char *buf, size_t len)
+static const char *unmeterable(const struct desc *d, uint32_t flags, int err, bool block, char *buf,
+			       size_t len)
 {
 	struct agent_output out;
 	agent_output_of(d->argc, d->argv, d->first, &out);
@@ -175,6 +178,10 @@ static const char *unmeterable(const struct desc *d, uint32_t flags, int err, ch
 	if (out.no_persistence && !out.stdout_json)
 		return "text mode with --no-session-persistence writes its usage nowhere tbwrap "
 		       "can read (drop --no-session-persistence, or add --output-format json)";
+	if (block && out.no_persistence && !out.stdout_stream)
+		return "with --output-format json and --no-session-persistence its usage arrives "
+		       "only when it ends, too late to stop it at a budget (use --output-format "
+		       "stream-json, or drop --no-session-persistence)";
 	return NULL;
 }
 
@@ -231,7 +238,7 @@ static int admit_agent(struct sup *s, pid_t pid, uid_t uid, const struct desc *d
 			 (unsigned)uid, (unsigned)s->uid);
 		reason = buf;
 	} else {
-		reason = unmeterable(d, flags, err, buf, sizeof(buf));
+		reason = unmeterable(d, flags, err, is_block(s), buf, sizeof(buf));
 	}
 	if (reason && is_block(s)) {
 		int slot = ledger_record_unadmitted(s->l, cmd, pid, LEDGER_INST_REFUSED, reason);

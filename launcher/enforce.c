@@ -140,7 +140,8 @@ void enforce_usage_changed(struct sup *s, struct agent *a)
  */
 static bool blind(struct sup *s, struct agent *a)
 {
-	if (!a->metered || a->requests < SUP_BLIND_REQUESTS || instance_total(s, a) != 0)
+	if (!a->metered || a->usage_at_end || a->requests < SUP_BLIND_REQUESTS ||
+	    instance_total(s, a) != 0)
 		return false;
 	char why[LEDGER_NOTE_LEN];
 	snprintf(why, sizeof(why),

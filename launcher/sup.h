@@ -87,6 +87,7 @@ struct agent {
 	int kill_step; /* 0: SIGTERM sent, 1: SIGKILL sent */
 	/* where its usage is */
 	bool stdout_json;
+	bool usage_at_end; /* json without a transcript: the result line is all there is */
 	struct file_id stdout_id;
 	struct file_id stdio_sock[3]; /* sockets it got as fds 0-2: stdio, never API traffic */
 	char config_dir[4096];

@@ -50,6 +50,7 @@ bool agent_prompt_from_transcript(const char *data, size_t len, char *out, size_
 /* What the CLI's argv says about where its usage will be. */
 struct agent_output {
 	bool stdout_json;    /* --output-format json or stream-json: usage on stdout */
+	bool stdout_stream;  /* stream-json: usage on stdout during each call */
 	bool no_persistence; /* --no-session-persistence: no transcript is written */
 	bool prints;	     /* -p/--print: one session, then exit */
 };

@@ -460,6 +460,19 @@ static void test_output_of(void **state)
 	}
 }
 
+/* Only stream-json carries usage during each call. */
+static void test_output_stream(void **state)
+{
+	(void)state;
+	char *stream[] = {(char *)"claude", (char *)"--output-format=stream-json", NULL};
+	char *json[] = {(char *)"claude", (char *)"--output-format", (char *)"json", NULL};
+	struct agent_output out;
+	agent_output_of(2, stream, 1, &out);
+	assert_true(out.stdout_json && out.stdout_stream);
+	agent_output_of(3, json, 1, &out);
+	assert_true(out.stdout_json && !out.stdout_stream);
+}
+
 static void test_transcript_shape(void **state)
 {
 	(void)state;
@@ -516,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_script_index),
 		cmocka_unit_test(test_command_key_after_script),
 		cmocka_unit_test(test_transcript_shape),
+		cmocka_unit_test(test_output_stream),
 		cmocka_unit_test(test_option_arity),
 		cmocka_unit_test(test_command_key_table),
 		cmocka_unit_test(test_command_key_small_buffer),

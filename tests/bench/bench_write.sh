@@ -3,7 +3,7 @@
 #   bare             no tbwrap at all
 #   dormant preload  under tbwrap, not an agent (libtbwrap.so loaded, one branch per write)
 #   agent, libc      bench_writes is the agent (--match bench_writes), write(2) through libc:
-#                    metered in-process, issued as a tagged syscall the filter lets through
+#                    routed by fd (not a source), issued as a tagged syscall the filter lets through
 #   agent, raw       the agent issues raw write syscalls: each is notified to the supervisor
 #   ... SYNC_WAKE_UP off  the same with the listener's SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP left off
 #                    (TBWRAP_BENCH_NO_SYNC_WAKEUP=1), to show what that flag changes
@@ -12,6 +12,9 @@
 # SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (launcher/supervisor.c set_sync_wakeup), which changes the
 # cost of the notified path. No thresholds: the bench fails only when a run fails or an agent run
 # was not one.
+#
+# BENCH_BASELINE=DIR (the build directory of another tree, e.g. the commit before a change) adds
+# its dormant, libc and raw rows, interleaved with this build's: before and after from one run.
 #
 #   bash tests/bench/bench_write.sh      BENCH_N=5 BENCH_COUNT=1000000 to change the sizes
 set -uo pipefail
@@ -36,8 +39,18 @@ for f in "$TBWRAP" "$LIBTBWRAP" "$BENCH_WRITES"; do
 done
 
 rows=("bare, libc write" "bare, raw syscall" "dormant preload (not an agent)" \
-	"agent, libc path (in-process meter)" "agent, raw path (supervisor notified)" \
+	"agent, libc path (tagged syscall)" "agent, raw path (supervisor notified)" \
 	"agent, raw path, SYNC_WAKE_UP off")
+BASE=${BENCH_BASELINE:-}
+if [[ -n $BASE ]]; then
+	if [[ ! -x $BASE/tbwrap || ! -f $BASE/libtbwrap.so ]]; then
+		echo "bench_write: BENCH_BASELINE=$BASE holds no tbwrap and libtbwrap.so" >&2
+		exit 2
+	fi
+	rows+=("baseline: dormant preload" "baseline: agent, libc path" "baseline: agent, raw path")
+fi
+# Rows of agent runs (their report is checked).
+is_agent_row() { [[ $1 == 3 || $1 == 4 || $1 == 5 || $1 == 7 || $1 == 8 ]]; }
 # The command of each row; $REP is the report of an agent run.
 row_cmd() {
 	case $1 in
@@ -47,6 +60,9 @@ row_cmd() {
 	3) echo "$TBWRAP --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE libc" ;;
 	4) echo "$TBWRAP --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE raw" ;;
 	5) echo "env TBWRAP_BENCH_NO_SYNC_WAKEUP=1 $TBWRAP --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE raw" ;;
+	6) echo "$BASE/tbwrap --disable-budget-visuals -- $BENCH_WRITES $W $SIZE libc" ;;
+	7) echo "$BASE/tbwrap --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE libc" ;;
+	8) echo "$BASE/tbwrap --disable-budget-visuals --match bench_writes --report-json $T/rep -- $BENCH_WRITES $W $SIZE raw" ;;
 	esac
 }
 
@@ -66,7 +82,7 @@ for ((run = 1; run <= N; run++)); do
 			failed=1
 			continue
 		fi
-		if ((i >= 3)); then
+		if is_agent_row "$i"; then
 			agents=$(json_get "$T/rep" overall.agents 2>/dev/null)
 			status_=$(json_get "$T/rep" agents.0.status 2>/dev/null)
 			if [[ $agents != 1 || $status_ != exited ]]; then

@@ -36,6 +36,9 @@ HELPER_SRC   := $(filter-out tests/helpers/preload_%.c,$(wildcard tests/helpers/
 HELPER_SO_SRC := $(wildcard tests/helpers/preload_*.c)
 BENCH_SRC    := $(wildcard tests/bench/*.c)
 HEADERS      := $(wildcard include/tbwrap/*.h)
+# Private headers of the preload and the supervisor: every object depends on them too (a struct
+# that grew must never be allocated by an object built against the old one).
+PRIVATE_HEADERS := $(wildcard launcher/*.h preload/*.h)
 
 COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 PRELOAD_OBJ  := $(PRELOAD_SRC:%.c=$(BUILD)/%.o)
@@ -51,7 +54,7 @@ BENCH_BIN    := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 all: $(BUILD)/tbwrap $(BUILD)/libtbwrap.so
 
-$(BUILD)/%.o: %.c $(HEADERS)
+$(BUILD)/%.o: %.c $(HEADERS) $(PRIVATE_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 

@@ -78,6 +78,11 @@ $(BUILD)/tests/helpers/%.so: tests/helpers/preload_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -Wl,-z,defs -o $@ $< $(LDFLAGS_ALL) -ldl
 
+# option_arity prints the option table of common/agent.c: it links that very object.
+$(BUILD)/tests/helpers/option_arity: tests/helpers/option_arity.c $(BUILD)/common/agent.o $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/common/agent.o $(LDFLAGS_ALL)
+
 $(BUILD)/tests/helpers/%: tests/helpers/%.c $(HEADERS) $(wildcard tests/helpers/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -lpthread

@@ -4,18 +4,28 @@
 #
 #   source "$(dirname "$0")/lib.sh"
 #   e2e_setup                      temp dir, config dir, project with /test and /slow, env, PATH
+#   claude_version, claude_is_node the CLI under test: its version; whether it is the Node build
+#   claude_has_option OPTION       whether its --help lists OPTION (skip_unless_option: or SKIP)
 #   standin_start SCENARIO         starts a stand-in (sets STANDIN_PORT, STANDIN_LOG, base URL)
 #   run_claude OUT ERR ARGS...     runs `claude ARGS...` in the project (CLAUDE_RC, CLAUDE_MS)
 #   ground_truth [COMMAND]         "input output cache_creation cache_read" billed by the stand-in
+#   cli_truth [COMMAND]            the same for the main conversation only (what `usage` covers)
 #   result_usage FILE              the same four numbers from the CLI's json/stream-json result
+#   result_cost FILE               the CLI's own total_cost_usd from that result
 #   transcript_usage FILE          the same four numbers from a transcript, one call per message id
 #   ok / not_ok / skip / assert_eq / assert_contains   numbered TAP lines; plan printed at exit
 #
-# Everything started here is stopped when the test exits, and the temp dir is removed
-# (kept, and its path printed, when E2E_KEEP=1).
+# The version tested is E2E_CLAUDE_VERSION (default: CLAUDE_PINNED of tests/e2e/versions);
+# scripts/run-tests e2e runs every test once per version. Everything started here is stopped
+# when the test exits, and the temp dir is removed (kept, and its path printed, when E2E_KEEP=1).
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 E2E_SCENARIOS=$E2E_ROOT/tests/e2e/scenarios
+# shellcheck source=tests/e2e/versions
+source "$E2E_ROOT/tests/e2e/versions"
+E2E_CLAUDE_VERSION=${E2E_CLAUDE_VERSION:-$CLAUDE_PINNED}
+E2E_CLAUDE_IS_NODE=no
+E2E_CLAUDE_HELP=
 E2E_TESTS=0
 E2E_FAILED=0
 E2E_PIDS=()
@@ -104,8 +114,9 @@ e2e_track() {
 	E2E_PIDS+=("$1")
 }
 
-# e2e_setup: installs/finds the CLI (a failure fails the test: the CI machine reaches npm),
-# creates the temp tree and exports the environment every claude run of the test uses.
+# e2e_setup: installs/finds the CLI of E2E_CLAUDE_VERSION (a failure fails the test: the CI
+# machine reaches npm), creates the temp tree and exports the environment every claude run of
+# the test uses.
 e2e_setup() {
 	E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tbwrap-e2e.XXXXXX") || {
 		not_ok "create the test's temp dir"
@@ -116,12 +127,20 @@ e2e_setup() {
 	trap 'exit 130' INT
 
 	local claude reason
-	if ! claude=$("$E2E_ROOT/scripts/ensure-claude" 2>"$E2E_TMP/ensure-claude.err"); then
+	if ! claude=$("$E2E_ROOT/scripts/ensure-claude" "$E2E_CLAUDE_VERSION" 2>"$E2E_TMP/ensure-claude.err"); then
 		reason=$(grep -v '^ensure-claude: installing' "$E2E_TMP/ensure-claude.err")
-		not_ok "Claude Code CLI installed (scripts/ensure-claude)" "${reason:-no reason given}"
+		not_ok "Claude Code CLI $E2E_CLAUDE_VERSION installed (scripts/ensure-claude)" "${reason:-no reason given}"
 		exit 1
 	fi
 	E2E_CLAUDE_BIN=$(dirname "$claude")
+	# ensure-claude checked that this link runs and prints E2E_CLAUDE_VERSION. A Node build is
+	# a script (cli.js, "#!/usr/bin/env node"), a native one an ELF file.
+	local build="native build"
+	if [[ $(head -c 2 "$(readlink -f "$claude")") == '#!' ]]; then
+		E2E_CLAUDE_IS_NODE=yes
+		build="Node build"
+	fi
+	echo "# Claude Code $E2E_CLAUDE_VERSION ($build): $claude"
 
 	E2E_PROJECT=$E2E_TMP/project
 	mkdir -p "$E2E_PROJECT/.claude/commands" "$E2E_TMP/config" "$E2E_TMP/home"
@@ -137,6 +156,49 @@ e2e_setup() {
 	export DISABLE_TELEMETRY=1
 	export PATH=$E2E_CLAUDE_BIN:$PATH
 	unset ANTHROPIC_AUTH_TOKEN ANTHROPIC_MODEL CLAUDE_CODE_USE_BEDROCK CLAUDE_CODE_USE_VERTEX
+}
+
+# --- the CLI under test ------------------------------------------------------------------------
+
+# claude_version: the version of the CLI the test runs (what its --version printed).
+claude_version() {
+	echo "$E2E_CLAUDE_VERSION"
+}
+
+# claude_is_node: true for the Node-based build (1.0.x: node runs npm's bin/claude = cli.js).
+claude_is_node() {
+	[[ $E2E_CLAUDE_IS_NODE == yes ]]
+}
+
+# claude_help: the CLI's --help (not on a terminal, with the test's private HOME and config
+# dir), read once per test.
+claude_help() {
+	if [[ -z $E2E_CLAUDE_HELP ]]; then
+		E2E_CLAUDE_HELP=$(cd "$E2E_PROJECT" && timeout -k 5 60 claude --help 2>&1 </dev/null)
+	fi
+	printf '%s\n' "$E2E_CLAUDE_HELP"
+}
+
+# claude_has_option OPTION: true when --help lists OPTION (e.g. --no-session-persistence).
+claude_has_option() {
+	claude_help | grep -qE -- "(^|[ ,])$1([ ,=]|$)"
+}
+
+# skip_unless_option OPTION WHAT: true when the CLI has OPTION; otherwise prints a SKIP line for
+# WHAT that names the version and the missing option, and returns false.
+skip_unless_option() {
+	claude_has_option "$1" && return 0
+	skip "$2" "Claude Code $(claude_version) has no $1 option"
+	return 1
+}
+
+# fresh_config NAME: a new, empty CLAUDE_CONFIG_DIR for the runs that follow. A session's side
+# calls can depend on the sessions before it in the same config dir (1.0.128 sometimes first
+# asks its small model for a title of the previous session), so runs whose requests are
+# compared each start from a fresh one.
+fresh_config() {
+	export CLAUDE_CONFIG_DIR=$E2E_TMP/config-$1
+	mkdir -p "$CLAUDE_CONFIG_DIR"
 }
 
 # --- the stand-in ------------------------------------------------------------------------------
@@ -200,35 +262,80 @@ run_claude() {
 # --- usage -------------------------------------------------------------------------------------
 # All print "input output cache_creation cache_read".
 
-# ground_truth [COMMAND] [LOG]: sums what the stand-in billed (only calls the CLI counts itself),
-# for one slash command (e.g. /test) or for all.
-ground_truth() {
-	python3 - "${1:-}" "${2:-$STANDIN_LOG}" <<'EOF'
+# billed_of WHAT KINDS [COMMAND] [LOG]: over the billed calls in the stand-in's log whose kind is
+# in KINDS ("all", or a comma list of main, side, subagent) and whose command is COMMAND (empty:
+# any), WHAT "usage" prints the four sums, WHAT "calls" the number of calls.
+billed_of() {
+	python3 - "$1" "$2" "${3:-}" "${4:-$STANDIN_LOG}" <<'EOF'
 import json, sys
-command, log = sys.argv[1], sys.argv[2]
+what, kinds, command, log = sys.argv[1:5]
+kinds = None if kinds == "all" else set(kinds.split(","))
 tot = {"input": 0, "output": 0, "cache_creation": 0, "cache_read": 0}
-with open(log, encoding="utf-8") as f:
-    for line in f:
-        r = json.loads(line)
-        if r.get("billed") and (not command or r.get("command") == command):
-            for k in tot:
-                tot[k] += r["billed"][k]
-print(tot["input"], tot["output"], tot["cache_creation"], tot["cache_read"])
-EOF
-}
-
-# billed_calls [COMMAND] [LOG]: how many calls the stand-in billed.
-billed_calls() {
-	python3 - "${1:-}" "${2:-$STANDIN_LOG}" <<'EOF'
-import json, sys
-command, log = sys.argv[1], sys.argv[2]
 n = 0
 with open(log, encoding="utf-8") as f:
     for line in f:
         r = json.loads(line)
-        n += bool(r.get("billed") and (not command or r.get("command") == command))
-print(n)
+        if not r.get("billed") or (command and r.get("command") != command):
+            continue
+        if kinds is not None and r.get("kind") not in kinds:
+            continue
+        n += 1
+        for k in tot:
+            tot[k] += r["billed"][k]
+print(n if what == "calls" else "%d %d %d %d" % (tot["input"], tot["output"], tot["cache_creation"], tot["cache_read"]))
 EOF
+}
+
+# ground_truth [COMMAND] [LOG]: sums what the stand-in billed, i.e. every call a real API would
+# bill (the main conversation, side calls, subagents), for one slash command (e.g. /test) or all.
+ground_truth() {
+	billed_of usage all "${1:-}" "${2:-$STANDIN_LOG}"
+}
+
+# cli_truth [COMMAND] [LOG]: the same for the calls of the main conversation only: what the CLI's
+# own result `usage` and its session transcript cover (side calls and subagents are not in them).
+cli_truth() {
+	billed_of usage main "${1:-}" "${2:-$STANDIN_LOG}"
+}
+
+# billed_calls [COMMAND] [LOG]: how many calls the stand-in billed.
+billed_calls() {
+	billed_of calls all "${1:-}" "${2:-$STANDIN_LOG}"
+}
+
+# main_calls [COMMAND] [LOG]: how many of them belong to the main conversation.
+main_calls() {
+	billed_of calls main "${1:-}" "${2:-$STANDIN_LOG}"
+}
+
+# standin_kinds [LOG]: how many requests of each kind reached the stand-in, in a fixed order:
+# "head H main M side S title T subagent A other O" (HEAD requests are counted apart from the
+# other unbilled ones).
+standin_kinds() {
+	python3 - "${1:-$STANDIN_LOG}" <<'EOF'
+import json, sys
+n = {k: 0 for k in ("head", "main", "side", "title", "subagent", "other")}
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        r = json.loads(line)
+        k = "head" if r.get("method") == "HEAD" else r.get("kind")
+        n[k if k in n else "other"] += 1
+print(" ".join("%s %d" % kv for kv in n.items()))
+EOF
+}
+
+# side_truth [COMMAND] [LOG]: the usage billed for side calls (tool-less calls to a small model,
+# 1.0.x), which the CLI puts in its result's modelUsage only.
+side_truth() {
+	billed_of usage side "${1:-}" "${2:-$STANDIN_LOG}"
+}
+
+# usage_minus "A" "B": the four counts A - B, field by field.
+usage_minus() {
+	local a b
+	read -ra a <<<"$1"
+	read -ra b <<<"$2"
+	echo "$((a[0] - b[0])) $((a[1] - b[1])) $((a[2] - b[2])) $((a[3] - b[3]))"
 }
 
 # standin_sessions [COMMAND] [LOG]: the distinct session ids of billed calls, one per line.
@@ -267,6 +374,33 @@ if res is None:
     sys.exit(1)
 u = res["usage"]
 print(u["input_tokens"], u["output_tokens"], u["cache_creation_input_tokens"], u["cache_read_input_tokens"])
+EOF
+}
+
+# result_cost FILE: the CLI's own cost of the session (total_cost_usd of its last result).
+result_cost() {
+	result_field "$1" total_cost_usd
+}
+
+# result_model_usage FILE: the four counts of the last result's modelUsage summed over models
+# (the CLI's per-model figures, which include side calls and subagents).
+result_model_usage() {
+	python3 - "$1" <<'EOF'
+import json, sys
+res = None
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("type") == "result":
+            res = obj
+if res is None:
+    print("no result line")
+    sys.exit(1)
+keys = ("inputTokens", "outputTokens", "cacheCreationInputTokens", "cacheReadInputTokens")
+print(*(sum(m.get(k, 0) for m in (res.get("modelUsage") or {}).values()) for k in keys))
 EOF
 }
 
@@ -394,8 +528,9 @@ sum_of() {
 }
 
 # normalize FILE: prints FILE with what two runs of the same scenario never share replaced:
-# session ids and other uuids, message/tool/request ids, timestamps, every *_ms timing and
-# the random names of saved tool output.
+# session ids and other uuids, message/tool/request ids, timestamps, every *_ms timing, the
+# random names of saved tool output and the per-process socket in 2.1.332's init line
+# (messaging_socket_path /tmp/cc-socks/PID.sock).
 # JSON lines are rewritten value by value (key order kept); any other line only has its ids
 # replaced. Text mode needs none of this: its output is compared byte for byte.
 normalize() {
@@ -406,9 +541,11 @@ IDS = re.compile(r"\b(msg|toolu|req)_[0-9A-Za-z]+")
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 # Large tool output is saved by the CLI under a random name.
 SAVED = re.compile(r"tool-results/[0-9A-Za-z]+\.txt")
+SOCK = re.compile(r"cc-socks/[0-9]+\.sock")
 
 def text(s):
     s = SAVED.sub("tool-results/ID.txt", STAMP.sub("TIMESTAMP", UUID.sub("UUID", s)))
+    s = SOCK.sub("cc-socks/PID.sock", s)
     return IDS.sub(lambda m: m.group(1) + "_ID", s)
 
 def walk(v, key=""):

@@ -1,14 +1,41 @@
 #!/usr/bin/env bash
 # The real Claude Code CLI against the local API stand-in, without tbwrap: proves the harness
 # the other end-to-end tests stand on. In every output mode the CLI must finish, really run the
-# Bash tool, and report (in its result line and in its transcript) exactly the usage the
-# stand-in logged as billed; two parallel instances must each get their own sequence.
+# Bash tool, and report exactly the usage the stand-in billed: its result `usage` and its
+# transcript the main conversation's calls, its result `modelUsage` every call billed (side
+# calls included); two parallel instances must each get their own sequence. What each version
+# sends besides its agent loop is checked against the table below.
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 e2e_setup
-ok "Claude Code CLI $(claude --version | awk '{print $1}') at $E2E_CLAUDE_BIN/claude"
+VERSION=$(claude_version)
+assert_eq "$VERSION" "$(claude --version | awk '{print $1}')" "Claude Code CLI $VERSION at $E2E_CLAUDE_BIN/claude"
+
+# What each version sends besides its agent loop, measured with -p and nonessential traffic off
+# (tests/standin/README). SIDE is the number of side calls (streamed, tool-less, to a small
+# model) per Bash tool use; HEAD the number of HEAD / requests per process. With nonessential
+# traffic allowed and a prompt that is no slash command: TITLE session-title calls, NE_HEAD HEADs.
+case $VERSION in
+2.1.197) HEAD=1 SIDE=0 TITLE=1 NE_HEAD=1 ;;
+2.1.332) HEAD=0 SIDE=0 TITLE=0 NE_HEAD=1 ;;
+1.0.128) HEAD=0 SIDE=1 TITLE=0 NE_HEAD=0 ;;
+*) HEAD='' ;;
+esac
+# check_kinds NAME PROCESSES MAIN_CALLS BASH_RUNS [TITLES] [HEADS]: the requests the stand-in
+# saw, against the table.
+check_kinds() {
+	local seen want
+	seen=$(standin_kinds "$STANDIN_LOG")
+	if [[ -z $HEAD ]]; then
+		skip "$1: the requests besides the agent loop are those of Claude Code $VERSION" \
+			"no record of what $VERSION sends (saw: $seen); add it to the table in test_standin.sh"
+		return
+	fi
+	want="head $((${6:-$HEAD} * $2)) main $3 side $((SIDE * $4)) title ${5:-0} subagent 0 other 0"
+	assert_eq "$want" "$seen" "$1: requests as Claude Code $VERSION makes them (${SIDE} side call per Bash run, $HEAD HEAD per process)"
+}
 
 # --- the stand-in itself -----------------------------------------------------------------------
 
@@ -20,6 +47,10 @@ rc=$?
 assert_eq "2" "$rc" "stand-in: invalid scenario exits with status 2"
 assert_contains "$err" "'turns' must be an integer >= 0" "stand-in: invalid scenario names the bad field"
 assert_eq "no" "$([[ -e $E2E_TMP/bad.port ]] && echo yes || echo no)" "stand-in: invalid scenario writes no port file"
+echo '{"agents": 2, "agent_usage": {"input": -5}}' >"$bad"
+err=$(python3 "$E2E_ROOT/tests/standin/api_standin.py" --scenario "$bad" \
+	--port-file "$E2E_TMP/bad.port" --log "$E2E_TMP/bad.log" 2>&1)
+assert_eq "2: agent_usage.input must be an integer >= 0" "$?: ${err##*: }" "stand-in: a bad subagent field is refused and named"
 
 standin_start three_turns
 listen=$(ss -Hltn "sport = :$STANDIN_PORT" | awk '{print $4}' | sort -u | tr '\n' ' ')
@@ -30,11 +61,13 @@ assert_eq "127.0.0.1:$STANDIN_PORT " "$listen" "stand-in listens on 127.0.0.1 on
 # 3 tool turns + the final answer = 4 calls of 1000/50/200/3000.
 expect="4000 200 800 12000"
 
-# check_run NAME MODE ARGS...: runs `claude -p /test ARGS...` against a fresh stand-in.
+# check_run NAME MODE ARGS...: runs `claude -p /test ARGS...` against a fresh stand-in, with a
+# fresh config dir.
 check_run() {
 	local name=$1 mode=$2
 	shift 2
 	standin_start three_turns
+	fresh_config "$name"
 	rm -f "$E2E_PROJECT/test.marker"
 	local out=$E2E_TMP/$name.out errf=$E2E_TMP/$name.err
 	run_claude "$out" "$errf" -p "/test" --allowedTools Bash "$@"
@@ -47,9 +80,11 @@ check_run() {
 		"$name: the Bash tool ran 3 times"
 
 	local truth
-	truth=$(ground_truth /test)
-	assert_eq "$expect" "$truth" "$name: stand-in ground truth is 4 calls"
-	assert_eq "4" "$(billed_calls /test)" "$name: stand-in billed exactly 4 calls"
+	truth=$(cli_truth /test)
+	assert_eq "$expect" "$truth" "$name: stand-in billed the 4 calls of the main conversation"
+	assert_eq "4" "$(main_calls /test)" "$name: the main conversation made exactly 4 calls"
+	check_kinds "$name" 1 4 3
+	echo "# $name: side calls billed $(side_truth /test) (all calls: $(ground_truth /test))"
 
 	local sid
 	case $mode in
@@ -58,7 +93,11 @@ check_run() {
 		sid=$(standin_sessions /test)
 		;;
 	*)
-		assert_eq "$truth" "$(result_usage "$out")" "$name: result usage equals the ground truth"
+		assert_eq "$truth" "$(result_usage "$out")" "$name: result usage equals the main conversation's calls"
+		assert_eq "$(ground_truth /test)" "$(result_model_usage "$out")" \
+			"$name: result modelUsage equals every call billed (side calls included)"
+		assert_match "$(result_cost "$out")" '^0\.[0-9]*[1-9][0-9]*$' "$name: the CLI's own total_cost_usd is a positive figure"
+		echo "# $name: the CLI's own cost: \$$(result_cost "$out")"
 		sid=$(result_field "$out" session_id)
 		assert_eq "$sid" "$(standin_sessions /test)" "$name: the stand-in saw the result's session id"
 		;;
@@ -88,6 +127,7 @@ check_run stream-json-partial partial --output-format stream-json --verbose --in
 # --- two instances in parallel, different commands, one stand-in -------------------------------
 
 standin_start three_turns
+fresh_config parallel
 rm -f "$E2E_PROJECT"/*.marker
 t0=$(date +%s%N)
 (cd "$E2E_PROJECT" && exec timeout -k 5 300 claude -p "/test" --allowedTools Bash --output-format json) \
@@ -106,10 +146,14 @@ echo "# parallel /test + /slow: both done after $((($(date +%s%N) - t0) / 100000
 assert_eq "0 0" "$rc_test $rc_slow" "parallel: both instances exit 0"
 
 # /slow: 2 tool turns + final answer = 3 calls of 700/30/0/1500.
-assert_eq "$expect" "$(ground_truth /test)" "parallel: /test ground truth is its own 4 calls"
-assert_eq "2100 90 0 4500" "$(ground_truth /slow)" "parallel: /slow ground truth is its own 3 calls"
-assert_eq "$(ground_truth /test)" "$(result_usage "$E2E_TMP/par-test.out")" "parallel: /test result usage equals its ground truth"
-assert_eq "$(ground_truth /slow)" "$(result_usage "$E2E_TMP/par-slow.out")" "parallel: /slow result usage equals its ground truth"
+assert_eq "$expect" "$(cli_truth /test)" "parallel: /test's main conversation is its own 4 calls"
+assert_eq "2100 90 0 4500" "$(cli_truth /slow)" "parallel: /slow's main conversation is its own 3 calls"
+assert_eq "$(cli_truth /test)" "$(result_usage "$E2E_TMP/par-test.out")" "parallel: /test result usage equals its main calls"
+assert_eq "$(cli_truth /slow)" "$(result_usage "$E2E_TMP/par-slow.out")" "parallel: /slow result usage equals its main calls"
+assert_eq "$(ground_truth /test) | $(ground_truth /slow)" \
+	"$(result_model_usage "$E2E_TMP/par-test.out") | $(result_model_usage "$E2E_TMP/par-slow.out")" \
+	"parallel: each result's modelUsage equals every call billed for its own session"
+check_kinds parallel 2 7 5
 assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" | sed 's/ $//')" "parallel: /test ran its 3 commands"
 assert_eq "slow-1 slow-2" "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" | sed 's/ $//')" "parallel: /slow ran its 2 commands in order"
 overlap=$(python3 - "$STANDIN_LOG" <<'EOF'
@@ -126,25 +170,27 @@ EOF
 )
 echo "# parallel: the two sessions' requests overlapped in time: $overlap"
 
-# --- the session-title call: sent, but not part of the CLI's own usage ---------------------------
+# --- nonessential traffic: a session-title call, billed, in modelUsage only ---------------------
 
-# With nonessential traffic allowed and a plain prompt, the CLI first asks for a session title
-# (a streamed, tool-less call). Its usage is left out of the result line and the transcript, so
-# the stand-in must not bill it, or every ground truth of such runs would be one call too high.
+# With nonessential traffic allowed and a plain prompt, 2.1.197 first asks for a session title
+# (a streamed, tool-less call, alongside the first agent call). A real API bills it, and the CLI
+# counts it in its result's modelUsage and total_cost_usd, not in `usage` or the transcript.
 standin_start three_turns
+fresh_config title
 rm -f "$E2E_PROJECT/test.marker"
 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC='' run_claude "$E2E_TMP/title.out" "$E2E_TMP/title.err" \
 	-p "please run the tests" --allowedTools Bash --output-format json
 assert_eq "0" "$CLAUDE_RC" "title: claude exits 0"
-# The title call runs concurrently with the first agent call, so only the counts are fixed.
-kinds=$(python3 -c 'import json, sys; k = [json.loads(l)["kind"] for l in open(sys.argv[1])]; print(k.count("title"), k.count("main"))' "$STANDIN_LOG")
-assert_eq "1 4" "$kinds" "title: one title call and 4 agent calls reached the stand-in"
-assert_eq "$expect" "$(ground_truth)" "title: ground truth bills only the 4 agent calls"
-assert_eq "$(ground_truth)" "$(result_usage "$E2E_TMP/title.out")" "title: result usage equals the ground truth"
+check_kinds title 1 4 3 "$TITLE" "$NE_HEAD"
+assert_eq "$expect" "$(cli_truth)" "title: the main conversation is the 4 agent calls"
+assert_eq "$(cli_truth)" "$(result_usage "$E2E_TMP/title.out")" "title: result usage equals the main conversation's calls"
+assert_eq "$(ground_truth)" "$(result_model_usage "$E2E_TMP/title.out")" \
+	"title: result modelUsage equals every call billed (title and side calls included)"
 
 # --- how long a one-turn session takes ---------------------------------------------------------
 
 standin_start one_turn
+fresh_config one
 run_claude "$E2E_TMP/one.out" "$E2E_TMP/one.err" -p "/test" --output-format json
 echo "# one-turn session (1 API call, json): $CLAUDE_MS ms"
 assert_eq "0" "$CLAUDE_RC" "one-turn session exits 0"

@@ -3,12 +3,15 @@
 
 The real Claude Code CLI is pointed at it with ANTHROPIC_BASE_URL. Every streamed
 `POST /v1/messages` gets a scripted answer: N turns that call the Bash tool, then a final
-text answer, each with configured token usage. The turn is derived from the request itself
-(how many tool_result blocks the conversation already holds), never from server state, so
-any number of CLI instances can share one stand-in and each gets its own correct sequence.
+text answer, each with configured token usage; optionally first a turn that starts N
+subagents at once (Agent tool), each of which has its own short conversation. The turn is
+derived from the request itself (how many tool results the conversation already holds),
+never from server state, so any number of CLI instances can share one stand-in and each
+gets its own correct sequence.
 
-Every request is logged as one JSON line; the `billed` field is the usage the CLI will add to
-its own session total, which makes the log the ground truth the tests compare tbwrap against.
+Every request is logged as one JSON line; the `billed` field is the usage a real API would
+bill for it (every streamed call: the agent loop, side calls, subagents), which makes the log
+the ground truth the tests compare tbwrap against.
 
 Listens on 127.0.0.1 only, on a free port written (atomically) to --port-file.
 Standard library only.
@@ -32,12 +35,20 @@ DEFAULTS = {
     "bash": "echo tool-ran",
     "delay_ms": 0,
     "text": "Turn {turn}. ",
+    # Subagents: the first answer of a conversation with agents > 0 is that many Agent tool_use
+    # blocks at once; each subagent then makes agent_turns Bash turns and a final text answer.
+    "agents": 0,
+    "agent_turns": 1,
+    "agent_usage": None,  # None: the same as "usage"
+    "agent_background": False,  # run_in_background of each Agent tool input
+    "agent_bash": "echo sub-{agent} >> sub.marker",
 }
 USAGE_FIELDS = ("input", "cache_creation", "cache_read", "output")
 SCENARIO_FIELDS = set(DEFAULTS) | {"by_command"}
 
 # The CLI expands a slash command into this tag in the first user message.
 COMMAND_RE = re.compile(r"<command-name>\s*(/[^<\s]+)\s*</command-name>")
+SESSION_RE = re.compile(r"_session_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 
 class ScenarioError(ValueError):
@@ -53,13 +64,23 @@ def check_fields(fields, where):
         raise ScenarioError(f"{where}: 'turns' must be an integer >= 0")
     if "delay_ms" in fields and (not isinstance(fields["delay_ms"], (int, float)) or fields["delay_ms"] < 0):
         raise ScenarioError(f"{where}: 'delay_ms' must be a number >= 0")
-    if "usage" in fields:
-        usage = fields["usage"]
+    for name in ("usage", "agent_usage"):
+        if name not in fields or (name == "agent_usage" and fields[name] is None):
+            continue
+        usage = fields[name]
         if not isinstance(usage, dict) or set(usage) - set(USAGE_FIELDS):
-            raise ScenarioError(f"{where}: 'usage' must be an object with keys {list(USAGE_FIELDS)}")
+            raise ScenarioError(f"{where}: '{name}' must be an object with keys {list(USAGE_FIELDS)}")
         for k, v in usage.items():
             if not isinstance(v, int) or v < 0:
-                raise ScenarioError(f"{where}: usage.{k} must be an integer >= 0")
+                raise ScenarioError(f"{where}: {name}.{k} must be an integer >= 0")
+    for name in ("agents", "agent_turns"):
+        if name in fields and (not isinstance(fields[name], int) or isinstance(fields[name], bool)
+                               or fields[name] < 0):
+            raise ScenarioError(f"{where}: '{name}' must be an integer >= 0")
+    if "agent_background" in fields and not isinstance(fields["agent_background"], bool):
+        raise ScenarioError(f"{where}: 'agent_background' must be true or false")
+    if "agent_bash" in fields and not isinstance(fields["agent_bash"], str):
+        raise ScenarioError(f"{where}: 'agent_bash' must be a string")
     if "bash" in fields:
         bash = fields["bash"]
         ok = isinstance(bash, str) or (isinstance(bash, list) and bash and all(isinstance(b, str) for b in bash))
@@ -74,6 +95,8 @@ def merge(base, fields):
     for k, v in fields.items():
         if k == "usage":
             out["usage"] = {**base["usage"], **v}
+        elif k == "agent_usage" and v is not None:
+            out["agent_usage"] = {**(base["agent_usage"] or base["usage"]), **v}
         elif k != "by_command":
             out[k] = v
     return out
@@ -129,6 +152,42 @@ def count_tool_results(messages):
     return n
 
 
+def count_tool_rounds(messages):
+    """User messages that carry tool results: one per answered tool-use turn, however many
+    tools that turn called (the Agent turn calls several at once)."""
+    n = 0
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") == "user" and isinstance(content, list) and any(
+                isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+            n += 1
+    return n
+
+
+# The prompt the stand-in gives subagent k; its conversation is recognised by it.
+AGENT_RE = re.compile(r"SUBAGENT-TASK (\d+)")
+
+
+def find_agent(messages):
+    """k when the conversation is subagent k's (its first user message is the prompt the
+    stand-in wrote into an Agent tool_use), else None."""
+    for m in messages:
+        if m.get("role") == "user":
+            hit = AGENT_RE.search(text_of(m.get("content")))
+            return int(hit.group(1)) if hit else None
+    return None
+
+
+def agent_tool(body):
+    """The name and input properties of the CLI's subagent tool: "Agent" (2.1.x), "Task"
+    (older builds), or None when it offers neither."""
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("name") in ("Agent", "Task"):
+            props = (tool.get("input_schema") or {}).get("properties") or {}
+            return tool["name"], set(props)
+    return None, set()
+
+
 def request_kind(body):
     """'main' for the agent loop (it always offers tools), 'title' for the session-title call
     (a JSON-schema answer with a 'title' property), 'side' for any other tool-less call."""
@@ -155,6 +214,16 @@ class StandIn(ThreadingHTTPServer):
         self.log_lock = threading.Lock()
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self.seq = 0
+        # Session id -> the slash command its main conversation started with: a side call or a
+        # subagent's conversation names no command itself but belongs to the same session.
+        self.session_commands = {}
+
+    def command_of(self, session, command):
+        with self.log_lock:
+            if command and session:
+                self.session_commands.setdefault(session, command)
+                return command
+            return command or self.session_commands.get(session)
 
     def log(self, record):
         with self.log_lock:
@@ -187,8 +256,11 @@ class Handler(BaseHTTPRequestHandler):
         if sid:
             return sid
         meta = body.get("metadata") if isinstance(body, dict) else None
-        if isinstance(meta, dict):
-            return meta.get("user_id")
+        if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
+            # 1.0.x sends no session header; its user_id ends in "_session_<session id>".
+            user = meta["user_id"]
+            hit = SESSION_RE.search(user)
+            return hit.group(1) if hit else user
         return None
 
     def dump(self, seq, raw):
@@ -235,26 +307,32 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         messages = body.get("messages") or []
-        command = find_command(messages)
+        session = self.session(body)
+        kind = request_kind(body)
+        agent = find_agent(messages) if kind == "main" else None
+        if agent is not None:
+            kind = "subagent"
+        # A side call or a subagent counts under its session's command, as the CLI's own
+        # budget key (and tbwrap's) puts all of a session's usage.
+        command = self.server.command_of(session, find_command(messages) if kind == "main" else None)
         sc = self.server.by_command.get(command, self.server.scenario)
-        turn = count_tool_results(messages)
         stream = bool(body.get("stream"))
         msg_id = new_id("msg_")
         model = body.get("model") or "claude-standin"
-        usage = sc["usage"]
-        kind = request_kind(body)
-        tool_turn = stream and kind == "main" and turn < sc["turns"]
-        text = sc["text"].replace("{turn}", str(turn))
+        plan, turn, text, usage = self.plan(sc, kind, agent, messages, body, stream)
         if kind == "title":
             text = json.dumps({"title": "Stand-in session"})
 
-        # Only the agent loop's streamed calls enter the CLI's own session usage (its result
-        # line and transcript); the title call is left out by the CLI, so it is not billed here.
-        billed = {k: usage[k] for k in USAGE_FIELDS} if stream and kind == "main" else None
+        # Every streamed call is billed, as a real API bills it: the agent loop, subagents, the
+        # side calls 1.0.x makes to a small model and the session-title call of 2.1.197. The
+        # CLI's result `usage` and its session transcript hold only the main calls; its
+        # modelUsage holds them all (tests/e2e/test_standin.sh checks both).
+        billed = {k: usage[k] for k in USAGE_FIELDS} if stream else None
         seq = self.server.log({"method": "POST", "path": self.path, "stream": stream, "kind": kind,
                                "command": command, "turn": turn, "message_id": msg_id, "billed": billed,
-                               "session": self.session(body), "model": model,
-                               "max_tokens": body.get("max_tokens"), "tool_use": tool_turn})
+                               "session": session, "model": model,
+                               "max_tokens": body.get("max_tokens"), "tool_use": plan is not None,
+                               "agent": agent, "plan": plan[0] if plan else None})
         self.dump(seq, raw)
 
         if not stream:
@@ -267,10 +345,39 @@ class Handler(BaseHTTPRequestHandler):
                           "cache_read_input_tokens": 0, "output_tokens": 0},
             })
             return
-        self.stream_message(sc, msg_id, model, turn, tool_turn, text)
+        self.stream_message(msg_id, model, plan, text, usage, sc["delay_ms"])
 
-    def stream_message(self, sc, msg_id, model, turn, tool_turn, text):
-        usage = sc["usage"]
+    @staticmethod
+    def plan(sc, kind, agent, messages, body, stream):
+        """What this call answers: (plan, turn, text, usage), plan being None (text only),
+        ("bash", command) or ("agents", [tool inputs]) with the Agent tool's name."""
+        if kind == "subagent":
+            turn = count_tool_rounds(messages)
+            plan = None
+            if stream and turn < sc["agent_turns"]:
+                plan = ("bash", sc["agent_bash"].replace("{agent}", str(agent)).replace("{turn}", str(turn)))
+            return plan, turn, f"Subagent {agent} turn {turn}. ", sc["agent_usage"] or sc["usage"]
+        turn = count_tool_results(messages)
+        plan = None
+        if kind == "main" and sc["agents"] > 0:
+            rounds = count_tool_rounds(messages)
+            name, props = agent_tool(body)
+            if rounds == 0 and name:
+                inputs = []
+                for k in range(1, sc["agents"] + 1):
+                    inp = {"description": f"Run check {k}", "prompt": f"SUBAGENT-TASK {k}: run the check and report.",
+                           "subagent_type": "general-purpose", "run_in_background": sc["agent_background"]}
+                    # Only what this build's tool schema has (additionalProperties is false).
+                    inputs.append({k2: v for k2, v in inp.items() if k2 in props or k2 in ("description", "prompt")})
+                plan = ("agents", name, inputs) if stream else None
+            elif rounds > 0 and name:
+                turn = rounds - 1  # the Agent round came first, then the Bash turns
+        if plan is None and stream and kind == "main" and turn < sc["turns"]:
+            bash = sc["bash"]
+            plan = ("bash", bash if isinstance(bash, str) else bash[min(turn, len(bash) - 1)])
+        return plan, turn, sc["text"].replace("{turn}", str(turn)), sc["usage"]
+
+    def stream_message(self, msg_id, model, plan, text, usage, delay_ms):
         events = [("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": None, "stop_sequence": None,
@@ -285,23 +392,26 @@ class Handler(BaseHTTPRequestHandler):
                                      "delta": {"type": "text_delta", "text": text}}),
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         ]
-        if tool_turn:
-            bash = sc["bash"]
-            command = bash if isinstance(bash, str) else bash[min(turn, len(bash) - 1)]
-            tool_input = json.dumps({"command": command, "description": "run"})
+        tools = []
+        if plan and plan[0] == "bash":
+            tools = [("Bash", {"command": plan[1], "description": "run"})]
+        elif plan and plan[0] == "agents":
+            tools = [(plan[1], inp) for inp in plan[2]]
+        for index, (name, inp) in enumerate(tools, start=1):
+            tool_input = json.dumps(inp)
             half = len(tool_input) // 2  # two partial deltas, as the real API splits JSON
             events += [
-                ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
-                    "type": "tool_use", "id": new_id("toolu_"), "name": "Bash", "input": {}}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
+                ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
+                    "type": "tool_use", "id": new_id("toolu_"), "name": name, "input": {}}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {
                     "type": "input_json_delta", "partial_json": tool_input[:half]}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
+                ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {
                     "type": "input_json_delta", "partial_json": tool_input[half:]}}),
-                ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+                ("content_block_stop", {"type": "content_block_stop", "index": index}),
             ]
         events += [
             ("message_delta", {"type": "message_delta",
-                               "delta": {"stop_reason": "tool_use" if tool_turn else "end_turn",
+                               "delta": {"stop_reason": "tool_use" if tools else "end_turn",
                                          "stop_sequence": None},
                                "usage": {"output_tokens": usage["output"]}}),
             ("message_stop", {"type": "message_stop"}),
@@ -313,7 +423,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", new_id("req_"))
         self.end_headers()
-        delay = sc["delay_ms"] / 1000.0
+        delay = delay_ms / 1000.0
         try:
             for name, data in events:
                 if delay:

@@ -192,13 +192,12 @@ skip_unless_option() {
 	return 1
 }
 
-# fresh_config NAME: a new, empty CLAUDE_CONFIG_DIR for the runs that follow. A session's side
-# calls can depend on the sessions before it in the same config dir (1.0.128 sometimes first
-# asks its small model for a title of the previous session), so runs whose requests are
-# compared each start from a fresh one.
+# fresh_config: empties CLAUDE_CONFIG_DIR (the same path, which the CLI prints in its init line)
+# for the runs that follow. A session's side calls can depend on the sessions before it in the
+# same config dir (1.0.128 sometimes first asks its small model for a title of the previous
+# session), so runs whose requests or outputs are compared each start from an empty one.
 fresh_config() {
-	export CLAUDE_CONFIG_DIR=$E2E_TMP/config-$1
-	mkdir -p "$CLAUDE_CONFIG_DIR"
+	rm -rf "$CLAUDE_CONFIG_DIR" && mkdir -p "$CLAUDE_CONFIG_DIR"
 }
 
 # --- the stand-in ------------------------------------------------------------------------------
@@ -529,8 +528,10 @@ sum_of() {
 
 # normalize FILE: prints FILE with what two runs of the same scenario never share replaced:
 # session ids and other uuids, message/tool/request ids, timestamps, every *_ms timing, the
-# random names of saved tool output and the per-process socket in 2.1.332's init line
-# (messaging_socket_path /tmp/cc-socks/PID.sock).
+# random names of saved tool output, the per-process socket in 2.1.332's init line
+# (messaging_socket_path /tmp/cc-socks/PID.sock) and the stop_reason of assistant lines (the
+# Node build prints a streamed call's last assistant line before or after it has read the
+# call's message_delta, as timing has it: null or "end_turn" for the same call).
 # JSON lines are rewritten value by value (key order kept); any other line only has its ids
 # replaced. Text mode needs none of this: its output is compared byte for byte.
 normalize() {
@@ -550,6 +551,8 @@ def text(s):
 
 def walk(v, key=""):
     if isinstance(v, dict):
+        if v.get("type") == "assistant" and isinstance(v.get("message"), dict) and "stop_reason" in v["message"]:
+            v = dict(v, message=dict(v["message"], stop_reason="STOP_REASON"))
         return {k: walk(x, k) for k, x in v.items()}
     if isinstance(v, list):
         return [walk(x) for x in v]

@@ -67,7 +67,7 @@ check_run() {
 	local name=$1 mode=$2
 	shift 2
 	standin_start three_turns
-	fresh_config "$name"
+	fresh_config
 	rm -f "$E2E_PROJECT/test.marker"
 	local out=$E2E_TMP/$name.out errf=$E2E_TMP/$name.err
 	run_claude "$out" "$errf" -p "/test" --allowedTools Bash "$@"
@@ -127,7 +127,7 @@ check_run stream-json-partial partial --output-format stream-json --verbose --in
 # --- two instances in parallel, different commands, one stand-in -------------------------------
 
 standin_start three_turns
-fresh_config parallel
+fresh_config
 rm -f "$E2E_PROJECT"/*.marker
 t0=$(date +%s%N)
 (cd "$E2E_PROJECT" && exec timeout -k 5 300 claude -p "/test" --allowedTools Bash --output-format json) \
@@ -176,7 +176,7 @@ echo "# parallel: the two sessions' requests overlapped in time: $overlap"
 # (a streamed, tool-less call, alongside the first agent call). A real API bills it, and the CLI
 # counts it in its result's modelUsage and total_cost_usd, not in `usage` or the transcript.
 standin_start three_turns
-fresh_config title
+fresh_config
 rm -f "$E2E_PROJECT/test.marker"
 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC='' run_claude "$E2E_TMP/title.out" "$E2E_TMP/title.err" \
 	-p "please run the tests" --allowedTools Bash --output-format json
@@ -190,7 +190,7 @@ assert_eq "$(ground_truth)" "$(result_model_usage "$E2E_TMP/title.out")" \
 # --- how long a one-turn session takes ---------------------------------------------------------
 
 standin_start one_turn
-fresh_config one
+fresh_config
 run_claude "$E2E_TMP/one.out" "$E2E_TMP/one.err" -p "/test" --output-format json
 echo "# one-turn session (1 API call, json): $CLAUDE_MS ms"
 assert_eq "0" "$CLAUDE_RC" "one-turn session exits 0"

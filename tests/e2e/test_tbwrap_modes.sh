@@ -10,7 +10,8 @@ source "$(dirname "$0")/lib.sh"
 e2e_setup
 tbwrap_require
 
-# 3 tool turns + the final answer = 4 calls of 1000 input / 50 output / 200 cc / 3000 cr.
+# 3 tool turns + the final answer = 4 calls of 1000 input / 50 output / 200 cc / 3000 cr in the
+# main conversation; 1.0.128 adds a side call per Bash run (tests/standin/README).
 expect="4000 200 800 12000"
 
 # check_mode NAME HAS_RESULT ARGS...: the same /test session without, then with tbwrap, each
@@ -20,7 +21,10 @@ check_mode() {
 	shift 2
 	local plain=$E2E_TMP/$name.plain wrapped=$E2E_TMP/$name.wrapped report=$E2E_TMP/$name.report.json
 
+	# Each run has its own config dir: a session's side calls may depend on the sessions before
+	# it there (fresh_config in lib.sh), and the two stdouts are compared.
 	standin_start three_turns
+	fresh_config
 	rm -f "$E2E_PROJECT/test.marker"
 	run_claude "$plain" "$plain.err" -p "/test" --allowedTools Bash "$@"
 	if ((CLAUDE_RC != 0)); then
@@ -30,6 +34,7 @@ check_mode() {
 	local plain_ms=$CLAUDE_MS
 
 	standin_start three_turns
+	fresh_config
 	rm -f "$E2E_PROJECT/test.marker"
 	run_tbwrap "$wrapped" "$wrapped.err" --report-json "$report" -- claude -p "/test" --allowedTools Bash "$@"
 	echo "# $name: unwrapped $plain_ms ms, under tbwrap $TBWRAP_MS ms"
@@ -41,21 +46,33 @@ check_mode() {
 	assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" 2>/dev/null | sed 's/ $//')" \
 		"$name: the Bash tool ran 3 times under tbwrap"
 
-	local truth truth_all
+	local truth truth_all what="equals the ground truth"
 	truth=$(ground_truth /test)
 	truth_all=$(ground_truth)
-	assert_eq "$expect" "$truth" "$name: stand-in ground truth is 4 calls"
-	assert_eq "$truth" "$(report_usage "$report" /test)" "$name: report /test usage equals the ground truth"
-	assert_eq "$truth_all" "$(report_usage "$report")" "$name: report overall usage equals the ground truth"
+	assert_eq "$expect" "$(cli_truth /test)" "$name: stand-in billed the 4 calls of the main conversation"
+	assert_eq "$truth" "$truth_all" "$name: every call billed belongs to /test"
+	if claude_is_node && [[ $name == text ]]; then
+		# Known limit (README, Limits): the Node build's text mode has no usage source for its
+		# side calls (tool-less calls to a small model, one per Bash run); they are only in the
+		# result's modelUsage, which text mode does not print, and in no transcript. So the
+		# ledger is exactly the ground truth minus the side calls the stand-in billed.
+		truth=$(usage_minus "$truth" "$(side_truth /test)")
+		truth_all=$truth
+		what="equals the ground truth minus the $(billed_of calls side /test) side calls ($(side_truth /test))"
+		echo "# $name: $(claude_version) text mode: tbwrap cannot see the side calls: $(side_truth /test) of $(ground_truth /test)"
+	fi
+	assert_eq "$truth" "$(report_usage "$report" /test)" "$name: report /test usage $what"
+	assert_eq "$truth_all" "$(report_usage "$report")" "$name: report overall usage $what"
 	assert_eq "$(sum_of "$truth") $(sum_of "$truth_all")" \
 		"$(report_get "$report" '[c["used"]["total"] for c in r["commands"] if c["name"] == "/test"][0]') $(report_get "$report" 'r["overall"]["used"]["total"]')" \
-		"$name: report totals (/test, overall) are 17000"
+		"$name: report totals (/test, overall) are $(sum_of "$truth")"
 	assert_eq "1 /test exited 0 $truth" \
 		"$(report_get "$report" '[len(r["agents"]), r["agents"][0]["command"], r["agents"][0]["status"], r["agents"][0]["exit_code"]] + [r["agents"][0]["usage"][k] for k in ("input", "output", "cache_creation", "cache_read")]')" \
 		"$name: one agent, /test, exited with status 0, its own usage exact"
 	if [[ $has_result == yes ]]; then
-		assert_eq "0.036 success" "$(report_get "$report" '[r["agents"][0]["cost_usd"], r["agents"][0]["result_subtype"]]')" \
-			"$name: agent cost_usd 0.036 and subtype from the result line"
+		# The CLI's own cost, as its result line says (prices differ between versions).
+		assert_eq "$(result_cost "$wrapped") success" "$(report_get "$report" '[r["agents"][0]["cost_usd"], r["agents"][0]["result_subtype"]]')" \
+			"$name: agent cost_usd and subtype are the result line's (\$$(result_cost "$wrapped"), success)"
 	fi
 
 	if [[ $name == text ]]; then
@@ -72,7 +89,8 @@ check_mode() {
 		else
 			not_ok "$name: stdout equals the run without tbwrap (ids, timings normalised)" "$(head -c 3000 <<<"$d")"
 		fi
-		assert_eq "$truth" "$(result_usage "$wrapped")" "$name: the CLI's own result line agrees with the ledger"
+		assert_eq "$(cli_truth /test)" "$(result_usage "$wrapped")" "$name: the CLI's own result usage is its main conversation"
+		assert_eq "$truth" "$(result_model_usage "$wrapped")" "$name: the CLI's own result modelUsage agrees with the ledger"
 	fi
 	assert_contains "$(cat "$wrapped.err")" "BUDGET STATUS (warn mode)" "$name: the final report is on stderr"
 	if [[ $(cat "$wrapped.err") == *"$(cat "$plain.err")"* ]]; then

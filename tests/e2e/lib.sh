@@ -329,6 +329,14 @@ side_truth() {
 	billed_of usage side "${1:-}" "${2:-$STANDIN_LOG}"
 }
 
+# usage_plus "A" "B": the four counts A + B, field by field.
+usage_plus() {
+	local a b
+	read -ra a <<<"$1"
+	read -ra b <<<"$2"
+	echo "$((a[0] + b[0])) $((a[1] + b[1])) $((a[2] + b[2])) $((a[3] + b[3]))"
+}
+
 # usage_minus "A" "B": the four counts A - B, field by field.
 usage_minus() {
 	local a b
@@ -376,9 +384,13 @@ print(u["input_tokens"], u["output_tokens"], u["cache_creation_input_tokens"], u
 EOF
 }
 
-# result_cost FILE: the CLI's own cost of the session (total_cost_usd of its last result).
+# result_cost FILE: the CLI's own cost of the session (total_cost_usd of its last result), to
+# the micro-dollar as tbwrap keeps it (the CLI prints binary floats: 0.026999999999999996);
+# nothing when there is no result or no cost.
 result_cost() {
-	result_field "$1" total_cost_usd
+	local c
+	c=$(result_field "$1" total_cost_usd)
+	[[ -n $c ]] && python3 -c 'import sys; print(round(float(sys.argv[1]), 6))' "$c"
 }
 
 # result_model_usage FILE: the four counts of the last result's modelUsage summed over models

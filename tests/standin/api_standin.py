@@ -42,6 +42,8 @@ DEFAULTS = {
     "agent_usage": None,  # None: the same as "usage"
     "agent_background": False,  # run_in_background of each Agent tool input
     "agent_bash": "echo sub-{agent} >> sub.marker",
+    # Usage of the tool-less calls (1.0.x's side calls, 2.1.197's title call); None: "usage".
+    "side_usage": None,
 }
 USAGE_FIELDS = ("input", "cache_creation", "cache_read", "output")
 SCENARIO_FIELDS = set(DEFAULTS) | {"by_command"}
@@ -64,8 +66,8 @@ def check_fields(fields, where):
         raise ScenarioError(f"{where}: 'turns' must be an integer >= 0")
     if "delay_ms" in fields and (not isinstance(fields["delay_ms"], (int, float)) or fields["delay_ms"] < 0):
         raise ScenarioError(f"{where}: 'delay_ms' must be a number >= 0")
-    for name in ("usage", "agent_usage"):
-        if name not in fields or (name == "agent_usage" and fields[name] is None):
+    for name in ("usage", "agent_usage", "side_usage"):
+        if name not in fields or (name != "usage" and fields[name] is None):
             continue
         usage = fields[name]
         if not isinstance(usage, dict) or set(usage) - set(USAGE_FIELDS):
@@ -95,8 +97,8 @@ def merge(base, fields):
     for k, v in fields.items():
         if k == "usage":
             out["usage"] = {**base["usage"], **v}
-        elif k == "agent_usage" and v is not None:
-            out["agent_usage"] = {**(base["agent_usage"] or base["usage"]), **v}
+        elif k in ("agent_usage", "side_usage") and v is not None:
+            out[k] = {**(base[k] or base["usage"]), **v}
         elif k != "by_command":
             out[k] = v
     return out
@@ -358,6 +360,8 @@ class Handler(BaseHTTPRequestHandler):
                 plan = ("bash", sc["agent_bash"].replace("{agent}", str(agent)).replace("{turn}", str(turn)))
             return plan, turn, f"Subagent {agent} turn {turn}. ", sc["agent_usage"] or sc["usage"]
         turn = count_tool_results(messages)
+        if kind in ("side", "title"):
+            return None, turn, sc["text"].replace("{turn}", str(turn)), sc["side_usage"] or sc["usage"]
         plan = None
         if kind == "main" and sc["agents"] > 0:
             rounds = count_tool_rounds(messages)

@@ -541,9 +541,10 @@ sum_of() {
 # normalize FILE: prints FILE with what two runs of the same scenario never share replaced:
 # session ids and other uuids, message/tool/request ids, timestamps, every *_ms timing, the
 # random names of saved tool output, the per-process socket in 2.1.332's init line
-# (messaging_socket_path /tmp/cc-socks/PID.sock) and the stop_reason of assistant lines (the
-# Node build prints a streamed call's last assistant line before or after it has read the
-# call's message_delta, as timing has it: null or "end_turn" for the same call).
+# (messaging_socket_path /tmp/cc-socks/PID.sock), and two fields the Node build (1.0.x) prints
+# from a message object that later stream events keep filling in, so that their value depends
+# on when the line is written: the stop_reason of assistant lines (null or "end_turn" for the
+# same call) and the content of a message_start stream event ("" or the call's whole text).
 # JSON lines are rewritten value by value (key order kept); any other line only has its ids
 # replaced. Text mode needs none of this: its output is compared byte for byte.
 normalize() {
@@ -565,6 +566,8 @@ def walk(v, key=""):
     if isinstance(v, dict):
         if v.get("type") == "assistant" and isinstance(v.get("message"), dict) and "stop_reason" in v["message"]:
             v = dict(v, message=dict(v["message"], stop_reason="STOP_REASON"))
+        if v.get("type") == "message_start" and isinstance(v.get("message"), dict) and "content" in v["message"]:
+            v = dict(v, message=dict(v["message"], content="CONTENT"))
         return {k: walk(x, k) for k, x in v.items()}
     if isinstance(v, list):
         return [walk(x) for x in v]

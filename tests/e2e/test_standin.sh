@@ -17,6 +17,9 @@ assert_eq "$VERSION" "$(claude --version | awk '{print $1}')" "Claude Code CLI $
 # (tests/standin/README). SIDE is the number of side calls (streamed, tool-less, to a small
 # model) per Bash tool use; HEAD the number of HEAD / requests per process. With nonessential
 # traffic allowed and a prompt that is no slash command: TITLE session-title calls, NE_HEAD HEADs.
+# 1.0.128's count is one per Bash run give or take one per process: the call after the last Bash
+# run races the session's end (under load it is sometimes never sent), and a session may first
+# ask for a title of another session in the same config dir (two started at once, one did).
 case $VERSION in
 2.1.197) HEAD=1 SIDE=0 TITLE=1 NE_HEAD=1 ;;
 2.1.332) HEAD=0 SIDE=0 TITLE=0 NE_HEAD=1 ;;
@@ -33,8 +36,15 @@ check_kinds() {
 			"no record of what $VERSION sends (saw: $seen); add it to the table in test_standin.sh"
 		return
 	fi
-	want="head $((${6:-$HEAD} * $2)) main $3 side $((SIDE * $4)) title ${5:-0} subagent 0 other 0"
-	assert_eq "$want" "$seen" "$1: requests as Claude Code $VERSION makes them (${SIDE} side call per Bash run, $HEAD HEAD per process)"
+	local side=$((SIDE * $4)) got_side
+	got_side=$(awk '{print $6}' <<<"$seen")
+	if ((SIDE > 0 && got_side >= side - $2 && got_side <= side + $2)); then
+		side=$got_side
+	fi
+	want="head $((${6:-$HEAD} * $2)) main $3 side $side title ${5:-0} subagent 0 other 0"
+	local per="$SIDE side call per Bash run"
+	((SIDE == 0)) || per="$per, give or take one per process"
+	assert_eq "$want" "$seen" "$1: requests as Claude Code $VERSION makes them ($per; $HEAD HEAD per process)"
 }
 
 # --- the stand-in itself -----------------------------------------------------------------------
@@ -94,8 +104,7 @@ check_run() {
 		;;
 	*)
 		assert_eq "$truth" "$(result_usage "$out")" "$name: result usage equals the main conversation's calls"
-		assert_eq "$(ground_truth /test)" "$(result_model_usage "$out")" \
-			"$name: result modelUsage equals every call billed (side calls included)"
+		assert_model_usage "$name" "$out"
 		assert_match "$(result_cost "$out")" '^0\.[0-9]*[1-9][0-9]*$' "$name: the CLI's own total_cost_usd is a positive figure"
 		echo "# $name: the CLI's own cost: \$$(result_cost "$out")"
 		sid=$(result_field "$out" session_id)
@@ -150,9 +159,8 @@ assert_eq "$expect" "$(cli_truth /test)" "parallel: /test's main conversation is
 assert_eq "2100 90 0 4500" "$(cli_truth /slow)" "parallel: /slow's main conversation is its own 3 calls"
 assert_eq "$(cli_truth /test)" "$(result_usage "$E2E_TMP/par-test.out")" "parallel: /test result usage equals its main calls"
 assert_eq "$(cli_truth /slow)" "$(result_usage "$E2E_TMP/par-slow.out")" "parallel: /slow result usage equals its main calls"
-assert_eq "$(ground_truth /test) | $(ground_truth /slow)" \
-	"$(result_model_usage "$E2E_TMP/par-test.out") | $(result_model_usage "$E2E_TMP/par-slow.out")" \
-	"parallel: each result's modelUsage equals every call billed for its own session"
+assert_model_usage "parallel: /test" "$E2E_TMP/par-test.out"
+assert_model_usage "parallel: /slow" "$E2E_TMP/par-slow.out"
 check_kinds parallel 2 7 5
 assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" | sed 's/ $//')" "parallel: /test ran its 3 commands"
 assert_eq "slow-1 slow-2" "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" | sed 's/ $//')" "parallel: /slow ran its 2 commands in order"
@@ -184,8 +192,7 @@ assert_eq "0" "$CLAUDE_RC" "title: claude exits 0"
 check_kinds title 1 4 3 "$TITLE" "$NE_HEAD"
 assert_eq "$expect" "$(cli_truth)" "title: the main conversation is the 4 agent calls"
 assert_eq "$(cli_truth)" "$(result_usage "$E2E_TMP/title.out")" "title: result usage equals the main conversation's calls"
-assert_eq "$(ground_truth)" "$(result_model_usage "$E2E_TMP/title.out")" \
-	"title: result modelUsage equals every call billed (title and side calls included)"
+assert_model_usage "title (the title call included)" "$E2E_TMP/title.out"
 
 # --- how long a one-turn session takes ---------------------------------------------------------
 

@@ -41,6 +41,7 @@ session() {
 	local saved
 	saved=$(saved_file "$dir/out")
 	[[ -n $saved ]] && cp "$saved" "$dir/saved.txt"
+	cp "$STANDIN_LOG" "$dir/requests.jsonl"
 }
 
 session "$E2E_TMP/plain" no
@@ -82,7 +83,10 @@ expect_tools=$(tool_outputs "$E2E_TMP/plain/out")
 assert_eq "$expect_tools" "$(tool_outputs "$E2E_TMP/wrapped/out")" \
 	"under tbwrap: the three tool results (lengths, last lines) equal those without tbwrap"
 assert_contains "$expect_tools" "100000 seq.txt" "the first tool result is wc's '100000 seq.txt'"
-if d=$(diff <(normalize "$E2E_TMP/plain/out") <(normalize "$E2E_TMP/wrapped/out")); then
+# (The Node build's side calls may differ in number between the runs: lib.sh, mask_side.)
+side_models=
+claude_is_node && side_models=$(cat "$E2E_TMP/plain/requests.jsonl" "$E2E_TMP/wrapped/requests.jsonl" | side_models)
+if d=$(diff <(normalize "$E2E_TMP/plain/out" | mask_side "$side_models") <(normalize "$E2E_TMP/wrapped/out" | mask_side "$side_models")); then
 	ok "under tbwrap: stdout equals the run without tbwrap (ids, timings normalised)"
 else
 	not_ok "under tbwrap: stdout equals the run without tbwrap (ids, timings normalised)" "$(head -c 3000 <<<"$d")"
@@ -112,8 +116,11 @@ fi
 report=$E2E_TMP/wrapped/report.json
 cost=$(result_cost "$E2E_TMP/wrapped/out")
 assert_eq "4000 200 800 12000" "$(cli_truth /test)" "stand-in billed the 4 calls of the main conversation"
-assert_eq "$(ground_truth /test)" "$(report_usage "$report" /test)" "report /test usage equals the ground truth (every call billed)"
-assert_eq "$(ground_truth)" "$(report_usage "$report")" "report overall usage equals the ground truth"
+# Every call billed, but (1.0.x) a side call the CLI cut off at its end (lib.sh, assert_model_usage).
+assert_model_usage "under tbwrap" "$E2E_TMP/wrapped/out"
+truth=$(usage_minus "$(ground_truth /test)" "$UNCOUNTED")
+assert_eq "$truth" "$(report_usage "$report" /test)" "report /test usage equals the ground truth (every call billed)"
+assert_eq "$truth" "$(report_usage "$report")" "report overall usage equals the ground truth"
 assert_eq "exited 0 $cost 0 0" \
 	"$(report_get "$report" '[r["agents"][0][k] for k in ("status", "exit_code", "cost_usd")] + [r["agents"][0]["anomalies"]["not_json"], r["agents"][0]["anomalies"]["oversize"]]')" \
 	"report: agent exited 0, cost_usd the result line's \$$cost, no unparsable or oversize line"

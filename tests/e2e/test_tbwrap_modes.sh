@@ -31,7 +31,7 @@ check_mode() {
 		not_ok "$name: the session runs without tbwrap" "claude exited $CLAUDE_RC" "$(head -c 2000 "$plain.err")"
 		return
 	fi
-	local plain_ms=$CLAUDE_MS
+	local plain_ms=$CLAUDE_MS plain_log=$STANDIN_LOG
 
 	standin_start three_turns
 	fresh_config
@@ -60,6 +60,12 @@ check_mode() {
 		truth_all=$truth
 		what="equals the ground truth minus the $(billed_of calls side /test) side calls ($(side_truth /test))"
 		echo "# $name: $(claude_version) text mode: tbwrap cannot see the side calls: $(side_truth /test) of $(ground_truth /test)"
+	elif [[ $has_result == yes ]] && assert_model_usage "$name" "$wrapped" && [[ $UNCOUNTED != "0 0 0 0" ]]; then
+		# Known limit: a 1.0.x side call still streaming when the session ends is billed and
+		# counted nowhere, not even in the result's modelUsage.
+		truth=$(usage_minus "$truth" "$UNCOUNTED")
+		truth_all=$truth
+		what="equals the ground truth minus the side call the CLI cut off at its end ($UNCOUNTED)"
 	fi
 	assert_eq "$truth" "$(report_usage "$report" /test)" "$name: report /test usage $what"
 	assert_eq "$truth_all" "$(report_usage "$report")" "$name: report overall usage $what"
@@ -83,8 +89,14 @@ check_mode() {
 				"$(diff <(od -c "$plain") <(od -c "$wrapped") | head -20)"
 		fi
 	else
-		local d
-		if d=$(diff <(normalize "$plain") <(normalize "$wrapped")); then
+		local d side_models=
+		# The Node build's side calls are not made the same number of times in two runs of one
+		# session (the one after the last Bash run races the session's end, and a session can
+		# first ask for a title of another one in the config dir): its result's cost and the
+		# small model's modelUsage entry follow them. They are masked here only; the ledger
+		# checks above hold them exactly.
+		claude_is_node && side_models=$(cat "$plain_log" "$STANDIN_LOG" | side_models)
+		if d=$(diff <(normalize "$plain" | mask_side "$side_models") <(normalize "$wrapped" | mask_side "$side_models")); then
 			ok "$name: stdout ($(wc -l <"$wrapped") lines) equals the run without tbwrap (ids, timings normalised)"
 		else
 			not_ok "$name: stdout equals the run without tbwrap (ids, timings normalised)" "$(head -c 3000 <<<"$d")"

@@ -93,6 +93,10 @@ check_mode() {
 		# (one per Bash run, subagents' included) are in no transcript.
 		truth=$(usage_minus "$truth" "$(side_truth /test)")
 		what="equals the billing minus the $(billed_of calls side /test) side calls ($(side_truth /test))"
+	elif [[ $has_result == yes ]] && assert_model_usage "$name" "$out" && [[ $UNCOUNTED != "0 0 0 0" ]]; then
+		# As in test_tbwrap_modes.sh: a 1.0.x side call cut off by the session's end.
+		truth=$(usage_minus "$truth" "$UNCOUNTED")
+		what="equals the billing minus the side call the CLI cut off at its end ($UNCOUNTED)"
 	fi
 	assert_eq "$truth" "$(report_usage "$report" /test)" "$name: report /test usage $what"
 	assert_eq "$truth" "$(report_usage "$report")" "$name: report overall usage $what"
@@ -124,7 +128,7 @@ check_mode() {
 
 	if [[ $has_result == yes ]]; then
 		assert_eq "$MAIN" "$(result_usage "$out")" "$name: the CLI's own result usage leaves the subagents out"
-		assert_eq "$(ground_truth /test)" "$(result_model_usage "$out")" "$name: its modelUsage has them (and any side call)"
+		assert_eq "$truth" "$(result_model_usage "$out")" "$name: its modelUsage has them (and the side calls it counted)"
 		assert_eq "$(usage_minus "$truth" "$MAIN")" "$(usage_minus "$(report_usage "$report" /test)" "$(result_usage "$out")")" \
 			"$name: tbwrap counts exactly what the result usage leaves out (the subagents and side calls)"
 		assert_eq "$(result_cost "$out")" "$(report_get "$report" 'r["agents"][0]["cost_usd"]')" \

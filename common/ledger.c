@@ -482,6 +482,13 @@ static void add_counts(struct ledger_counts *c, const struct meter_usage *d, uin
 		add64(&c->total, total);
 }
 
+static void note_overshoot(struct ledger_budget *b)
+{
+	if (b->limit != LEDGER_NO_LIMIT && b->used.total > b->limit &&
+	    b->used.total - b->limit > b->overshoot)
+		store64(&b->overshoot, b->used.total - b->limit);
+}
+
 static void release_reserved(struct ledger *l, struct ledger_instance *in, uint64_t amount)
 {
 	struct ledger_header *h = l->h;
@@ -503,14 +510,99 @@ void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *d
 	struct ledger_instance *in = &h->instances[inst];
 	uint64_t total = meter_usage_total(delta, h->weights);
 
-	/* Usage first, reservation second: a reader never sees the reservation gone before the
-	 * usage that replaces it. */
 	add_counts(&in->used, delta, total);
-	if (valid_command(l, in->command))
+	if (valid_command(l, in->command)) {
 		add_counts(&h->commands[in->command].used, delta, total);
+		note_overshoot(&h->commands[in->command]);
+	}
 	add_counts(&h->overall.used, delta, total);
-	uint64_t r = in->reserved;
-	release_reserved(l, in, r < total ? r : total);
+	note_overshoot(&h->overall);
+}
+
+void ledger_set_reserved(struct ledger *l, int inst, uint64_t reserved)
+{
+	if (!valid_instance(l, inst))
+		return;
+	struct ledger_instance *in = &l->h->instances[inst];
+	if (reserved >= in->reserved) {
+		uint64_t more = reserved - in->reserved;
+		if (!more)
+			return;
+		add64(&l->h->overall.reserved, more);
+		if (valid_command(l, in->command))
+			add64(&l->h->commands[in->command].reserved, more);
+		store64(&in->reserved, reserved);
+	} else {
+		release_reserved(l, in, in->reserved - reserved);
+	}
+}
+
+/* Would b hold used + reserved - mine + want within its limit? */
+static bool request_fits(const struct ledger_budget *b, bool is_overall, uint64_t mine,
+			 uint64_t want, uint64_t prediction, struct ledger_refusal *why)
+{
+	if (b->limit == LEDGER_NO_LIMIT)
+		return true;
+	uint64_t others = b->reserved > mine ? b->reserved - mine : 0;
+	uint64_t held = sat_add(b->used.total, sat_add(others, want));
+	if (held <= b->limit && b->used.total < b->limit)
+		return true;
+	if (why) {
+		fill_refusal(why, b, is_overall, b->used.total, sat_add(others, want - prediction),
+			     prediction);
+	}
+	return false;
+}
+
+bool ledger_request_fits(const struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
+			 struct ledger_refusal *why)
+{
+	if (!valid_instance(l, inst))
+		return false;
+	const struct ledger_header *h = l->h;
+	const struct ledger_instance *in = &h->instances[inst];
+	if (prediction > reserved)
+		prediction = reserved;
+	/* The overall budget is named first when both refuse, as at launch. */
+	return request_fits(&h->overall, true, in->reserved, reserved, prediction, why) &&
+	       (!valid_command(l, in->command) ||
+		request_fits(&h->commands[in->command], false, in->reserved, reserved, prediction,
+			     why));
+}
+
+bool ledger_admit_request(struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
+			  struct ledger_refusal *why)
+{
+	if (!valid_instance(l, inst))
+		return false;
+	if (!ledger_request_fits(l, inst, reserved, prediction, why)) {
+		store64(&l->h->instances[inst].refused_prediction, prediction);
+		return false;
+	}
+	ledger_set_reserved(l, inst, reserved);
+	return true;
+}
+
+void ledger_note_refused(struct ledger *l, int inst, uint64_t prediction)
+{
+	if (valid_instance(l, inst))
+		store64(&l->h->instances[inst].refused_prediction, prediction);
+}
+
+void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, uint64_t max_under)
+{
+	if (!valid_instance(l, inst))
+		return;
+	store64(&l->h->instances[inst].requests, requests);
+	store64(&l->h->instances[inst].max_under, max_under);
+}
+
+void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, uint64_t held)
+{
+	if (!valid_instance(l, inst))
+		return;
+	store64(&l->h->instances[inst].unreported, n);
+	ledger_set_reserved(l, inst, held);
 }
 
 void ledger_publish_meter(struct ledger *l, int inst, const struct meter_core *core)
@@ -631,6 +723,7 @@ bool ledger_rebind(struct ledger *l, int inst, int cmd)
 	/* Into the new command first, then out of the old one: the overall count does not
 	 * change, and a reader sees the usage at least once. */
 	move_counts(&to->used, &from->used, &in->used);
+	note_overshoot(to);
 	add64(&to->reserved, in->reserved);
 	sub64(&from->reserved, in->reserved);
 	add64(&to->agents, 1);

@@ -983,10 +983,12 @@ static struct meter_msg *add_msg(struct meter_core *core, uint64_t id_hash)
 	return m;
 }
 
-/* Raises the per-field maxima of one message; only the increase goes into msg_sum. */
-static void raise_msg(struct meter_core *core, uint64_t id_hash, const struct meter_usage *u)
+/* Raises the per-field maxima of one message; only the increase goes into msg_sum. Returns true
+ * when the message is new. */
+static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct meter_usage *u)
 {
 	struct meter_msg *m = find_msg(core, id_hash);
+	bool is_new = !m;
 
 	/* Not found also covers a message pushed out of the window since its start: counting it
 	 * again can only overcount, never let usage through unmetered. */
@@ -998,6 +1000,41 @@ static void raise_msg(struct meter_core *core, uint64_t id_hash, const struct me
 			m->n[f] = u->n[f];
 		}
 	}
+	return is_new;
+}
+
+/* A call seen on s, kept for the reader when it tracks calls. */
+static void note_fresh(struct meter_stream *s, uint64_t id_hash, bool is_new)
+{
+	if (!s || !s->track_calls || (!is_new && id_hash == s->fresh_last))
+		return;
+	s->fresh_last = id_hash;
+	if (s->n_fresh == METER_FRESH) {
+		s->fresh_lost++;
+		return;
+	}
+	s->fresh[s->n_fresh].id_hash = id_hash;
+	s->fresh[s->n_fresh].tool_bytes = s->tool_bytes;
+	s->fresh[s->n_fresh].is_new = is_new;
+	s->n_fresh++;
+}
+
+bool meter_message_usage(const struct meter_core *core, uint64_t id_hash, struct meter_usage *out)
+{
+	const struct meter_msg *m = find_msg((struct meter_core *)core, id_hash);
+	if (!m)
+		return false;
+	memcpy(out->n, m->n, sizeof(out->n));
+	return true;
+}
+
+unsigned meter_take_calls(struct meter_stream *s, struct meter_fresh *out, unsigned max)
+{
+	unsigned n = s->n_fresh < max ? s->n_fresh : max;
+	memcpy(out, s->fresh, sizeof(out[0]) * n);
+	memmove(s->fresh, s->fresh + n, sizeof(s->fresh[0]) * (s->n_fresh - n));
+	s->n_fresh -= n;
+	return n;
 }
 
 static void update_total(struct meter_core *core, struct meter_usage *delta)
@@ -1020,10 +1057,10 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 	case METER_EV_NONE:
 		return;
 	case METER_EV_MESSAGE:
-		raise_msg(core, ev->id_hash, &ev->usage);
+		note_fresh(s, ev->id_hash, raise_msg(core, ev->id_hash, &ev->usage));
 		break;
 	case METER_EV_MESSAGE_START:
-		raise_msg(core, ev->id_hash, &ev->usage);
+		note_fresh(s, ev->id_hash, raise_msg(core, ev->id_hash, &ev->usage));
 		if (s) {
 			s->cur_msg = ev->id_hash;
 			s->has_cur_msg = true;
@@ -1067,6 +1104,79 @@ void meter_stream_free(struct meter_stream *s)
 	s->cap = 0;
 }
 
+/* One JSON value of a source (a line, or an element of a line that is an array): what the
+ * request book needs besides its event (tool results, a call asking for a tool), then the
+ * event itself. */
+static void take_event(struct meter_core *core, struct meter_stream *s, const char *v, size_t len,
+		       const struct meter_event *ev, struct meter_usage *delta)
+{
+	if (ev->kind == METER_EV_NONE) {
+		/* What the next call will be sent besides what the last one was: tool results. */
+		if (s->track_calls && memmem(v, len, "\"tool_result\"", 13))
+			s->tool_bytes += len;
+		core->lines_ignored++;
+		return;
+	}
+	if (s->track_calls && ev->kind == METER_EV_MESSAGE && memmem(v, len, "\"tool_use\"", 10))
+		s->tool_use_id = ev->id_hash;
+	meter_apply(core, s, ev, delta);
+}
+
+/*
+ * A line that is one JSON array (`--output-format json --verbose` prints every message of the
+ * session as one array, the result last): each object in it is taken as if it were a line.
+ * Returns false when the line is not one valid array (an anomaly, as for a line).
+ */
+static bool take_array(struct meter_core *core, struct meter_stream *s, const char *line,
+		       size_t len, struct meter_usage *delta)
+{
+	struct scan outer = {.p = (const unsigned char *)line,
+			     .end = (const unsigned char *)line + len};
+	skip_ws(&outer);
+	outer.p++; /* '[' */
+	skip_ws(&outer);
+	if (outer.p < outer.end && *outer.p == ']') {
+		outer.p++;
+	} else {
+		for (;;) {
+			if (outer.p >= outer.end)
+				return false;
+			const unsigned char *start = outer.p;
+			if (*outer.p == '{') {
+				struct scan sc = {.p = outer.p, .end = outer.end};
+				struct meter_event ev;
+				enum meter_anomaly anomaly;
+				memset(&ev, 0, sizeof(ev));
+				if (!scan_object(&sc, CTX_ROOT, NULL, 1))
+					return false;
+				if (classify(&sc, &ev, &anomaly) < 0) {
+					if ((unsigned)anomaly < METER_NANOMALY)
+						core->anomalies[anomaly]++;
+				} else {
+					take_event(core, s, (const char *)start,
+						   (size_t)(sc.p - start), &ev, delta);
+				}
+				outer.p = sc.p;
+			} else if (!skip_value(&outer, 1)) {
+				return false;
+			}
+			skip_ws(&outer);
+			if (outer.p < outer.end && *outer.p == ',') {
+				outer.p++;
+				skip_ws(&outer);
+				continue;
+			}
+			if (outer.p < outer.end && *outer.p == ']') {
+				outer.p++;
+				break;
+			}
+			return false;
+		}
+	}
+	skip_ws(&outer);
+	return outer.p == outer.end;
+}
+
 /* has_marker: the caller already knows whether the line holds the usage marker. */
 static void process_line(struct meter_core *core, struct meter_stream *s, const char *line,
 			 size_t len, bool has_marker, struct meter_usage *delta)
@@ -1075,21 +1185,25 @@ static void process_line(struct meter_core *core, struct meter_stream *s, const 
 	enum meter_anomaly anomaly;
 
 	core->lines++;
+	memset(&ev, 0, sizeof(ev));
 	if (!has_marker) {
-		core->lines_ignored++;
+		take_event(core, s, line, len, &ev, delta);
 		return;
 	}
-	memset(&ev, 0, sizeof(ev));
+	size_t i = 0;
+	while (i < len && is_ws((unsigned char)line[i]))
+		i++;
+	if (i < len && line[i] == '[') {
+		if (!take_array(core, s, line, len, delta))
+			core->anomalies[METER_ANOM_NOT_JSON]++;
+		return;
+	}
 	if (parse_candidate(line, len, &ev, &anomaly) < 0) {
 		if ((unsigned)anomaly < METER_NANOMALY)
 			core->anomalies[anomaly]++;
 		return;
 	}
-	if (ev.kind == METER_EV_NONE) {
-		core->lines_ignored++;
-		return;
-	}
-	meter_apply(core, s, &ev, delta);
+	take_event(core, s, line, len, &ev, delta);
 }
 
 /* Drops the line in progress; the rest of it, up to the next newline, is dropped as well. */

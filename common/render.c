@@ -216,6 +216,17 @@ static void sb_reserved(struct sbuf *b, const struct ledger_budget *bd)
 	}
 }
 
+/* How far a budget went over its limit, when it did. */
+static void sb_overshoot(struct sbuf *b, const struct ledger_budget *bd)
+{
+	uint64_t o = ledger_load(&bd->overshoot);
+	if (o) {
+		char t[32];
+		render_tokens(t, sizeof(t), o);
+		sb_printf(b, ", over by %s", t);
+	}
+}
+
 static uint32_t n_commands(const struct ledger_header *h)
 {
 	uint32_t n = load32(&h->n_commands);
@@ -272,6 +283,19 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 		render_cost(cost, sizeof(cost), micro);
 		sb_printf(b, "  %s", cost);
 	}
+	uint64_t refused = ledger_load(&in->refused_prediction);
+	if (refused) {
+		char t[32];
+		render_tokens(t, sizeof(t), refused);
+		sb_printf(b, "  next request (predicted %s) refused", t);
+	}
+	uint64_t unrep = ledger_load(&in->unreported);
+	if (unrep) {
+		char t[32];
+		render_tokens(t, sizeof(t), ledger_load(&in->reserved));
+		sb_printf(b, "  + %" PRIu64 " call%s the CLI reported nowhere (%s held)", unrep,
+			  unrep == 1 ? "" : "s", t);
+	}
 	if (in->flags & LEDGER_F_NESTED)
 		sb_printf(b, "  (nested)");
 	sb_printf(b, "\n");
@@ -286,6 +310,7 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 	sb_printf(&b, "Overall: ");
 	sb_budget(&b, ledger_load(&h->overall.used.total), h->overall.limit, o);
 	sb_reserved(&b, &h->overall);
+	sb_overshoot(&b, &h->overall);
 	sb_printf(&b, "\n");
 
 	if (nc > 0) {
@@ -308,6 +333,7 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 				sb_printf(&b, ", %" PRIu64 " refused", refused);
 			if (stopped)
 				sb_printf(&b, ", %" PRIu64 " stopped", stopped);
+			sb_overshoot(&b, bd);
 			sb_printf(&b, "\n");
 		}
 	}

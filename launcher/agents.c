@@ -131,11 +131,31 @@ static void config_dir_of(pid_t pid, const char *cwd, char *out, size_t len)
 		out[0] = '\0';
 }
 
+/* The host its API calls go to (include/tbwrap/wire.h): ANTHROPIC_BASE_URL's, else the
+ * Anthropic API's; "" (any host) for the cloud providers' endpoints and a URL without a host. */
+static void api_host_of(pid_t pid, char *out, size_t len)
+{
+	static const char *const clouds[] = {"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX",
+					     "CLAUDE_CODE_USE_FOUNDRY"};
+	char v[PATH_MAX];
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(clouds) / sizeof(clouds[0]); i++)
+		if (procfs_environ_var(pid, clouds[i], v, sizeof(v)) && strcmp(v, "0") != 0)
+			return;
+	if (procfs_environ_var(pid, "ANTHROPIC_BASE_URL", v, sizeof(v))) {
+		if (!wire_url_host(v, out, len))
+			out[0] = '\0';
+		return;
+	}
+	snprintf(out, len, "%s", "api.anthropic.com");
+}
+
 static void fill_agent(struct agent *a, pid_t pid, const struct desc *d)
 {
 	struct agent_output out;
 	agent_output_of(d->argc, d->argv, d->first, &out);
 	a->stdout_json = out.stdout_json;
+	a->stdout_stream = out.stdout_stream;
 	/* Its usage comes with its result line, at the end: no request finds any before. */
 	a->usage_at_end = out.no_persistence && !out.stdout_stream;
 	for (int fd = 0; fd < 3; fd++) {
@@ -148,6 +168,7 @@ static void fill_agent(struct agent *a, pid_t pid, const struct desc *d)
 			a->stdio_sock[fd] = (struct file_id){st.st_dev, st.st_ino};
 	}
 	config_dir_of(pid, d->cwd, a->config_dir, sizeof(a->config_dir));
+	api_host_of(pid, a->api_host, sizeof(a->api_host));
 }
 
 /* admit_agent's flag for an agent the scan found outside every listener. */
@@ -267,7 +288,8 @@ static int admit_agent(struct sup *s, pid_t pid, uid_t uid, const struct desc *d
 	} else {
 		struct ledger_refusal refusal;
 		int slot;
-		switch (ledger_admit(s->l, cmd, pid, s->l->h->estimate, &refusal, &slot)) {
+		switch (ledger_admit(s->l, cmd, pid, enforce_launch_estimate(s, cmd), &refusal,
+				     &slot)) {
 		case LEDGER_REFUSED:
 			ledger_describe_refusal(&refusal, why, sizeof(why));
 			ledger_set_exit_code(s->l, slot, TBWRAP_EXIT_REFUSED);
@@ -305,6 +327,7 @@ static int admit_agent(struct sup *s, pid_t pid, uid_t uid, const struct desc *d
 		}
 	}
 	a->used = true;
+	req_init(&a->book, enforce_launch_estimate(s, cmd));
 	if (a->metered) {
 		a->core = calloc(1, sizeof(*a->core));
 		if (!a->core) {
@@ -642,8 +665,12 @@ struct source *agents_source(struct sup *s, struct agent *a, pid_t tgid, int fd,
 	src->ino = st->st_ino;
 	src->kind = kind;
 	src->subagent = kind == SRC_TRANSCRIPT && strstr(path, "/subagents/") != NULL;
+	/* Stdout and the session's transcript are the main conversation; each subagent's
+	 * transcript is one of its own. */
+	src->conv = src->subagent ? req_conv_new(&a->book) : 0;
 	src->pos.seekable = S_ISREG(st->st_mode) || S_ISBLK(st->st_mode);
 	meter_stream_init(&src->s, METER_LINE_MAX_DEFAULT);
+	src->s.track_calls = true;
 	return src;
 }
 
@@ -676,17 +703,21 @@ void agents_end(struct sup *s, int idx, int exit_code)
 	struct agent *a = &s->agents[idx];
 	if (!a->used || a->ended)
 		return;
-	a->held = false; /* its thread is gone with it */
+	a->n_held = 0; /* its threads are gone with it */
 	drain_conn(s, a);
 	if (a->core) {
 		struct meter_usage delta = {{0}};
-		for (int i = 0; i < a->n_sources; i++)
+		for (int i = 0; i < a->n_sources; i++) {
 			meter_finish(a->core, &a->sources[i].s, &delta);
+			enforce_usage_changed(s, a, &a->sources[i]);
+		}
 		ledger_record_delta(s->l, a->inst, &delta);
 		ledger_publish_meter(s->l, a->inst, a->core);
 	}
 	ledger_settle(s->l, a->inst, a->stopping ? LEDGER_INST_STOPPED : LEDGER_INST_EXITED,
 		      exit_code);
+	if (a->core)
+		enforce_agent_end(s, a);
 	free_meter(a);
 	if (a->pidw.fd >= 0) {
 		sup_unwatch(s, &a->pidw);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "sup.h"
 #include "tbwrap/log.h"
@@ -32,19 +33,60 @@ static const char *command_name(const struct sup *s, const struct agent *a)
 	return cmd < ledger_n_commands(h) ? h->commands[cmd].name : "?";
 }
 
-/* The first signal of a stop; the tick escalates to SIGKILL after the grace. */
+/*
+ * A stop that leaves the agent's user what the CLI writes: SIGINT first (Claude Code then writes
+ * its result object, subtype error_during_execution, and exits), SIGTERM after a grace, SIGKILL
+ * after another (the tick escalates). From the first signal on no request of it leaves.
+ */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGKILL};
+
+static void set_reservation(struct sup *s, struct agent *a);
+
+/* The next signal of a stop, when it is due. */
+static void stop_step(struct agent *a, uint64_t t)
+{
+	size_t n = sizeof(stop_signals) / sizeof(stop_signals[0]);
+	if (!a->stopping || (size_t)a->kill_step >= n)
+		return;
+	bool due = t >= a->kill_at_ms;
+	/* Nothing in flight (no request seen: nothing can still be billed) goes at once. */
+	if (a->kill_step == 0 && !due)
+		due = a->book.n_open == 0 || (req_settled(&a->book) && t >= a->quiet_until_ms);
+	if (!due)
+		return;
+	kill(a->pid, stop_signals[a->kill_step++]);
+	a->kill_at_ms = t + SUPERVISOR_GRACE_MS;
+}
+
 static void begin_stop(struct sup *s, struct agent *a, const char *note)
 {
+	uint64_t t = sup_now_ms();
+	/* No request leaves from now on. The first signal waits until the calls already in
+	 * flight (a subagent's, or the one whose usage is still being written) have shown their
+	 * usage: they are billed whatever happens, and interrupted they never reach a
+	 * transcript. The tick sends it (SUP_SETTLE_MS after the last usage, SUP_DRAIN_MS at
+	 * most). */
 	a->stopping = true;
 	a->kill_step = 0;
-	a->kill_at_ms = sup_now_ms() + SUPERVISOR_GRACE_MS;
+	a->kill_at_ms = t + SUP_DRAIN_MS;
+	a->quiet_until_ms = t + SUP_SETTLE_MS;
 	/* Through ledger_settle: it counts the stop on the agent's budgets (only on the first
 	 * STOPPED verdict) and releases its reservation now. */
 	ledger_mark(s->l, a->inst, 0, note);
 	ledger_settle(s->l, a->inst, LEDGER_INST_STOPPED, -1);
+	/* Its calls in flight are billed all the same: what is predicted for them stays held. */
+	set_reservation(s, a);
 	if (a->pid == s->cfg->child)
 		s->child_stopped = true;
-	kill(a->pid, SIGTERM);
+	/* Before any signal: Claude Code exits 0 after a SIGINT, and a stopped agent must not
+	 * look like one that finished. The preload library exits TBWRAP_EXIT_STOPPED instead. */
+	if (a->conn) {
+		struct proto_msg m = {.magic = PROTO_MAGIC, .type = PROTO_STOPPED};
+		if (send(a->conn->w.fd, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_warn("agent %d was not told of its stop: %s (it may exit 0)",
+				 (int)a->pid, strerror(errno));
+	}
+	stop_step(a, t);
 }
 
 void enforce_stop(struct sup *s, struct agent *a, const struct ledger_refusal *why)
@@ -126,28 +168,22 @@ void enforce_check(struct sup *s)
 	}
 }
 
-void enforce_usage_changed(struct sup *s, struct agent *a)
-{
-	if (a->core)
-		ledger_publish_meter(s->l, a->inst, a->core);
-}
-
 /*
- * The safety net: an agent that has started SUP_BLIND_REQUESTS API requests and has no usage
+ * The safety net: an agent that has had SUP_BLIND_ANSWERED API calls answered and has no usage
  * metered at all writes it where tbwrap does not look (an output format or transcript place of
  * a Claude Code version tbwrap does not know). Never silently: block mode stops it, warn mode
  * says so once and marks it unmetered. Returns true when the agent was stopped.
  */
 static bool blind(struct sup *s, struct agent *a)
 {
-	if (!a->metered || a->usage_at_end || a->requests < SUP_BLIND_REQUESTS ||
+	if (!a->metered || a->usage_at_end || a->answered < SUP_BLIND_ANSWERED ||
 	    instance_total(s, a) != 0)
 		return false;
 	char why[LEDGER_NOTE_LEN];
 	snprintf(why, sizeof(why),
-		 "no usage metered after %llu API requests: tbwrap cannot read where this agent "
+		 "no usage metered after %llu API calls: tbwrap cannot read where this agent "
 		 "writes it",
-		 (unsigned long long)a->requests);
+		 (unsigned long long)a->answered);
 	if (is_block(s)) {
 		enforce_stop_blind(s, a, why);
 		return true;
@@ -162,63 +198,277 @@ static bool blind(struct sup *s, struct agent *a)
 	return false;
 }
 
-void enforce_release(struct sup *s, struct agent *a)
+/* ---- the request book's view of the meter --------------------------------------------- */
+
+static bool book_usage(void *ctx, uint64_t id, struct meter_usage *out)
 {
-	if (!a->held)
-		return;
-	a->held = false;
-	struct ledger_refusal why;
-	if (!a->stopping && a->inst >= 0 && ledger_over_limit(s->l, a->inst, &why))
-		enforce_stop(s, a, &why);
-	if (!a->stopping)
-		blind(s, a);
-	notify_respond(s, a->held_lfd, a->held_id, a->stopping ? EPERM : 0);
-	a->usage_at_request = instance_total(s, a);
+	const struct agent *a = ctx;
+	return a->core && meter_message_usage(a->core, id, out);
 }
 
-void enforce_release_on_usage(struct sup *s)
+struct book_ctx {
+	struct sup *s;
+	struct agent *a;
+};
+
+static bool env_usage(void *ctx, uint64_t id, struct meter_usage *out)
 {
-	for (int i = 0; i < s->n_agents; i++) {
-		struct agent *a = &s->agents[i];
-		if (a->used && !a->ended && a->held && instance_total(s, a) != a->usage_at_request)
-			enforce_release(s, a);
+	return book_usage(((struct book_ctx *)ctx)->a, id, out);
+}
+
+static uint64_t env_cost(void *ctx, const struct meter_usage *u)
+{
+	return meter_usage_total(u, ((struct book_ctx *)ctx)->s->l->h->weights);
+}
+
+#define BOOK_ENV(s, a)                                                                             \
+	struct book_ctx bctx_ = {(s), (a)};                                                        \
+	const struct req_env env = {env_usage, env_cost, &bctx_}
+
+/* Tool-result bytes per conversation: the largest count among its sources (stdout and the
+ * transcript both carry the main conversation's). */
+static void conv_tool_bytes(const struct agent *a, uint64_t *out)
+{
+	memset(out, 0, sizeof(out[0]) * REQ_MAX_CONV);
+	for (int i = 0; i < a->n_sources; i++) {
+		const struct source *src = &a->sources[i];
+		if (src->conv >= 0 && src->conv < REQ_MAX_CONV &&
+		    src->s.tool_bytes > out[src->conv])
+			out[src->conv] = src->s.tool_bytes;
+	}
+}
+
+/* What the ledger holds for the agent: in block mode its requests in flight (the launch
+ * estimate until the first); in warn mode the estimate, less the usage that has come in. */
+static void set_reservation(struct sup *s, struct agent *a)
+{
+	if (a->inst < 0 || a->ended)
+		return;
+	uint64_t want;
+	if (is_block(s)) {
+		BOOK_ENV(s, a);
+		want = req_reserved(&a->book, &env);
+	} else {
+		uint64_t used = instance_total(s, a), est = a->book.estimate;
+		want = est > used ? est - used : 0;
+	}
+	ledger_set_reserved(s->l, a->inst, want);
+}
+
+static void judge_next_call(struct sup *s, struct agent *a, struct source *src);
+
+uint64_t enforce_launch_estimate(const struct sup *s, int cmd)
+{
+	uint64_t est = s->l->h->estimate, seen = s->first_call_any;
+	if (cmd >= 0 && cmd < LEDGER_MAX_COMMANDS && s->first_call[cmd])
+		seen = s->first_call[cmd];
+	return seen > est ? seen : est;
+}
+
+/* The agent's first call, as far as it has shown its usage: the model of the next agents'. */
+static void learn_first_call(struct sup *s, struct agent *a)
+{
+	struct meter_usage u;
+	if (!a->book.first_id || a->inst < 0 || !book_usage(a, a->book.first_id, &u))
+		return;
+	uint64_t cost = meter_usage_total(&u, s->l->h->weights);
+	uint32_t cmd = s->l->h->instances[a->inst].command;
+	if (cmd < LEDGER_MAX_COMMANDS && cost > s->first_call[cmd])
+		s->first_call[cmd] = cost;
+	if (cost > s->first_call_any)
+		s->first_call_any = cost;
+}
+
+void enforce_usage_changed(struct sup *s, struct agent *a, struct source *src)
+{
+	if (a->stopping)
+		a->quiet_until_ms = sup_now_ms() + SUP_SETTLE_MS;
+	if (a->core)
+		ledger_publish_meter(s->l, a->inst, a->core);
+	if (src) {
+		struct meter_fresh fresh[METER_FRESH];
+		unsigned n = meter_take_calls(&src->s, fresh, METER_FRESH);
+		for (unsigned i = 0; i < n; i++) {
+			if (fresh[i].is_new)
+				req_message(&a->book, src->conv, fresh[i].id_hash,
+					    fresh[i].tool_bytes);
+			if (src->kind == SRC_TRANSCRIPT)
+				req_final(&a->book, fresh[i].id_hash);
+		}
+	}
+	learn_first_call(s, a);
+	set_reservation(s, a);
+	if (src)
+		judge_next_call(s, a, src);
+}
+
+void enforce_agent_end(struct sup *s, struct agent *a)
+{
+	BOOK_ENV(s, a);
+	/* Called after ledger_settle. Requests whose call was never seen, with no result line to
+	 * sum them up (Claude Code 1.0.x's side calls, when it was stopped): billed, reported
+	 * nowhere. Their predictions stay held, so that the budget still counts them. */
+	uint64_t n = 0, held = req_unreported(&a->book, &env, &n);
+	if (is_block(s) && n && a->core && a->core->results == 0)
+		ledger_hold_unreported(s->l, a->inst, n, held);
+	req_close_all(&a->book, &env);
+	/* Block mode counts the requests admitted; warn mode, those started. */
+	uint64_t made = is_block(s) ? a->book.requests : a->requests;
+	ledger_note_requests(s->l, a->inst, made, a->book.max_under);
+	/* The safety net's last word: an agent that ended before SUP_BLIND_ANSWERED calls were
+	 * answered, having made calls and shown no usage at all, is no 0 either. */
+	if (a->metered && made > 0 && a->inst >= 0 && instance_total(s, a) == 0 && a->core &&
+	    a->core->results == 0 &&
+	    !(ledger_load32(&s->l->h->instances[a->inst].flags) & LEDGER_F_UNMETERED)) {
+		char why[LEDGER_NOTE_LEN];
+		snprintf(why, sizeof(why),
+			 "it made %llu API call%s and ended with no usage metered: tbwrap cannot "
+			 "read where this agent writes it",
+			 (unsigned long long)made, made == 1 ? "" : "s");
+		sup_clear_live(s);
+		log_warn("WARNING: agent %d (%s) was NOT metered: %s", (int)a->pid,
+			 command_name(s, a), why);
+		ledger_mark(s->l, a->inst, LEDGER_F_UNMETERED, why);
+	}
+}
+
+/* ---- per-request admission -------------------------------------------------------------- */
+
+/* One line: which budget, used, reserved and predicted; then the stop. early: the request was
+ * not made yet (its call asked for a tool, the next call's prediction does not fit). */
+static void stop_for_request(struct sup *s, struct agent *a, const struct ledger_refusal *why,
+			     uint64_t cost, bool early)
+{
+	char used[32], lim[32], res[32], pr[32], note[320], budget[96];
+	render_tokens(used, sizeof(used), why->used);
+	render_tokens(lim, sizeof(lim), why->limit);
+	render_tokens(res, sizeof(res), why->reserved);
+	render_tokens(pr, sizeof(pr), cost);
+	if (why->is_overall)
+		snprintf(budget, sizeof(budget), "the overall budget");
+	else
+		snprintf(budget, sizeof(budget), "command budget %s", why->name);
+	snprintf(note, sizeof(note),
+		 "its next request %s %s: used %s + reserved %s + predicted %s > limit %s",
+		 early ? "would not fit" : "does not fit", budget, used, res, pr, lim);
+	sup_clear_live(s);
+	log_warn("stopping agent %d (%s): %s (block mode)", (int)a->pid, command_name(s, a), note);
+	ledger_note_refused(s->l, a->inst, cost);
+	begin_stop(s, a, note);
+}
+
+/*
+ * A call that asked for a tool will be followed by another: when even the least that call will
+ * cost (without the tool's results, which are still to come) does not fit, a text or json mode
+ * agent is stopped now, while the tool runs. Measured with Claude Code 2.1.197 and 2.1.332: in
+ * json mode an interrupt while the tool runs still gets the result object written, one while a
+ * request waits for its first answer gets none; in stream-json mode it is the other way round,
+ * so a stream-json agent is stopped at the request that does not fit.
+ */
+static void judge_next_call(struct sup *s, struct agent *a, struct source *src)
+{
+	if (!is_block(s) || a->stopping || a->stdout_stream || !src->s.tool_use_id ||
+	    src->s.tool_use_id == src->preempt_id || src->conv < 0 || src->conv >= REQ_MAX_CONV ||
+	    a->book.conv[src->conv].last_id != src->s.tool_use_id)
+		return;
+	src->preempt_id = src->s.tool_use_id;
+	BOOK_ENV(s, a);
+	uint64_t tools[REQ_MAX_CONV], others;
+	struct meter_usage pred;
+	conv_tool_bytes(a, tools);
+	if (!req_predict_next(&a->book, src->conv, tools, &env, &pred, &others))
+		return;
+	uint64_t cost = env_cost(&bctx_, &pred);
+	struct ledger_refusal why;
+	if (a->inst >= 0 && !ledger_request_fits(s->l, a->inst, others + cost, cost, &why))
+		stop_for_request(s, a, &why, cost, true);
+}
+
+/* A request may go: predicted, admitted against the budgets (block mode), booked. Returns the
+ * answer: 0 (it goes), or EPERM when the agent is stopping (refused: the stop began here). */
+static int admit_request(struct sup *s, struct agent *a, uint64_t sock)
+{
+	if (a->stopping)
+		return EPERM;
+	if (!blind(s, a) && !is_block(s))
+		return 0;
+	if (a->stopping)
+		return EPERM;
+	BOOK_ENV(s, a);
+	uint64_t tools[REQ_MAX_CONV];
+	struct meter_usage pred;
+	int conv;
+	conv_tool_bytes(a, tools);
+	req_predict(&a->book, sock, tools, &env, &pred, &conv);
+	uint64_t cost = env_cost(&bctx_, &pred);
+	/* What the agent would hold: its requests in flight, and this one. */
+	uint64_t others = a->book.launch_pending ? 0 : req_reserved(&a->book, &env);
+	uint64_t want = others + cost;
+	struct ledger_refusal why;
+	if (a->inst >= 0 && !ledger_admit_request(s->l, a->inst, want, cost, &why)) {
+		stop_for_request(s, a, &why, cost, false);
+		return EPERM;
+	}
+	if (!req_start(&a->book, sock, &pred, conv)) {
+		/* More requests in flight than the book follows: none of them can be judged. */
+		enforce_stop_blind(s, a, "more API requests in flight at once than tbwrap follows");
+		return EPERM;
+	}
+	set_reservation(s, a);
+	ledger_note_requests(s->l, a->inst, a->book.requests, a->book.max_under);
+	return 0;
+}
+
+void enforce_release(struct sup *s, struct agent *a)
+{
+	uint64_t t = sup_now_ms();
+	/* They wait for the calls in flight to show their usage, so that the prediction starts
+	 * from it (a subagent's first call from the agent's first), SUP_HOLD_MS at most. */
+	bool answered = !req_unanswered(&a->book);
+	for (int i = 0; i < a->n_held;) {
+		struct held_request h = a->held[i];
+		if (!answered && t < h.until_ms && !a->stopping) {
+			i++;
+			continue;
+		}
+		memmove(&a->held[i], &a->held[i + 1],
+			sizeof(a->held[0]) * (size_t)(a->n_held - i - 1));
+		a->n_held--;
+		int answer = a->stopping ? EPERM : admit_request(s, a, h.sock);
+		if (a->stopping)
+			notify_swallow(s, h.lfd, h.id, h.len);
+		else
+			notify_respond(s, h.lfd, h.id, answer);
 	}
 }
 
 /*
  * Block mode's request barrier. Claude Code in text and json mode writes a call's usage to its
  * transcript only when the next call has been sent (measured: the transcript write follows the
- * request by about 30 ms), so a budget crossed by call k would be noticed only after call k+1
- * went out. When a new request starts (a socket write after SUP_REQUEST_GAP_MS of socket
- * silence) and no usage has arrived since the previous one started, the request waits - for the
- * next write to one of the agent's metered sources (fed first, so its usage counts) or
- * SUP_HOLD_MS - and is then refused if that usage crossed a budget. In stream-json mode usage
- * arrives during each call, so requests do not wait. Warn mode only counts requests (for the
- * safety net).
+ * request by about 30 ms when the tool was quick), so a budget crossed by call k would be
+ * noticed only after call k+1 went out. A new request therefore waits while a call in flight has
+ * not shown its usage - until a write to one of the agent's metered sources (fed first, so its
+ * usage counts) has shown it, or SUP_HOLD_MS - and is then predicted and admitted. In stream-json
+ * mode usage arrives during each call, so requests do not wait. Warn mode only counts requests (for
+ * the safety net).
  */
-bool enforce_hold_request(struct sup *s, struct agent *a, int lfd, uint64_t id)
+int enforce_request(struct sup *s, struct agent *a, int lfd, uint64_t id, uint64_t sock,
+		    int64_t len)
 {
-	uint64_t t = sup_now_ms();
-	bool is_new = t - a->last_sock_ms > SUP_REQUEST_GAP_MS;
-	a->last_sock_ms = t;
-	if (!is_new || a->held)
-		return false;
 	a->requests++;
-	if (!is_block(s)) {
-		blind(s, a);
-		return false;
+	if (a->stopping)
+		return EPERM;
+	if (is_block(s) && (req_unanswered(&a->book) || a->n_held > 0) &&
+	    a->n_held < REQ_MAX_OPEN) {
+		a->held[a->n_held++] =
+			(struct held_request){.lfd = lfd,
+					      .id = id,
+					      .sock = sock,
+					      .len = len,
+					      .until_ms = sup_now_ms() + SUP_HOLD_MS};
+		return -1;
 	}
-	uint64_t total = instance_total(s, a);
-	if (a->had_request && total == a->usage_at_request) {
-		a->held = true;
-		a->held_lfd = lfd;
-		a->held_id = id;
-		a->held_until_ms = t + SUP_HOLD_MS;
-		return true;
-	}
-	a->had_request = true;
-	a->usage_at_request = total;
-	return false;
+	return admit_request(s, a, sock);
 }
 
 void enforce_tick(struct sup *s)
@@ -228,14 +478,9 @@ void enforce_tick(struct sup *s)
 		struct agent *a = &s->agents[i];
 		if (!a->used || a->ended)
 			continue;
-		if (a->held && t >= a->held_until_ms)
+		if (a->n_held)
 			enforce_release(s, a);
-		if (a->stopping && t >= a->kill_at_ms && a->kill_step == 0) {
-			kill(a->pid, SIGKILL);
-			a->kill_step = 1;
-			a->kill_at_ms = UINT64_MAX;
-		}
+		stop_step(a, t);
 	}
 	enforce_check(s);
-	enforce_release_on_usage(s);
 }

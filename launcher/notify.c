@@ -46,6 +46,16 @@ static void respond(struct sup *s, int fd, int error)
 	notify_respond(s, fd, s->req->id, error);
 }
 
+void notify_respond_value(struct sup *s, int fd, uint64_t id, int64_t val)
+{
+	struct seccomp_notif_resp *r = s->resp;
+	memset(r, 0, s->resp_size);
+	r->id = id;
+	r->val = val;
+	while (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {
+	}
+}
+
 static bool read_remote(pid_t pid, uint64_t addr, void *dst, size_t len)
 {
 	struct iovec local = {.iov_base = dst, .iov_len = len};
@@ -195,7 +205,7 @@ static bool meter_write(struct sup *s, struct agent *a, struct source *src, pid_
 		done += n;
 	}
 	ledger_record_delta(s->l, a->inst, &delta);
-	enforce_usage_changed(s, a);
+	enforce_usage_changed(s, a, src);
 	return meter_usage_total(&delta, NULL) > 0;
 }
 
@@ -224,6 +234,130 @@ static bool guarded(struct sup *s, int lfd, pid_t tgid)
 	}
 	respond(s, lfd, deny ? EPERM : 0);
 	return true;
+}
+
+/*
+ * Whether a socket write starts an API call. A connection's host is learnt from its first bytes
+ * (the ClientHello's server name, the Host header, a proxy's CONNECT: include/tbwrap/wire.h);
+ * writes to another host than the API's are never calls. On a TLS connection the requests are
+ * encrypted: the first application-data write after SUP_REQUEST_GAP_MS of silence on it starts
+ * a call (handshake, alert and change-cipher records do not, and do not end the wait for it).
+ * On plain HTTP each request line is a request, and only a POST bills (the CLI's HEAD /
+ * connectivity check bills nothing). Unreadable or unrecognised bytes at the start of a burst
+ * count as a call: to be safe.
+ */
+static bool peer_is_api(const struct agent *a, const char *host)
+{
+	return !a->api_host[0] || wire_host_is(host, a->api_host);
+}
+
+static void learn_peer(const struct agent *a, struct sock_seen *slot, const struct wire_head *h)
+{
+	if (h->host[0])
+		slot->peer = peer_is_api(a, h->host) ? PEER_API : PEER_OTHER;
+}
+
+/* The first bytes of the write being notified; 0 when unreadable. */
+static size_t write_head(struct sup *s, pid_t tgid, unsigned char *head, size_t max)
+{
+	struct iovec riov[REMOTE_IOV_MAX];
+	int cnt = remote_buffers(tgid, &s->req->data, riov);
+	size_t total = 0;
+	for (int i = 0; i < cnt; i++)
+		total += riov[i].iov_len;
+	size_t n = total < max ? total : max;
+	if (cnt <= 0 || n == 0 || !read_span(tgid, riov, cnt, 0, (char *)head, n))
+		return 0;
+	return n;
+}
+
+static bool starts_call(struct sup *s, struct agent *a, pid_t tgid, const struct stat *st)
+{
+	uint64_t key = ((uint64_t)st->st_dev << 40) ^ (uint64_t)st->st_ino, t = sup_now_ms();
+	struct sock_seen *slot = NULL, *oldest = &a->socks[0];
+	for (int i = 0; i < SUP_SOCKETS; i++) {
+		if (a->socks[i].key == key) {
+			slot = &a->socks[i];
+			break;
+		}
+		if (a->socks[i].last_ms < oldest->last_ms)
+			oldest = &a->socks[i];
+	}
+	bool burst = !slot || t - slot->last_ms > SUP_REQUEST_GAP_MS;
+	if (!slot) {
+		slot = oldest;
+		memset(slot, 0, sizeof(*slot));
+		slot->key = key;
+	}
+	slot->last_ms = t;
+	if (burst)
+		slot->in_call = false;
+	if (slot->peer == PEER_OTHER || (slot->in_call && !slot->plain))
+		return false;
+	unsigned char head[WIRE_HEAD_MAX];
+	size_t n = write_head(s, tgid, head, sizeof(head));
+	struct wire_head h;
+	bool call;
+	if (n == 0) {
+		call = !slot->in_call;
+	} else {
+		wire_classify(head, n, &h);
+		switch (h.kind) {
+		case WIRE_TLS_HELLO:
+			learn_peer(a, slot, &h);
+			slot->plain = false;
+			return false;
+		case WIRE_TLS_OTHER:
+			return false;
+		case WIRE_HTTP:
+			learn_peer(a, slot, &h);
+			/* A CONNECT opens a tunnel: its ClientHello names the host again. */
+			if (h.is_connect || slot->peer == PEER_OTHER)
+				return false;
+			slot->plain = true;
+			call = h.is_post;
+			if (!call)
+				slot->in_call = false;
+			break;
+		case WIRE_TLS_DATA:
+		case WIRE_UNKNOWN:
+		default:
+			/* Plain HTTP: the rest of a request (its body). */
+			call = !slot->in_call && !(slot->plain && h.kind == WIRE_UNKNOWN);
+			break;
+		}
+	}
+	if (!call)
+		return false;
+	slot->in_call = true;
+	if (slot->had_call)
+		a->answered++;
+	slot->had_call = true;
+	return true;
+}
+
+/*
+ * A stopped agent sends nothing more to its API, even during the grace: its socket writes are
+ * answered as if made, and dropped. Answered with an error, Claude Code would retry and then end
+ * without its result object; waiting for an answer that never comes, it handles the SIGINT of
+ * the stop as a user's interrupt and writes its result (subtype error_during_execution).
+ */
+static int64_t write_length(pid_t tgid, const struct seccomp_data *d)
+{
+	struct iovec riov[REMOTE_IOV_MAX];
+	int cnt = remote_buffers(tgid, d, riov);
+	int64_t total = 0;
+	for (int i = 0; i < cnt; i++)
+		total += (int64_t)riov[i].iov_len;
+	return cnt < 0 ? -1 : total;
+}
+
+void notify_swallow(struct sup *s, int lfd, uint64_t id, int64_t len)
+{
+	if (len < 0)
+		notify_respond(s, lfd, id, EFAULT);
+	else
+		notify_respond_value(s, lfd, id, len);
 }
 
 static bool is_stdio_socket(const struct agent *a, const struct stat *st)
@@ -260,11 +394,17 @@ void notify_handle(struct sup *s, int lfd)
 		return;
 	}
 	if (S_ISSOCK(st.st_mode) && !is_stdio_socket(a, &st)) {
-		/* A stopped agent makes no further request to its API, even during the grace. */
+		int answer = 0;
+		int64_t len = write_length(tgid, &s->req->data);
+		if (!a->stopping && starts_call(s, a, tgid, &st))
+			answer = enforce_request(s, a, lfd, s->req->id,
+						 ((uint64_t)st.st_dev << 40) ^ st.st_ino, len);
+		if (answer == -1)
+			return; /* held: the barrier answers it */
 		if (a->stopping)
-			respond(s, lfd, EPERM);
-		else if (!enforce_hold_request(s, a, lfd, s->req->id))
-			respond(s, lfd, 0);
+			notify_swallow(s, lfd, s->req->id, len);
+		else
+			respond(s, lfd, answer);
 		return;
 	}
 	struct source *src = a->core ? agents_source(s, a, tgid, fd, &st) : NULL;
@@ -274,6 +414,6 @@ void notify_handle(struct sup *s, int lfd)
 	 * ends with the line that was counted. */
 	if (changed)
 		enforce_check(s);
-	if (a->held && src)
+	if (a->n_held && src)
 		enforce_release(s, a);
 }

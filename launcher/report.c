@@ -122,6 +122,16 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 	check(b, an);
 	for (int k = 0; an && k < METER_NANOMALY; k++)
 		add_u64(b, an, anomaly_names[k], ledger_load(&in->anomalies[k]));
+	add_u64(b, a, "requests", ledger_load(&in->requests));
+	uint64_t refused = ledger_load(&in->refused_prediction);
+	if (refused)
+		add_u64(b, a, "refused_prediction", refused);
+	else
+		check(b, cJSON_AddNullToObject(a, "refused_prediction"));
+	add_u64(b, a, "max_prediction_error", ledger_load(&in->max_under));
+	/* Calls nothing reported the usage of, and what the budgets still hold for them. */
+	add_u64(b, a, "unreported_calls", ledger_load(&in->unreported));
+	add_u64(b, a, "held", ledger_load(&in->unreported) ? ledger_load(&in->reserved) : 0);
 	uint32_t flags = ledger_load32(&in->flags);
 	check(b, cJSON_AddBoolToObject(a, "nested", (flags & LEDGER_F_NESTED) != 0));
 	check(b, cJSON_AddBoolToObject(a, "adopted", (flags & LEDGER_F_ADOPTED) != 0));
@@ -158,6 +168,7 @@ static void add_command(struct builder *b, cJSON *arr, const struct ledger_budge
 	add_u64(b, c, "agents", ledger_load(&bd->agents));
 	add_u64(b, c, "refused", ledger_load(&bd->refused));
 	add_u64(b, c, "stopped", ledger_load(&bd->stopped));
+	add_u64(b, c, "overshoot", ledger_load(&bd->overshoot));
 }
 
 char *report_json(const struct ledger_header *h)
@@ -183,6 +194,7 @@ char *report_json(const struct ledger_header *h)
 		add_u64(&b, overall, "agents", ledger_load(&h->overall.agents));
 		add_u64(&b, overall, "refused", ledger_load(&h->overall.refused));
 		add_u64(&b, overall, "stopped", ledger_load(&h->overall.stopped));
+		add_u64(&b, overall, "overshoot", ledger_load(&h->overall.overshoot));
 	}
 	add_u64(&b, root, "unlisted", ledger_load(&h->unlisted));
 

@@ -25,8 +25,10 @@
 #include "tbwrap/ledger.h"
 #include "tbwrap/meter.h"
 #include "tbwrap/proto.h"
+#include "tbwrap/requests.h"
 #include "tbwrap/streampos.h"
 #include "tbwrap/supervisor.h"
+#include "tbwrap/wire.h"
 
 #define SUP_MAX_AGENTS LEDGER_MAX_INSTANCES
 /* stdout and transcripts (the session's, and one per subagent) of one agent */
@@ -38,14 +40,22 @@
 #define SUP_REQUEST_GAP_MS 50
 /* Longest a request waits for the previous call's usage to be written. */
 #define SUP_HOLD_MS 1000
+/* A stopped agent's first signal waits for the usage of its calls in flight: until this long
+ * after the last usage it wrote, and this long at most. */
+#define SUP_SETTLE_MS 300
+#define SUP_DRAIN_MS 5000
+/* Connections of one agent whose last write time is kept (to tell a new request from the rest
+ * of one); the least recently written is forgotten first. */
+#define SUP_SOCKETS 16
 /* How long orphans of an exited command may take to become agents and register. */
 #define SUP_ORPHAN_GRACE_MS 1000
 /* How long a connection may stay without saying anything before it is dropped. */
 #define SUP_HELLO_MS 5000
 #define SUP_LIVE_MS 500
-/* An agent that has started this many API requests with no usage metered at all is one
- * tbwrap cannot read (an unknown output format): block mode refuses it, warn mode says so. */
-#define SUP_BLIND_REQUESTS 3
+/* An agent that has had this many API calls answered with no usage metered at all is one tbwrap
+ * cannot read (an unknown output format): block mode stops it, warn mode says so. A call counts
+ * as answered when its connection carries the next request (HTTP/1.1 answers in order). */
+#define SUP_BLIND_ANSWERED 2
 
 enum src_kind { SRC_STDOUT = 1, SRC_TRANSCRIPT };
 
@@ -53,7 +63,9 @@ struct source {
 	dev_t dev;
 	ino_t ino;
 	int kind;
-	bool subagent; /* a subagent's transcript (<session>/subagents/...) */
+	bool subagent;	     /* a subagent's transcript (<session>/subagents/...) */
+	int conv;	     /* its conversation in the agent's request book */
+	uint64_t preempt_id; /* the tool-asking call whose next call was judged already */
 	struct meter_stream s;
 	struct stream_pos pos;
 };
@@ -70,6 +82,13 @@ struct file_id {
 	ino_t ino;
 };
 
+/* What a connection of an agent talks to. */
+enum sock_peer {
+	PEER_UNKNOWN, /* not seen yet (or no host in its first bytes): taken for the API */
+	PEER_API,
+	PEER_OTHER, /* another host: its requests are not API calls */
+};
+
 struct agent {
 	bool used;
 	bool ended;
@@ -84,10 +103,12 @@ struct agent {
 	struct watch pidw; /* its pidfd */
 	struct conn *conn; /* its connection; NULL for adopted agents */
 	uint64_t kill_at_ms;
-	int kill_step; /* 0: SIGTERM sent, 1: SIGKILL sent */
+	uint64_t quiet_until_ms; /* a stop's SIGINT waits until then at least */
+	int kill_step;		 /* the stop's signals sent so far: SIGINT, SIGTERM, SIGKILL */
 	/* where its usage is */
 	bool stdout_json;
-	bool usage_at_end; /* json without a transcript: the result line is all there is */
+	bool stdout_stream; /* stream-json */
+	bool usage_at_end;  /* json without a transcript: the result line is all there is */
 	struct file_id stdout_id;
 	struct file_id stdio_sock[3]; /* sockets it got as fds 0-2: stdio, never API traffic */
 	char config_dir[4096];
@@ -95,15 +116,30 @@ struct agent {
 	struct meter_core *core;
 	int n_sources;
 	struct source *sources;
-	/* Block mode's request barrier (see enforce.c). */
-	uint64_t last_sock_ms;
-	uint64_t usage_at_request;
+	/* API requests (see enforce.c): the connections' last writes, the book of requests in
+	 * flight with their predictions, and those waiting at block mode's barrier. */
+	struct sock_seen {
+		uint64_t key; /* dev and inode of the connection's socket */
+		uint64_t last_ms;
+		bool had_call;
+		bool in_call;	     /* the current burst of writes is a call */
+		bool plain;	     /* plain HTTP: each request line is a request */
+		enum sock_peer peer; /* the host it talks to, once seen (include/tbwrap/wire.h) */
+	} socks[SUP_SOCKETS];
+	/* The API host (ANTHROPIC_BASE_URL's, else api.anthropic.com); "" when any host may be
+	 * it (Bedrock, Vertex: every connection is taken for the API). */
+	char api_host[WIRE_HOST_MAX];
 	uint64_t requests; /* API requests started */
-	bool had_request;
-	bool held;
-	int held_lfd;
-	uint64_t held_id;
-	uint64_t held_until_ms;
+	uint64_t answered; /* of them, answered (their connection carried the next one) */
+	struct req_book book;
+	int n_held;
+	struct held_request {
+		int lfd;
+		uint64_t id;
+		uint64_t sock;
+		int64_t len;
+		uint64_t until_ms;
+	} held[REQ_MAX_OPEN];
 };
 
 struct conn {
@@ -154,6 +190,10 @@ struct sup {
 		uint64_t start;
 	} refused[64]; /* adopted agents refused and killed (a ring) */
 	unsigned n_refused;
+	/* The largest first call (budget units) of an agent of each command, and of any: what
+	 * the next agent's first call is predicted to cost (enforce_launch_estimate). */
+	uint64_t first_call[LEDGER_MAX_COMMANDS];
+	uint64_t first_call_any;
 };
 
 uint64_t sup_now_ms(void);
@@ -192,17 +232,32 @@ void agents_status_request(struct sup *s, struct conn *c);
 void enforce_check(struct sup *s);
 void enforce_stop(struct sup *s, struct agent *a, const struct ledger_refusal *why);
 void enforce_stop_blind(struct sup *s, struct agent *a, const char *why);
-/* Block mode's request barrier: true when the request just started must wait. */
-bool enforce_hold_request(struct sup *s, struct agent *a, int lfd, uint64_t id);
+/* A new API request (a write of len bytes) on connection sock: the answer now (0, or an errno),
+ * or -1 when it is held (the barrier answers it later). A refused request stops the agent and
+ * is answered by the caller like every write of a stopped agent (notify_swallow). */
+int enforce_request(struct sup *s, struct agent *a, int lfd, uint64_t id, uint64_t sock,
+		    int64_t len);
+/* Held requests whose wait is over go (or are refused). */
 void enforce_release(struct sup *s, struct agent *a);
-void enforce_release_on_usage(struct sup *s);
 void enforce_tick(struct sup *s);
-/* An agent whose usage changed: publish it, let the barrier know. */
-void enforce_usage_changed(struct sup *s, struct agent *a);
+/* An agent whose usage changed (src: the source fed): its calls to the book, its reservation
+ * to the ledger, its figures to the report. */
+void enforce_usage_changed(struct sup *s, struct agent *a, struct source *src);
+/* The agent ended: its requests are over. */
+void enforce_agent_end(struct sup *s, struct agent *a);
+
+/* What an agent of command cmd (-1: not known) is admitted with and its first call predicted as:
+ * the largest first call of an agent of that command seen so far in the session (else of any
+ * command), never less than --estimate. */
+uint64_t enforce_launch_estimate(const struct sup *s, int cmd);
 
 /* notify.c */
 void notify_handle(struct sup *s, int lfd);
 void notify_respond(struct sup *s, int fd, uint64_t id, int error);
+/* Answers a write as if it had been made (val bytes), without making it. */
+void notify_respond_value(struct sup *s, int fd, uint64_t id, int64_t val);
+/* A stopped agent's socket write of len bytes: answered as made, dropped (-1: EFAULT). */
+void notify_swallow(struct sup *s, int lfd, uint64_t id, int64_t len);
 
 /* scan.c */
 void scan_tree(struct sup *s);

@@ -149,12 +149,14 @@ HOOK ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off, in
 }
 
 /* An agent reports its status before it goes: tbwrap cannot wait for an agent it did not start.
+ * An agent stopped for its budget that would exit 0 exits TBWRAP_EXIT_STOPPED (preload.c).
  * exit() passes it to an on_exit handler (preload.c); these three skip those handlers. The Bun
  * runtime of Claude Code ends with quick_exit(). Without a real function, exit_group is what
  * every one of them ends in. */
 #define EXIT_HOOK(f)                                                                               \
 	HOOK void f(int status)                                                                    \
 	{                                                                                          \
+		status = preload_exit_status(status);                                              \
 		if (preload_mode == PRELOAD_AGENT)                                                 \
 			preload_record_exit(status);                                               \
 		if (REAL(f))                                                                       \

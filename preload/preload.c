@@ -188,10 +188,40 @@ void preload_record_exit(int status)
 		syscall(SYS_write, sup_fd, &m, sizeof(m), 0, 0, (long)preload_tag);
 }
 
+/* Whether the supervisor has said this agent is being stopped for its budget (PROTO_STOPPED: the
+ * only message it sends after the verdict). Read once, at exit. */
+static bool told_stopped(void)
+{
+	static int told = -1;
+	if (told < 0) {
+		struct proto_msg m;
+		told = 0;
+		while (sup_fd >= 0 &&
+		       recv(sup_fd, &m, sizeof(m), MSG_DONTWAIT) == (ssize_t)sizeof(m))
+			if (m.magic == PROTO_MAGIC && m.type == PROTO_STOPPED)
+				told = 1;
+	}
+	return told == 1;
+}
+
+int preload_exit_status(int status)
+{
+	if (preload_mode == PRELOAD_AGENT && (status & 0xff) == 0 && told_stopped())
+		return TBWRAP_EXIT_STOPPED;
+	return status;
+}
+
 static void on_agent_exit(int status, void *arg)
 {
 	(void)arg;
-	preload_record_exit(status);
+	int now = preload_exit_status(status);
+	preload_record_exit(now);
+	if (now != status) {
+		/* The last handler to run (registered first, in the constructor): what is left is
+		 * stdio's flush, done here, and the exit with the stopped status. */
+		fflush(NULL);
+		syscall(SYS_exit_group, now);
+	}
 }
 
 /* The signal the kernel sends when the supervisor connection changes (F_SETSIG). Not SIGIO: the

@@ -87,6 +87,9 @@ ssize_t preload_tagged_write(int fd, const void *buf, size_t len);
 /* In an agent: reports the status it is about to exit with (for agents that are not tbwrap's
  * child, whose status tbwrap cannot wait for). */
 void preload_record_exit(int status);
+/* The status an agent exits with: TBWRAP_EXIT_STOPPED instead of 0 once the supervisor has said
+ * it is stopping it for its budget (PROTO_STOPPED). */
+int preload_exit_status(int status);
 
 /* In an agent: where a write to fd goes. TAGGED: a tagged syscall, the supervisor does not see
  * it (anything but a source or a socket); NOTIFY: untagged, for the supervisor to see and meter

@@ -26,8 +26,8 @@
 
 #include "tbwrap/meter.h"
 
-#define LEDGER_MAGIC UINT64_C(0x32474c5257425454) /* "TTBWRLG2" little-endian */
-#define LEDGER_VERSION 2u
+#define LEDGER_MAGIC UINT64_C(0x33474c5257425454) /* "TTBWRLG3" little-endian */
+#define LEDGER_VERSION 3u
 #define LEDGER_MAX_COMMANDS 64
 /* Budgets the command line may set: one entry of the table stays for the catch-all key. */
 #define LEDGER_MAX_BUDGETS (LEDGER_MAX_COMMANDS - 1)
@@ -59,11 +59,12 @@ struct ledger_budget {
 	char name[LEDGER_NAME_LEN]; /* command key ("/test", LEDGER_CATCH_ALL); "" for overall */
 	uint64_t limit;		    /* LEDGER_NO_LIMIT when no budget is set */
 	struct ledger_counts used;
-	uint64_t reserved; /* outstanding reservations of running agents */
-	uint64_t agents;   /* agents admitted */
-	uint64_t refused;  /* agents refused at launch */
-	uint64_t stopped;  /* agents stopped for a budget */
-	uint32_t warned;   /* bit i: threshold i (70, 90, 100 %) already reported */
+	uint64_t reserved;  /* outstanding reservations of running agents */
+	uint64_t agents;    /* agents admitted */
+	uint64_t refused;   /* agents refused at launch */
+	uint64_t stopped;   /* agents stopped for a budget */
+	uint64_t overshoot; /* largest amount used ever went over limit (0: never) */
+	uint32_t warned;    /* bit i: threshold i (70, 90, 100 %) already reported */
 	uint32_t pad;
 };
 
@@ -76,7 +77,12 @@ struct ledger_instance {
 	int32_t exit_code; /* code, or 128 + signal; -1 unknown */
 	uint32_t flags;	   /* LEDGER_F_* */
 	uint64_t estimate; /* reserved at admission */
-	uint64_t reserved; /* part of the estimate not yet covered by usage */
+	uint64_t reserved; /* held for it: the estimate, or (block mode) its requests in flight */
+	uint64_t requests; /* API requests it started (calls) */
+	uint64_t refused_prediction; /* block mode: the prediction of the request refused */
+	uint64_t max_under;	     /* largest amount a call exceeded its prediction */
+	uint64_t unreported; /* block mode: calls it made whose usage nothing reported (reserved
+			      * keeps holding their predictions after it ended) */
 	struct ledger_counts used;
 	uint64_t cost_micro_usd; /* largest total_cost_usd of a result line */
 	uint64_t results;	 /* result lines seen (a cost of 0 is known once one was) */
@@ -172,9 +178,36 @@ enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_
 int ledger_record_unadmitted(struct ledger *l, int cmd, pid_t pid, enum ledger_status status,
 			     const char *note);
 
-/* Adds a usage delta to an instance, its command and the overall counters, and releases the same
- * amount of the instance's outstanding reservation. */
+/* Adds a usage delta to an instance, its command and the overall counters (and raises a budget's
+ * overshoot when it takes it over its limit). Reservations are the caller's: ledger_set_reserved.
+ */
 void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta);
+
+/* Sets what is reserved for an instance (its budgets change by the difference). */
+void ledger_set_reserved(struct ledger *l, int inst, uint64_t reserved);
+
+/*
+ * Per-request admission (block mode): would the instance's reservation becoming `reserved` (what
+ * it holds for its requests in flight, the new one's prediction included) keep used + reserved
+ * within the overall and its command budget? Yes: it is set, true. No: nothing changes, *why says
+ * which budget (its estimate field holds the prediction), false.
+ */
+bool ledger_admit_request(struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
+			  struct ledger_refusal *why);
+
+/* The same question without an answer recorded: nothing changes. */
+bool ledger_request_fits(const struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
+			 struct ledger_refusal *why);
+
+/* A request refused before it was sent: its prediction, for the report. */
+void ledger_note_refused(struct ledger *l, int inst, uint64_t prediction);
+
+/* Per-request figures for the report. */
+void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, uint64_t max_under);
+
+/* An ended agent's calls that nothing reported: n of them, held as its reservation from now on
+ * (after ledger_settle, which released what it held). */
+void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, uint64_t held);
 
 /* Publishes what the meter knows beyond counts: cost, result lines, subtype, anomalies. */
 void ledger_publish_meter(struct ledger *l, int inst, const struct meter_core *core);

@@ -85,6 +85,15 @@ struct meter_core {
 /* Position of fed bytes unknown: they follow what was fed before. */
 #define METER_POS_APPEND UINT64_MAX
 
+/* Calls seen on a stream, kept until the reader takes them (meter_take_calls): each call once
+ * per stretch of lines (a message's content blocks are consecutive lines of the same id). */
+#define METER_FRESH 16
+struct meter_fresh {
+	uint64_t id_hash;
+	uint64_t tool_bytes; /* the stream's tool_bytes when the call was seen */
+	bool is_new;	     /* the first time the core saw this call, on any stream */
+};
+
 /* Per-source line reassembly. Lives in the process that reads the source. */
 struct meter_stream {
 	char *buf;	  /* partial line; grows on demand up to max_line (never per line) */
@@ -95,6 +104,15 @@ struct meter_stream {
 	bool has_cur_msg; /* a message_start was seen on this stream */
 	uint64_t cur_msg; /* id hash of the message most recently started on this stream */
 	uint64_t end;	  /* stream offset just past the last byte taken in */
+	/* For per-request admission (set track_calls): the bytes of tool-result lines, and the
+	 * calls this stream showed first, in order. */
+	bool track_calls;
+	uint64_t tool_bytes;
+	uint64_t tool_use_id; /* the latest call seen asking for a tool (a next call will come) */
+	unsigned n_fresh;
+	uint64_t fresh_last; /* the call of the latest entry (a repeat is not noted again) */
+	uint64_t fresh_lost; /* calls not kept: the reader took them too late */
+	struct meter_fresh fresh[METER_FRESH];
 };
 
 /* What one complete line says. */
@@ -147,6 +165,13 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
  */
 bool meter_feed(struct meter_core *core, struct meter_stream *s, uint64_t pos, const void *data,
 		size_t len, struct meter_usage *delta);
+
+/* The usage of a call by message id: its per-field maxima so far. False when the id is unknown
+ * (never seen, or pushed out of the window). */
+bool meter_message_usage(const struct meter_core *core, uint64_t id_hash, struct meter_usage *out);
+
+/* Moves the calls first seen on s since the last take into out (at most max); returns how many. */
+unsigned meter_take_calls(struct meter_stream *s, struct meter_fresh *out, unsigned max);
 
 /* End of the source: a last line without a newline is processed. */
 void meter_finish(struct meter_core *core, struct meter_stream *s, struct meter_usage *delta);

@@ -11,6 +11,10 @@
  *                         environment, cwd and stdio from /proc.
  *   supervisor -> agent   struct proto_reply: the verdict, and one line to print.
  *   agent -> supervisor   PROTO_EXIT (value = the status it is about to exit with).
+ *   supervisor -> agent   PROTO_STOPPED, before the first signal of a stop for the budget: an
+ *                         agent that would then exit 0 (Claude Code does after SIGINT) exits
+ *                         TBWRAP_EXIT_STOPPED instead, so that a script never takes a stopped
+ *                         agent for one that finished.
  *   anyone -> supervisor  PROTO_STATUS: the reply carries the sealed, read-only ledger fd.
  *
  * The HELLO that carries a listener fd is sent with a tagged raw sendmsg: an untagged one would
@@ -27,7 +31,7 @@
 #define PROTO_NAME_PREFIX "tbwrap-"
 #define PROTO_NAME_LEN 64
 
-enum proto_type { PROTO_HELLO = 1, PROTO_EXIT = 2, PROTO_STATUS = 3 };
+enum proto_type { PROTO_HELLO = 1, PROTO_EXIT = 2, PROTO_STATUS = 3, PROTO_STOPPED = 4 };
 
 #define PROTO_F_LISTENER 1u  /* the listener fd is attached */
 #define PROTO_F_NESTED 2u    /* under a listener of this session (TBWRAP_FILTERED was set) */

@@ -1,22 +1,29 @@
 /*
  * The machine-readable end-of-run report (--report-json FILE).
  *
- * Schema (version 2), counts are JSON numbers, unknown values are null:
- *   {"version":2, "mode":"warn"|"block", "estimate":N, "unlisted":N,
+ * Schema (version 3), counts are JSON numbers, unknown values are null:
+ *   {"version":3, "mode":"warn"|"block", "estimate":N, "unlisted":N,
  *    "overall":  {"limit":N|null, "used":USAGE, "reserved":N, "agents":N, "refused":N,
- *                 "stopped":N},
+ *                 "stopped":N, "overshoot":N},
  *    "commands": [{"name":"/test", "limit":N|null, "used":USAGE, "reserved":N,
- *                  "agents":N, "refused":N, "stopped":N}],
+ *                  "agents":N, "refused":N, "stopped":N, "overshoot":N}],
  *    "agents":   [{"pid":N, "command":"/test",
  *                  "status":"running"|"refused"|"stopped"|"exited",
  *                  "exit_code":N|null, "usage":USAGE, "cost_usd":0.036|null,
  *                  "result_subtype":"success"|null,
  *                  "anomalies":{"not_json":N, "bad_number":N, "oversize":N, "gap":N,
  *                               "orphan_delta":N},
+ *                  "requests":N, "refused_prediction":N|null, "max_prediction_error":N,
+ *                  "unreported_calls":N, "held":N,
  *                  "nested":bool, "adopted":bool, "metered":bool,
  *                  "note":"why it was refused, stopped or not metered"|null}]}
  * "metered": false says tbwrap could not read that agent's usage: its counts are not its
  * usage. "unlisted" counts agents that ran beyond the agent table (warn mode, unmetered).
+ * "overshoot": the most the budget's usage ever exceeded its limit (0: never). Per agent
+ * (block mode's request admission, README "Never cross"): "requests" admitted (warn mode:
+ * started), the prediction of the request refused, the largest amount a call exceeded its
+ * prediction, and calls whose usage nothing reported (Claude Code 1.0.x's side calls when it
+ * writes no result) with what the budgets still hold for them.
  *   USAGE = {"input":N, "output":N, "cache_creation":N, "cache_read":N, "total":N}
  */
 #ifndef TBWRAP_REPORT_H
@@ -30,7 +37,7 @@
 /* The report as JSON text ending with a newline; malloc'd, NULL when out of memory. */
 char *report_json(const struct ledger_header *h);
 
-#define REPORT_VERSION 2
+#define REPORT_VERSION 3
 
 /* A report file opened before the command runs (so that a path that cannot be written is an
  * error before anything was spent) and written at the end. */

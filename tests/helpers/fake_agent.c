@@ -7,6 +7,7 @@
  *   --mode writev  writev(2) through the PLT, each chunk split over two iovecs;
  *   --mode stdio   fputs/fwrite on stdout (glibc's stdio reaches the kernel through its internal
  *                  __write, not through the exported write symbol);
+ * --ignore INT,TERM ignores those signals (an agent slow to stop: block mode escalates).
  *   --mode raw     what the Bun-compiled CLI does (DESIGN.md §1): stdout is duplicated with
  *                  fcntl(1, F_DUPFD_CLOEXEC, 0) and written through the duplicate with raw
  *                  syscalls (pwritev2 + RWF_NOWAIT on a pipe, write otherwise), the transcript
@@ -59,6 +60,7 @@ struct options {
 	long pipe_size; /* 0: leave the pipe as it is */
 	bool sigpwr;
 	bool stats;
+	bool ignore_int, ignore_term; /* --ignore INT,TERM: an agent that does not stop at once */
 };
 
 struct blob {
@@ -185,7 +187,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		static const char *const ours_with_value[] = {
 			"--stdout",	"--transcript",	 "--stderr",	"--spawn",
 			"--session-id", "--mode",	 "--chunk",	"--delay-ms",
-			"--exit",	"--sleep-after", "--pipe-size",
+			"--exit",	"--sleep-after", "--pipe-size", "--ignore",
 		};
 		bool is_ours = false;
 		for (size_t k = 0; k < sizeof ours_with_value / sizeof ours_with_value[0]; k++)
@@ -232,6 +234,18 @@ static void parse_args(int argc, char **argv, struct options *o)
 			o->sleep_after_ms = parse_long(name, value, 0, 3600000);
 		} else if (strcmp(name, "--pipe-size") == 0) {
 			o->pipe_size = parse_long(name, value, 1, INT_MAX);
+		} else if (strcmp(name, "--ignore") == 0) {
+			for (const char *p = value; *p;) {
+				size_t n = strcspn(p, ",");
+				if (n == 3 && !strncmp(p, "INT", 3))
+					o->ignore_int = true;
+				else if (n == 4 && !strncmp(p, "TERM", 4))
+					o->ignore_term = true;
+				else
+					usage_error("--ignore: '%s' is not INT, TERM or INT,TERM",
+						    value);
+				p += n + (p[n] == ',');
+			}
 		} else if (strcmp(name, "--sigpwr") == 0) {
 			o->sigpwr = true;
 		} else if (strcmp(name, "--stats") == 0) {
@@ -673,6 +687,10 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	parse_args(argc, argv, &o);
+	if (o.ignore_int)
+		signal(SIGINT, SIG_IGN);
+	if (o.ignore_term)
+		signal(SIGTERM, SIG_IGN);
 
 	/* Everything that can fail for a bad argument fails before the first byte is written. */
 	struct blob out = {0}, tr = {0}, err = {0};

@@ -123,12 +123,14 @@ assert_line_match "$errout" "^tbwrap: process [0-9]+ \([^)]*claude\) is an agent
 	"static launcher below an agent: tbwrap says it meters the agent from outside"
 assert_eq "$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.agents):$(json_get "$T/r.json" agents.1.adopted)" \
 	"34000:2:true" "static launcher below an agent: adopted and metered exactly"
-# Block mode with no room for it: refused (killed) before its first request.
+# Block mode with no room for it: refused (killed) before its first request. It is admitted with
+# the largest first call seen so far (the outer agent's, 4,250: it spawns halfway through), as
+# its own command has had none.
 rm -f "$T/inner.rc"
 run "$TBWRAP" --disable-budget-visuals --budget-enforcement-mode block --command-budget /inner=500 \
 	--report-json "$T/r.json" -- "$AGENTS/claude" -p /outer \
 	--mode raw --spawn "$inner" --stdout "$FIX/stdout.text.txt" --transcript "$FIX/transcript.text.jsonl"
-assert_line_match "$errout" "^tbwrap: stopping process [0-9]+ \([^)]*claude\): an agent started without libtbwrap.so: refused command budget /inner: used 0 \+ reserved 0 \+ estimate 1\.0K > limit 500 \(block mode\)" \
+assert_line_match "$errout" "^tbwrap: stopping process [0-9]+ \([^)]*claude\): an agent started without libtbwrap.so: refused command budget /inner: used 0 \+ reserved 0 \+ estimate 4\.2K > limit 500 \(block mode\)" \
 	"static launcher below an agent, block, no room: refused, and why"
 assert_eq "$(cat "$T/inner.rc" 2>/dev/null)" 137 "static launcher below an agent, block, no room: the agent was killed (137)"
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Block mode: an agent that would not fit its budget is refused before it runs (status 86, a line
 # that names the budget and its numbers); a running agent whose usage crosses a budget is stopped
-# right after the line that crossed (status 87 for tbwrap when it was the command, 143 for the
-# agent); agents launched at the same instant cannot all slip under a budget that holds only some.
+# right after the line that crossed (status 87 for tbwrap when it was the command; the agent gets
+# SIGINT, then SIGTERM and SIGKILL after a grace each: 130, 143, 137); agents launched at the same
+# instant cannot all slip under a budget that holds only some.
 source "$(dirname "$0")/libtest.sh"
 setup
 require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
@@ -76,8 +77,8 @@ for mode in raw libc; do
 	assert_eq "$status" 87 "$mode: stopped agent: tbwrap exits 87"
 	assert_match "$errout" "(^|"$'\n'")tbwrap: stopping agent [0-9]+ \(/test\): command budget /test exceeded, used 12\.8K/10\.0K \(block mode\)("$'\n'"|$)" \
 		"$mode: stderr says which agent, which budget, how much"
-	assert_eq "$(report_line "$T/r.json")" "1 0 1 12750 0 | stopped:143" \
-		"$mode: ledger holds exactly the crossing total, status stopped, exit 143 (SIGTERM)"
+	assert_eq "$(report_line "$T/r.json")" "1 0 1 12750 0 | stopped:130" \
+		"$mode: ledger holds exactly the crossing total, status stopped, exit 130 (SIGINT)"
 	assert_eq "$(json_get "$T/r.json" commands.0.stopped):$(json_get "$T/r.json" commands.0.used.total)" \
 		"1:12750" "$mode: the command budget counts the stop and the crossing total"
 	# No line after the one that crossed reached stdout (the crossing line itself may be held
@@ -96,12 +97,25 @@ run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --overall-token-budget 500
 assert_eq "$status" 87 "overall budget crossed: tbwrap exits 87"
 assert_contains "$errout" "overall budget exceeded, used 8.5K/5.0K (block mode)" \
 	"overall: stderr names the overall budget"
-assert_eq "$(report_line "$T/r.json")" "1 0 1 8500 0 | stopped:143" "overall: stopped at the 2nd line"
+assert_eq "$(report_line "$T/r.json")" "1 0 1 8500 0 | stopped:130" "overall: stopped at the 2nd line"
 
 # An agent stopped below a script: the script goes on, tbwrap returns the script's status.
 run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --command-budget /test=10K -- sh -c \
 	"\"$AGENTS/claude\" -p /test --mode raw --delay-ms 200 --output-format stream-json --stdout \"$T/slow.jsonl\" >/dev/null; echo agent=\$?; exit 5"
-assert_eq "$status:$output" "5:agent=143" "agent below a script: stopped with 143, tbwrap returns the script's 5"
+assert_eq "$status:$output" "5:agent=130" "agent below a script: stopped with 130 (SIGINT), tbwrap returns the script's 5"
+
+# An agent that ignores SIGINT gets SIGTERM after the grace; one that ignores both, SIGKILL after
+# another (its 10 lines would take 8 s).
+for row in "INT 143 SIGTERM" "INT,TERM 137 SIGKILL"; do
+	read -r ign want sig <<<"$row"
+	start=$(date +%s%N)
+	run "$TBWRAP" "${BLOCK[@]}" --report-json "$T/r.json" --command-budget /test=10K -- sh -c \
+		"\"$AGENTS/claude\" -p /test --mode raw --delay-ms 800 --ignore $ign --output-format stream-json --stdout \"$T/slow.jsonl\" >/dev/null; echo agent=\$?"
+	ms=$((($(date +%s%N) - start) / 1000000))
+	assert_eq "$output:$(json_get "$T/r.json" agents.0.status)" "agent=$want:stopped" \
+		"an agent ignoring $ign: ended by $sig ($want) after the grace"
+	echo "# ignoring $ign: the run took $ms ms (graces of 2 s)"
+done
 
 # ---- parallel launches against a budget for 3 estimates ----
 # 16 agents start at once; each reserves 1000 of a 3000 budget and holds it for 1 s (it writes

@@ -71,7 +71,7 @@ EXEC_TARGET=$LA/real/claude run "$TBWRAP" --disable-budget-visuals --budget-enfo
 	--estimate 5000 --command-budget /test=9000 --report-json "$T/r.json" -- "$LA/claude" -p /test \
 	"${RUN[@]}" --transcript "$FIX/transcript.stream-json.jsonl"
 assert_eq "$status" 87 "exec launcher: admitted once, then stopped for the budget like one agent (87)"
-assert_eq "$(agents_line "$T/r.json")" "stopped:143:$(json_get "$T/r.json" overall.used.total)" \
+assert_eq "$(agents_line "$T/r.json")" "stopped:130:$(json_get "$T/r.json" overall.used.total)" \
 	"exec launcher: one agent in the report"
 EXEC_TARGET=$LA/real/claude run "$TBWRAP" --disable-budget-visuals --report-json "$T/r.json" -- \
 	"$LA/claude" -p /test "${RUN[@]}" --transcript "$FIX/transcript.stream-json.jsonl"

@@ -2,9 +2,10 @@
  * The ledger in one process: creation (fields, seals, memory reserved up front), config
  * validation, the command index, admission in block and warn mode with the exact refusal, the
  * instance table filling up, agents recorded without admission, usage, reservations and verdicts
- * (none of which may wrap), the over-limit boundary, rebinding to another command, what the
- * meter publishes, the text of a refusal, every refusal of ledger_map_readonly on a memfd forged
- * by hand, and metering a real Claude Code capture into it.
+ * (none of which may wrap), per-request admission and how far a budget overshot, the over-limit
+ * boundary, rebinding to another command, what the meter publishes, the text of a refusal, every
+ * refusal of ledger_map_readonly on a memfd forged by hand, and metering a real Claude Code
+ * capture into it.
  *
  * Every ledger is a memfd: a test that fails half-way leaves nothing behind the process.
  * The write protection itself (what the seals forbid) is tests/unit/test_ledger_seal.c.
@@ -361,6 +362,10 @@ static void test_admit_block_command(void **state)
 	assert_int_equal(slot, 0);
 	struct meter_usage d = {{100, 50, 50, 0}};
 	ledger_record_delta(&l, 0, &d);
+	/* Usage does not release the reservation: the supervisor sets it (its estimate is
+	 * covered). */
+	assert_int_equal(l.h->commands[0].reserved, 200);
+	ledger_set_reserved(&l, 0, 0);
 	assert_int_equal(l.h->commands[0].reserved, 0);
 	/* /test: used 200 + reserved 0 + 300 = 500 fits; then 200 + 300 + 1 does not. */
 	assert_int_equal(ledger_admit(&l, 0, 11, 300, &why, &slot), LEDGER_ADMITTED);
@@ -687,19 +692,26 @@ static void test_record_delta_and_settle(void **state)
 	assert_int_equal(in->used.n[METER_CACHE_CREATION], 30);
 	assert_int_equal(in->used.n[METER_CACHE_READ], 1000);
 	assert_int_equal(in->used.total, 230);
-	assert_int_equal(in->reserved, 170);
 	assert_int_equal(l.h->commands[0].used.total, 230);
 	assert_int_equal(l.h->commands[0].used.n[METER_CACHE_READ], 1000);
-	assert_int_equal(l.h->commands[0].reserved, 170);
 	assert_int_equal(l.h->commands[1].used.total, 0);
-	assert_int_equal(l.h->commands[1].reserved, 1000);
 	assert_int_equal(l.h->overall.used.total, 230);
 	assert_int_equal(l.h->overall.used.n[METER_OUTPUT], 20);
+	/* Usage leaves every reservation as it was: they are the supervisor's to set. */
+	assert_int_equal(in->reserved, 400);
+	assert_int_equal(l.h->commands[0].reserved, 400);
+	assert_int_equal(l.h->commands[1].reserved, 1000);
+	assert_int_equal(l.h->overall.reserved, 1400);
+	ledger_set_reserved(&l, 0, 170);
+	assert_int_equal(in->reserved, 170);
+	assert_int_equal(l.h->commands[0].reserved, 170);
+	assert_int_equal(l.h->commands[1].reserved, 1000);
 	assert_int_equal(l.h->overall.reserved, 1170);
 
-	/* Usage beyond the estimate releases only what is left. */
 	ledger_record_delta(&l, 0, &d);
 	assert_int_equal(in->used.total, 460);
+	assert_int_equal(in->reserved, 170);
+	ledger_set_reserved(&l, 0, 0);
 	assert_int_equal(in->reserved, 0);
 	assert_int_equal(l.h->commands[0].reserved, 0);
 	assert_int_equal(l.h->overall.reserved, 1000);
@@ -707,6 +719,8 @@ static void test_record_delta_and_settle(void **state)
 	/* Settling releases the rest of a reservation. */
 	struct meter_usage d2 = {{300, 0, 0, 0}};
 	ledger_record_delta(&l, 1, &d2);
+	assert_int_equal(l.h->overall.reserved, 1000);
+	ledger_set_reserved(&l, 1, 700);
 	assert_int_equal(l.h->overall.reserved, 700);
 	ledger_settle(&l, 1, LEDGER_INST_EXITED, 3);
 	assert_int_equal(l.h->instances[1].reserved, 0);
@@ -809,8 +823,8 @@ static void test_counts_never_wrap(void **state)
 	struct ledger_instance *in = &l.h->instances[0];
 	assert_true(in->used.n[METER_INPUT] == UINT64_MAX - 5);
 	assert_true(in->used.total == UINT64_MAX - 5);
-	assert_int_equal(in->reserved, 0);
-	assert_int_equal(l.h->overall.reserved, 0);
+	assert_int_equal(in->reserved, 10);
+	assert_int_equal(l.h->overall.reserved, 10);
 	d = (struct meter_usage){{10, 0, 0, 0}};
 	ledger_record_delta(&l, 0, &d);
 	/* A wrap would leave 4. */
@@ -828,13 +842,14 @@ static void test_counts_never_wrap(void **state)
 	assert_true(l.h->overall.used.total == UINT64_MAX);
 	ledger_close(&l);
 
-	/* Reservations: one agent's usage releases only its own, settling twice releases once. */
+	/* Reservations: setting one agent's moves only its own; settling twice releases once. */
 	cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 0);
 	create_or_fail(&l, &cfg);
 	assert_int_equal(ledger_admit(&l, 0, 1, 100, &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(ledger_admit(&l, 0, 2, 100, &why, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{500, 0, 0, 0}};
 	ledger_record_delta(&l, 0, &d);
+	ledger_set_reserved(&l, 0, 0);
 	assert_int_equal(l.h->instances[0].reserved, 0);
 	assert_int_equal(l.h->commands[0].reserved, 100);
 	assert_int_equal(l.h->overall.reserved, 100);
@@ -886,6 +901,7 @@ static void test_over_limit_boundary(void **state)
 	/* Command /test: limit 500. Exactly 500 is not over, 501 is. */
 	d = (struct meter_usage){{500, 0, 0, 0}};
 	ledger_record_delta(&l, 0, &d);
+	ledger_set_reserved(&l, 0, 0);
 	assert_false(ledger_over_limit(&l, 0, &why));
 	d = (struct meter_usage){{0, 1, 0, 0}};
 	ledger_record_delta(&l, 0, &d);
@@ -963,6 +979,8 @@ static void test_rebind(void **state)
 	ledger_mark(&l, 0, LEDGER_F_UNBOUND | LEDGER_F_NESTED, NULL);
 	struct meter_usage d = {{100, 20, 30, 50}};
 	ledger_record_delta(&l, 0, &d);
+	/* As the supervisor sets it: what is left of the estimate. */
+	ledger_set_reserved(&l, 0, 100);
 	struct ledger_instance *in = &l.h->instances[0];
 	assert_int_equal(in->reserved, 100);
 
@@ -991,9 +1009,11 @@ static void test_rebind(void **state)
 	/* Later usage goes to the new command. */
 	d = (struct meter_usage){{10, 0, 0, 0}};
 	ledger_record_delta(&l, 0, &d);
+	ledger_set_reserved(&l, 0, 90);
 	assert_int_equal(rv->used.total, 210);
 	assert_int_equal(pr->used.total, 0);
 	assert_int_equal(rv->reserved, 90);
+	assert_int_equal(pr->reserved, 0);
 
 	/* Nothing to move: same command, bad instance, bad command. */
 	assert_false(ledger_rebind(&l, 0, 1));
@@ -1036,6 +1056,433 @@ static void test_rebind(void **state)
 	/* The others are not affected by its flag. */
 	assert_false(ledger_over_limit(&l, 0, &why));
 	assert_false(ledger_over_limit(&l, 1, &why));
+	ledger_close(&l);
+}
+
+/* ledger_set_reserved moves the instance's, its command's and the overall reservation by the
+ * difference, up or down, and never below 0. */
+static void test_set_reserved(void **state)
+{
+	struct ledger_config cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 0);
+	struct ledger l;
+	int slot;
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, 50, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 3, 30, NULL, &slot), LEDGER_ADMITTED);
+	struct ledger_instance *a = &l.h->instances[0], *b = &l.h->instances[1],
+			       *c = &l.h->instances[2];
+	assert_int_equal(l.h->overall.reserved, 180);
+	assert_int_equal(l.h->commands[0].reserved, 130);
+	assert_int_equal(l.h->commands[1].reserved, 50);
+
+	/* Up by 150. */
+	ledger_set_reserved(&l, 0, 250);
+	assert_int_equal(a->reserved, 250);
+	assert_int_equal(l.h->commands[0].reserved, 280);
+	assert_int_equal(l.h->overall.reserved, 330);
+	assert_int_equal(l.h->commands[1].reserved, 50);
+	assert_int_equal(b->reserved, 50);
+	assert_int_equal(c->reserved, 30);
+	/* The same value: nothing moves. */
+	ledger_set_reserved(&l, 0, 250);
+	assert_int_equal(a->reserved, 250);
+	assert_int_equal(l.h->commands[0].reserved, 280);
+	assert_int_equal(l.h->overall.reserved, 330);
+	/* Down by 210, then to 0. */
+	ledger_set_reserved(&l, 0, 40);
+	assert_int_equal(a->reserved, 40);
+	assert_int_equal(l.h->commands[0].reserved, 70);
+	assert_int_equal(l.h->overall.reserved, 120);
+	ledger_set_reserved(&l, 0, 0);
+	assert_int_equal(a->reserved, 0);
+	assert_int_equal(l.h->commands[0].reserved, 30);
+	assert_int_equal(l.h->overall.reserved, 80);
+	/* Another command's instance moves its own command only. */
+	ledger_set_reserved(&l, 1, 75);
+	assert_int_equal(b->reserved, 75);
+	assert_int_equal(l.h->commands[1].reserved, 75);
+	assert_int_equal(l.h->commands[0].reserved, 30);
+	assert_int_equal(l.h->overall.reserved, 105);
+	/* Only reservations: usage, agents and the estimate stay. */
+	assert_int_equal(l.h->overall.used.total, 0);
+	assert_int_equal(l.h->overall.agents, 3);
+	assert_int_equal(a->estimate, 100);
+
+	/* A budget holding less than the difference (never the case unless the counts are
+	 * damaged) stops at 0 rather than wrapping to 2^64 - 1. */
+	l.h->commands[0].reserved = 10;
+	ledger_set_reserved(&l, 2, 0);
+	assert_int_equal(c->reserved, 0);
+	assert_int_equal(l.h->commands[0].reserved, 0);
+	assert_int_equal(l.h->overall.reserved, 75);
+	l.h->overall.reserved = 5;
+	ledger_set_reserved(&l, 1, 0);
+	assert_int_equal(b->reserved, 0);
+	assert_int_equal(l.h->overall.reserved, 0);
+	assert_int_equal(l.h->commands[1].reserved, 0);
+
+	/* Out of range: nothing. */
+	ledger_set_reserved(&l, 1, 10);
+	assert_int_equal(l.h->overall.reserved, 10);
+	ledger_set_reserved(&l, 3, 500);
+	ledger_set_reserved(&l, -1, 500);
+	assert_int_equal(l.h->overall.reserved, 10);
+	assert_int_equal(l.h->commands[0].reserved, 0);
+	assert_int_equal(l.h->commands[1].reserved, 10);
+	assert_int_equal(l.h->instances[3].reserved, 0);
+
+	/* Up saturates rather than wrapping to a small number. */
+	ledger_set_reserved(&l, 0, UINT64_MAX);
+	assert_true(a->reserved == UINT64_MAX);
+	assert_true(l.h->overall.reserved == UINT64_MAX);
+	assert_true(l.h->commands[0].reserved == UINT64_MAX);
+	assert_int_equal(l.h->commands[1].reserved, 10);
+	ledger_close(&l);
+}
+
+/*
+ * Per-request admission: a request fits when used + (the budget's reservation without this
+ * agent's) + the agent's new reservation <= limit, for the overall and the command budget.
+ * overall 1000, /test 500, /review unbudgeted.
+ */
+static void test_admit_request(void **state)
+{
+	struct ledger_config cfg = base_config(1000, LEDGER_MODE_BLOCK, 0);
+	struct ledger_refusal why;
+	struct ledger l;
+	int slot;
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, 200, NULL, &slot), LEDGER_ADMITTED);
+	struct meter_usage d = {{150, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	d = (struct meter_usage){{0, 100, 0, 0}};
+	ledger_record_delta(&l, 1, &d);
+	struct ledger_instance *t = &l.h->instances[0], *r = &l.h->instances[1];
+	/* Overall: used 250, reserved 300; /test: used 150, reserved 100. */
+
+	/* /test's agent: its own 100 is replaced, not added to. The command budget allows
+	 * 150 + 350 = 500 exactly; the overall one 250 + 200 + 350 = 800. */
+	assert_true(ledger_admit_request(&l, 0, 350, 350, &why));
+	assert_int_equal(t->reserved, 350);
+	assert_int_equal(l.h->commands[0].reserved, 350);
+	assert_int_equal(l.h->overall.reserved, 550);
+	assert_int_equal(t->refused_prediction, 0);
+
+	/* One more token does not fit /test: named with what the agent's other requests hold. */
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_admit_request(&l, 0, 351, 1, &why));
+	assert_false(why.is_overall);
+	assert_string_equal(why.name, "/test");
+	assert_int_equal(why.limit, 500);
+	assert_int_equal(why.used, 150);
+	assert_int_equal(why.reserved, 350);
+	assert_int_equal(why.estimate, 1);
+	assert_int_equal(t->refused_prediction, 1);
+	/* Nothing else changed. */
+	assert_int_equal(t->reserved, 350);
+	assert_int_equal(l.h->commands[0].reserved, 350);
+	assert_int_equal(l.h->overall.reserved, 550);
+	assert_int_equal(l.h->overall.refused, 0);
+	assert_int_equal(l.h->commands[0].refused, 0);
+	assert_int_equal(t->status, LEDGER_INST_RUNNING);
+
+	/* /review's agent, overall only: 250 + (550 - 200) + 400 = 1000 fits exactly. */
+	assert_true(ledger_admit_request(&l, 1, 400, 150, &why));
+	assert_int_equal(r->reserved, 400);
+	assert_int_equal(l.h->commands[1].reserved, 400);
+	assert_int_equal(l.h->overall.reserved, 750);
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_admit_request(&l, 1, 401, 101, &why));
+	assert_true(why.is_overall);
+	assert_string_equal(why.name, "");
+	assert_int_equal(why.limit, 1000);
+	assert_int_equal(why.used, 250);
+	/* Others' 350 + this agent's other requests in flight (401 - 101). */
+	assert_int_equal(why.reserved, 650);
+	assert_int_equal(why.estimate, 101);
+	assert_int_equal(r->refused_prediction, 101);
+	assert_int_equal(r->reserved, 400);
+	assert_int_equal(l.h->overall.reserved, 750);
+	assert_int_equal(t->refused_prediction, 1);
+
+	/* Both refuse: the overall budget is named. /test: 150 + 1000 > 500; overall:
+	 * 250 + 400 + 1000 > 1000. */
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_admit_request(&l, 0, 1000, 600, &why));
+	assert_true(why.is_overall);
+	assert_string_equal(why.name, "");
+	assert_int_equal(why.used, 250);
+	assert_int_equal(why.reserved, 400 + 400);
+	assert_int_equal(why.estimate, 600);
+	assert_int_equal(t->refused_prediction, 600);
+	assert_int_equal(t->reserved, 350);
+
+	/* A smaller reservation is admitted and lowers the budgets. */
+	assert_true(ledger_admit_request(&l, 0, 100, 100, &why));
+	assert_int_equal(t->reserved, 100);
+	assert_int_equal(l.h->commands[0].reserved, 100);
+	assert_int_equal(l.h->overall.reserved, 500);
+	/* An admitted request leaves the last refused prediction for the report. */
+	assert_int_equal(t->refused_prediction, 600);
+
+	/* why may be NULL; a bad instance is refused and records nothing. */
+	assert_false(ledger_admit_request(&l, 0, 10000, 5, NULL));
+	assert_int_equal(t->refused_prediction, 5);
+	assert_false(ledger_admit_request(&l, 2, 0, 0, &why));
+	assert_false(ledger_admit_request(&l, -1, 0, 0, &why));
+	assert_int_equal(l.h->instances[2].refused_prediction, 0);
+	assert_int_equal(l.h->instances[2].reserved, 0);
+	assert_int_equal(l.h->overall.reserved, 500);
+	ledger_close(&l);
+}
+
+/* A used-up budget refuses every request, even one predicted to cost nothing. */
+static void test_admit_request_used_up(void **state)
+{
+	struct ledger_config cfg = base_config(1000, LEDGER_MODE_BLOCK, 0);
+	struct ledger_refusal why;
+	struct meter_usage d;
+	struct ledger l;
+	int slot;
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 1, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	d = (struct meter_usage){{999, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	/* 999 used: 1 fits exactly, 2 does not. */
+	assert_false(ledger_admit_request(&l, 0, 2, 2, &why));
+	assert_true(ledger_admit_request(&l, 0, 1, 1, &why));
+	assert_true(ledger_admit_request(&l, 0, 0, 0, &why));
+	d = (struct meter_usage){{1, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	assert_int_equal(l.h->overall.used.total, 1000);
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_true(why.is_overall);
+	assert_int_equal(why.limit, 1000);
+	assert_int_equal(why.used, 1000);
+	assert_int_equal(why.reserved, 0);
+	assert_int_equal(why.estimate, 0);
+	assert_false(ledger_request_fits(&l, 0, 0, 0, NULL));
+	ledger_close(&l);
+
+	/* A used-up command budget, the overall one far from it. */
+	cfg = base_config(100000, LEDGER_MODE_BLOCK, 0);
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, 0, NULL, &slot), LEDGER_ADMITTED);
+	d = (struct meter_usage){{500, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_false(why.is_overall);
+	assert_string_equal(why.name, "/test");
+	assert_int_equal(why.limit, 500);
+	assert_int_equal(why.used, 500);
+	assert_int_equal(why.reserved, 0);
+	assert_int_equal(why.estimate, 0);
+	/* /review's agent is not held to /test's budget. */
+	assert_true(ledger_admit_request(&l, 1, 5000, 5000, &why));
+	ledger_close(&l);
+
+	/* A zero budget (warn mode lets the agent start at all). */
+	cfg = base_config(0, LEDGER_MODE_WARN, 0);
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 1, 1, 0, NULL, &slot), LEDGER_ADMITTED_OVER);
+	assert_false(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_true(why.is_overall);
+	assert_int_equal(why.limit, 0);
+	ledger_close(&l);
+}
+
+/* ledger_request_fits asks the same question as ledger_admit_request and changes nothing. */
+static void test_request_fits_no_side_effects(void **state)
+{
+	struct ledger_config cfg = base_config(1000, LEDGER_MODE_BLOCK, 0);
+	struct ledger_refusal why, why2;
+	struct ledger l;
+	int slot;
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, 300, NULL, &slot), LEDGER_ADMITTED);
+	struct meter_usage d = {{200, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	ledger_note_refused(&l, 0, 77);
+	struct ledger_header *before = malloc(HS);
+	assert_non_null(before);
+	memcpy(before, l.h, HS);
+
+	/* /test: 200 + 300 = 500 fits; 301 does not. */
+	assert_true(ledger_request_fits(&l, 0, 300, 300, &why));
+	assert_memory_equal(l.h, before, HS);
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_request_fits(&l, 0, 301, 201, &why));
+	assert_memory_equal(l.h, before, HS);
+	assert_false(why.is_overall);
+	assert_string_equal(why.name, "/test");
+	assert_int_equal(why.limit, 500);
+	assert_int_equal(why.used, 200);
+	assert_int_equal(why.reserved, 100);
+	assert_int_equal(why.estimate, 201);
+	/* /review's agent, overall only: 200 + 100 + 700 = 1000 fits; 701 does not. */
+	assert_true(ledger_request_fits(&l, 1, 700, 200, &why));
+	assert_false(ledger_request_fits(&l, 1, 701, 200, &why));
+	assert_true(why.is_overall);
+	assert_int_equal(why.used, 200);
+	assert_int_equal(why.reserved, 100 + 501);
+	assert_int_equal(why.estimate, 200);
+	assert_false(ledger_request_fits(&l, 1, 701, 200, NULL));
+	/* A prediction above the whole reservation is taken as all of it: the agent's other
+	 * requests hold 0, not 2^64 - 100. */
+	assert_false(ledger_request_fits(&l, 1, 800, 900, &why));
+	assert_true(why.is_overall);
+	assert_int_equal(why.reserved, 100);
+	assert_int_equal(why.estimate, 800);
+	assert_false(ledger_request_fits(&l, 2, 0, 0, &why));
+	assert_false(ledger_request_fits(&l, -1, 0, 0, &why));
+	assert_memory_equal(l.h, before, HS);
+
+	/* The same answer, and the same refusal, as admission gives. */
+	memset(&why2, 0x5a, sizeof(why2));
+	assert_false(ledger_admit_request(&l, 0, 301, 201, &why2));
+	memset(&why, 0x5a, sizeof(why));
+	assert_false(ledger_request_fits(&l, 0, 301, 201, &why));
+	assert_memory_equal(&why, &why2, sizeof(why));
+	free(before);
+	ledger_close(&l);
+}
+
+/* A budget's overshoot is the largest amount its usage ever went over its limit. */
+static void test_overshoot(void **state)
+{
+	/* Warn mode: agents are admitted past a budget, which block mode would refuse. */
+	struct ledger_config cfg = base_config(1000, LEDGER_MODE_WARN, 0);
+	struct meter_usage d;
+	struct ledger l;
+	int slot;
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	int catch_all = ledger_command_index(&l, LEDGER_CATCH_ALL, true);
+	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, 0, NULL, &slot), LEDGER_ADMITTED);
+	const struct ledger_budget *ov = &l.h->overall, *t = &l.h->commands[0],
+				   *r = &l.h->commands[1];
+
+	/* Within, then exactly at /test's 500: none. */
+	d = (struct meter_usage){{400, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	assert_int_equal(t->overshoot, 0);
+	d = (struct meter_usage){{0, 100, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	assert_int_equal(t->used.total, 500);
+	assert_int_equal(t->overshoot, 0);
+	assert_int_equal(ov->overshoot, 0);
+	/* 30 over /test, overall (530 of 1000) within. */
+	d = (struct meter_usage){{0, 0, 30, 0}};
+	ledger_record_delta(&l, 0, &d);
+	assert_int_equal(t->overshoot, 30);
+	assert_int_equal(ov->overshoot, 0);
+	/* Overall exactly at 1000, then 20 over; /review has no limit and never overshoots;
+	 * /test's stays. */
+	d = (struct meter_usage){{470, 0, 0, 0}};
+	ledger_record_delta(&l, 1, &d);
+	assert_int_equal(ov->used.total, 1000);
+	assert_int_equal(ov->overshoot, 0);
+	d = (struct meter_usage){{0, 0, 0, 20}};
+	ledger_record_delta(&l, 1, &d);
+	assert_int_equal(ov->overshoot, 20);
+	assert_int_equal(r->overshoot, 0);
+	assert_int_equal(t->overshoot, 30);
+	/* Weighted like the total it is measured on. */
+	d = (struct meter_usage){{5, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	assert_int_equal(t->overshoot, 35);
+	assert_int_equal(ov->overshoot, 25);
+
+	/* The largest excess stays when usage moves away (a rebind), and later usage below it
+	 * does not lower it. */
+	assert_true(ledger_rebind(&l, 0, catch_all));
+	assert_int_equal(t->used.total, 0);
+	assert_int_equal(t->overshoot, 35);
+	assert_int_equal(l.h->commands[catch_all].overshoot, 0);
+	assert_int_equal(ledger_admit(&l, 0, 3, 0, NULL, &slot), LEDGER_ADMITTED_OVER);
+	assert_int_equal(slot, 2);
+	d = (struct meter_usage){{510, 0, 0, 0}};
+	ledger_record_delta(&l, slot, &d);
+	assert_int_equal(t->overshoot, 35);
+	assert_int_equal(ov->overshoot, 535);
+	d = (struct meter_usage){{40, 0, 0, 0}};
+	ledger_record_delta(&l, slot, &d);
+	assert_int_equal(t->overshoot, 50);
+
+	/* Usage rebound into a budget takes it over as well. */
+	assert_true(ledger_rebind(&l, 1, 0));
+	assert_int_equal(t->used.total, 550 + 490);
+	assert_int_equal(t->overshoot, 540);
+	ledger_close(&l);
+
+	/* No overall limit: never. */
+	cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_WARN, 0);
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 1, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	d = (struct meter_usage){{UINT64_MAX / 2, 0, 0, 0}};
+	ledger_record_delta(&l, 0, &d);
+	assert_int_equal(l.h->overall.overshoot, 0);
+	assert_int_equal(l.h->commands[1].overshoot, 0);
+	ledger_close(&l);
+}
+
+static void test_note_requests_and_refused(void **state)
+{
+	struct ledger_config cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 0);
+	struct ledger l;
+	int slot;
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, 0, NULL, &slot), LEDGER_ADMITTED);
+	struct ledger_instance *in = &l.h->instances[0];
+	assert_int_equal(in->requests, 0);
+	assert_int_equal(in->max_under, 0);
+	assert_int_equal(in->refused_prediction, 0);
+	ledger_note_requests(&l, 0, 3, 1234);
+	assert_int_equal(in->requests, 3);
+	assert_int_equal(in->max_under, 1234);
+	/* Stored as given (the supervisor's book holds the figures), not accumulated. */
+	ledger_note_requests(&l, 0, 5, 17);
+	assert_int_equal(in->requests, 5);
+	assert_int_equal(in->max_under, 17);
+	ledger_note_refused(&l, 0, 4321);
+	assert_int_equal(in->refused_prediction, 4321);
+	ledger_note_refused(&l, 0, 99);
+	assert_int_equal(in->refused_prediction, 99);
+	assert_int_equal(in->requests, 5);
+	/* Neither touches usage, reservations or another instance. */
+	assert_int_equal(in->reserved, 0);
+	assert_int_equal(l.h->overall.reserved, 0);
+	assert_int_equal(l.h->instances[1].requests, 0);
+	assert_int_equal(l.h->instances[1].refused_prediction, 0);
+	assert_int_equal(l.h->instances[1].max_under, 0);
+	/* Out of range: nothing. */
+	ledger_note_requests(&l, 2, 9, 9);
+	ledger_note_requests(&l, -1, 9, 9);
+	ledger_note_refused(&l, 2, 9);
+	ledger_note_refused(&l, -1, 9);
+	assert_int_equal(l.h->instances[2].requests, 0);
+	assert_int_equal(l.h->instances[2].max_under, 0);
+	assert_int_equal(l.h->instances[2].refused_prediction, 0);
+	assert_int_equal(l.h->n_instances, 2);
 	ledger_close(&l);
 }
 
@@ -1298,13 +1745,18 @@ static void test_map_readonly_refuses_bad_magic(void **state)
 	h->magic = UINT64_C(0x0123456789abcdef);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x0123456789abcdef, expected "
-			   "0x32474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
-	/* The version 1 ledger's magic ("TTBWRLG1"). */
+	/* The version 1 and 2 ledgers' magics ("TTBWRLG1", "TTBWRLG2"). */
 	h->magic = UINT64_C(0x31474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x31474c5257425454, expected "
-			   "0x32474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "version");
+	h->magic = UINT64_C(0x32474c5257425454);
+	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
+			   "ledger has a bad magic number (0x32474c5257425454, expected "
+			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	free(h);
 }
@@ -1314,12 +1766,12 @@ static void test_map_readonly_refuses_wrong_version(void **state)
 	struct ledger_header *h = good_header();
 
 	(void)state;
-	h->version = 1;
+	h->version = 2;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 1, this tbwrap reads version 2");
-	h->version = 3;
+			   "ledger has version 2, this tbwrap reads version 3");
+	h->version = 4;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 3, this tbwrap reads version 2");
+			   "ledger has version 4, this tbwrap reads version 3");
 	free(h);
 }
 
@@ -1414,6 +1866,13 @@ static void test_map_readonly_accepts_created(void **state)
 	ledger_close(&l);
 }
 
+/* What the supervisor holds for an agent in warn mode: the estimate less its usage so far. */
+static void warn_reservation(struct ledger *l, int inst)
+{
+	uint64_t used = l->h->instances[inst].used.total, est = l->h->estimate;
+	ledger_set_reserved(l, inst, est > used ? est - used : 0);
+}
+
 static void test_meter_feed_fixture(void **state)
 {
 	struct ledger_config cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_WARN, 5000);
@@ -1438,12 +1897,14 @@ static void test_meter_feed_fixture(void **state)
 		delta = (struct meter_usage){{0}};
 		assert_true(meter_feed(core, &s, pos, buf, (size_t)n, &delta));
 		ledger_record_delta(&l, 0, &delta);
+		warn_reservation(&l, 0);
 		pos += (uint64_t)n;
 	}
 	close(fd);
 	delta = (struct meter_usage){{0}};
 	meter_finish(core, &s, &delta);
 	ledger_record_delta(&l, 0, &delta);
+	warn_reservation(&l, 0);
 	ledger_publish_meter(&l, 0, core);
 
 	/* Re-feeding the same bytes at the same positions adds nothing. */
@@ -1501,6 +1962,12 @@ int main(void)
 		cmocka_unit_test(test_over_limit_boundary),
 		cmocka_unit_test(test_no_limit_never_over),
 		cmocka_unit_test(test_rebind),
+		cmocka_unit_test(test_set_reserved),
+		cmocka_unit_test(test_admit_request),
+		cmocka_unit_test(test_admit_request_used_up),
+		cmocka_unit_test(test_request_fits_no_side_effects),
+		cmocka_unit_test(test_overshoot),
+		cmocka_unit_test(test_note_requests_and_refused),
 		cmocka_unit_test(test_mark_and_exit_code),
 		cmocka_unit_test(test_publish_meter),
 		cmocka_unit_test(test_describe_refusal),

@@ -24,12 +24,17 @@ ALIGNED8(ledger_budget, reserved);
 ALIGNED8(ledger_budget, agents);
 ALIGNED8(ledger_budget, refused);
 ALIGNED8(ledger_budget, stopped);
+ALIGNED8(ledger_budget, overshoot);
 ALIGNED8(ledger_instance, pid);
 ALIGNED8(ledger_instance, start_ns);
 ALIGNED8(ledger_instance, end_ns);
 ALIGNED8(ledger_instance, estimate);
 ALIGNED8(ledger_instance, reserved);
+ALIGNED8(ledger_instance, requests);
+ALIGNED8(ledger_instance, refused_prediction);
+ALIGNED8(ledger_instance, max_under);
 ALIGNED8(ledger_instance, used);
+ALIGNED8(ledger_instance, unreported);
 ALIGNED8(ledger_instance, cost_micro_usd);
 ALIGNED8(ledger_instance, results);
 ALIGNED8(ledger_instance, anomalies);
@@ -61,11 +66,11 @@ static void test_sizes(void **state)
 	(void)state;
 	assert_int_equal(sizeof(struct meter_usage), 32);
 	assert_int_equal(sizeof(struct ledger_counts), 40);
-	assert_int_equal(sizeof(struct ledger_budget), 152);
-	assert_int_equal(sizeof(struct ledger_instance), 304);
-	assert_int_equal(sizeof(struct ledger_header), 321256);
-	assert_int_equal(LEDGER_VERSION, 2);
-	assert_true(LEDGER_MAGIC == UINT64_C(0x32474c5257425454));
+	assert_int_equal(sizeof(struct ledger_budget), 160);
+	assert_int_equal(sizeof(struct ledger_instance), 336);
+	assert_int_equal(sizeof(struct ledger_header), 354544);
+	assert_int_equal(LEDGER_VERSION, 3);
+	assert_true(LEDGER_MAGIC == UINT64_C(0x33474c5257425454));
 	assert_int_equal(LEDGER_MAX_COMMANDS, 64);
 	assert_int_equal(LEDGER_MAX_INSTANCES, 1024);
 	assert_int_equal(LEDGER_NAME_LEN, 64);
@@ -92,8 +97,12 @@ static void test_budget(void **state)
 	OFF(ledger_budget, agents, 120);
 	OFF(ledger_budget, refused, 128);
 	OFF(ledger_budget, stopped, 136);
-	OFF(ledger_budget, warned, 144);
-	OFF(ledger_budget, pad, 148);
+	OFF(ledger_budget, overshoot, 144);
+	OFF(ledger_budget, warned, 152);
+	OFF(ledger_budget, pad, 156);
+	/* pad ends the struct: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_budget, pad) + sizeof(uint32_t),
+			 sizeof(struct ledger_budget));
 }
 
 static void test_instance(void **state)
@@ -108,12 +117,16 @@ static void test_instance(void **state)
 	OFF(ledger_instance, flags, 36);
 	OFF(ledger_instance, estimate, 40);
 	OFF(ledger_instance, reserved, 48);
-	OFF(ledger_instance, used, 56);
-	OFF(ledger_instance, cost_micro_usd, 96);
-	OFF(ledger_instance, results, 104);
-	OFF(ledger_instance, anomalies, 112);
-	OFF(ledger_instance, result_subtype, 152);
-	OFF(ledger_instance, note, 184);
+	OFF(ledger_instance, requests, 56);
+	OFF(ledger_instance, refused_prediction, 64);
+	OFF(ledger_instance, max_under, 72);
+	OFF(ledger_instance, unreported, 80);
+	OFF(ledger_instance, used, 88);
+	OFF(ledger_instance, cost_micro_usd, 128);
+	OFF(ledger_instance, results, 136);
+	OFF(ledger_instance, anomalies, 144);
+	OFF(ledger_instance, result_subtype, 184);
+	OFF(ledger_instance, note, 216);
 	/* The note is the last field and ends the struct: no trailing padding. */
 	assert_int_equal(offsetof(struct ledger_instance, note) + LEDGER_NOTE_LEN,
 			 sizeof(struct ledger_instance));
@@ -135,8 +148,8 @@ static void test_header(void **state)
 	OFF(ledger_header, n_instances, 68);
 	OFF(ledger_header, unlisted, 72);
 	OFF(ledger_header, overall, 80);
-	OFF(ledger_header, commands, 232);
-	OFF(ledger_header, instances, 9960);
+	OFF(ledger_header, commands, 240);
+	OFF(ledger_header, instances, 10480);
 	/* The last instance ends exactly at the end of the header: no trailing padding. */
 	assert_int_equal(offsetof(struct ledger_header, instances) +
 				 LEDGER_MAX_INSTANCES * sizeof(struct ledger_instance),

@@ -1,6 +1,8 @@
 /*
  * Meter tests: the real Claude Code captures fed in every way a writer can split, repeat or
- * interleave them, then each malformed case on its own with the anomaly it must raise.
+ * interleave them, then each malformed case on its own with the anomaly it must raise; the
+ * one-line array of `--output-format json --verbose`; the calls and tool results a stream
+ * follows for per-request admission.
  *
  * Every expectation is an exact number. The fixtures' sessions are known: 4 API calls of
  * 1000 input / 200 cache creation / 3000 cache read / 50 output each (the max-budget run: 2).
@@ -1081,6 +1083,584 @@ static void test_window(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* `--output-format json --verbose`: the whole session as one line holding a JSON array */
+
+/* The lines of a blob (without their newlines). */
+struct lines {
+	const char *p[64];
+	size_t len[64];
+	size_t n;
+};
+
+static void split_lines(const struct blob *b, struct lines *ls)
+{
+	const char *p = b->data, *end = b->data + b->len;
+	ls->n = 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		assert_non_null(nl);
+		assert_true(ls->n < sizeof(ls->p) / sizeof(ls->p[0]));
+		ls->p[ls->n] = p;
+		ls->len[ls->n++] = (size_t)(nl - p);
+		p = nl + 1;
+	}
+}
+
+/* "[" line "," line ... "]\n": what json --verbose prints for the session of those lines. */
+static char *join_array(const struct lines *ls, size_t *len)
+{
+	size_t n = 3;
+	for (size_t i = 0; i < ls->n; i++)
+		n += ls->len[i] + 1;
+	char *a = malloc(n), *q = a;
+	assert_non_null(a);
+	*q++ = '[';
+	for (size_t i = 0; i < ls->n; i++) {
+		if (i)
+			*q++ = ',';
+		memcpy(q, ls->p[i], ls->len[i]);
+		q += ls->len[i];
+	}
+	*q++ = ']';
+	*q++ = '\n';
+	*len = (size_t)(q - a);
+	return a;
+}
+
+/* The id hash of the first "msg_..." (28 bytes) of a fixture line. */
+static uint64_t line_msg_id(const char *line, size_t len)
+{
+	const char *id = memmem(line, len, "msg_", 4);
+	assert_non_null(id);
+	return meter_hash_id(id, 28);
+}
+
+/* What two cores must agree on after the same session. */
+static void assert_same_session(const struct meter_core *a, const struct meter_core *b)
+{
+	assert_memory_equal(&a->total, &b->total, sizeof(a->total));
+	assert_memory_equal(&a->msg_sum, &b->msg_sum, sizeof(a->msg_sum));
+	assert_memory_equal(&a->result, &b->result, sizeof(a->result));
+	assert_int_equal(a->cost_micro_usd, b->cost_micro_usd);
+	assert_int_equal(a->results, b->results);
+	assert_int_equal(a->messages, b->messages);
+	assert_string_equal(a->result_subtype, b->result_subtype);
+	assert_memory_equal(a->anomalies, b->anomalies, sizeof(a->anomalies));
+}
+
+/* The real stream-json session (system init, assistant messages with their ids and usage, tool
+ * results, the result) as one array counts exactly as its lines do, fed whole or byte by byte;
+ * tool results and calls are followed element by element. */
+static void test_json_verbose_array(void **state)
+{
+	(void)state;
+	struct blob b = fixture("stdout.stream-json.jsonl");
+	struct lines ls;
+	size_t alen;
+	split_lines(&b, &ls);
+	assert_int_equal(ls.n, 12);
+	char *arr = join_array(&ls, &alen);
+	struct meter_core *lines = calloc(1, sizeof(*lines)), *whole = calloc(1, sizeof(*whole)),
+			  *bytes = calloc(1, sizeof(*bytes));
+	struct meter_usage dl = {{0}}, dw = {{0}}, db = {{0}};
+	struct meter_stream sl, sw, sb;
+	assert_non_null(lines);
+	assert_non_null(whole);
+	assert_non_null(bytes);
+	meter_stream_init(&sl, 0);
+	meter_stream_init(&sw, 0);
+	meter_stream_init(&sb, 0);
+	sl.track_calls = sw.track_calls = sb.track_calls = true;
+
+	assert_true(meter_feed(lines, &sl, METER_POS_APPEND, b.data, b.len, &dl));
+	assert_true(meter_feed(whole, &sw, METER_POS_APPEND, arr, alen, &dw));
+	for (size_t i = 0; i < alen; i++)
+		assert_true(meter_feed(bytes, &sb, METER_POS_APPEND, arr + i, 1, &db));
+
+	assert_usage(&whole->total, 4000, 800, 12000, 200);
+	assert_memory_equal(&dw, &whole->total, sizeof(dw));
+	assert_int_equal(whole->cost_micro_usd, 36000);
+	assert_int_equal(whole->results, 1);
+	assert_int_equal(whole->messages, 4);
+	assert_string_equal(whole->result_subtype, "success");
+	assert_no_anomaly(whole);
+	assert_int_equal(whole->lines, 1);
+	assert_int_equal(lines->lines, 12);
+	assert_same_session(whole, lines);
+	assert_same_session(bytes, lines);
+	assert_memory_equal(&db, &dw, sizeof(db));
+	assert_memory_equal(&dl, &dw, sizeof(dl));
+
+	/* Tool results: the three user elements, byte for byte the lines they were. */
+	uint64_t tools = ls.len[3] + ls.len[6] + ls.len[9];
+	assert_int_equal(sl.tool_bytes, tools);
+	assert_int_equal(sw.tool_bytes, tools);
+	assert_int_equal(sb.tool_bytes, tools);
+	/* The last call that asked for a tool. */
+	assert_true(sw.tool_use_id == line_msg_id(ls.p[8], ls.len[8]));
+	assert_true(sl.tool_use_id == sw.tool_use_id);
+	assert_true(sb.tool_use_id == sw.tool_use_id);
+	/* The same calls, first seen after the same tool results. */
+	struct meter_fresh fl[METER_FRESH], fw[METER_FRESH], fb[METER_FRESH];
+	assert_int_equal(meter_take_calls(&sl, fl, METER_FRESH), 4);
+	assert_int_equal(meter_take_calls(&sw, fw, METER_FRESH), 4);
+	assert_int_equal(meter_take_calls(&sb, fb, METER_FRESH), 4);
+	static const int first_line[4] = {1, 4, 7, 10};
+	const uint64_t tools_before[4] = {0, ls.len[3], ls.len[3] + ls.len[6], tools};
+	for (int i = 0; i < 4; i++) {
+		uint64_t before = tools_before[i];
+		uint64_t id = line_msg_id(ls.p[first_line[i]], ls.len[first_line[i]]);
+		assert_true(fw[i].id_hash == id);
+		assert_int_equal(fw[i].tool_bytes, before);
+		assert_true(fw[i].is_new);
+		assert_true(fl[i].id_hash == id && fb[i].id_hash == id);
+		assert_int_equal(fl[i].tool_bytes, before);
+		assert_int_equal(fb[i].tool_bytes, before);
+		assert_true(fl[i].is_new && fb[i].is_new);
+	}
+
+	meter_stream_free(&sl);
+	meter_stream_free(&sw);
+	meter_stream_free(&sb);
+	free(lines);
+	free(whole);
+	free(bytes);
+	free(arr);
+	free(b.data);
+}
+
+#define SYS_INIT "{\"type\":\"system\",\"subtype\":\"init\",\"tools\":[\"Bash\"]}"
+#define MSG(id, in, out)                                                                           \
+	"{\"type\":\"assistant\",\"message\":{\"id\":\"" id "\",\"usage\":{\"input_tokens\":" #in  \
+	",\"output_tokens\":" #out "}}}"
+#define TOOL_RESULT                                                                                \
+	"{\"type\":\"user\",\"message\":{\"content\":[{\"type\":\"tool_result\",\"content\":"      \
+	"\"ok\"}]}}"
+#define RESULT_OBJ(in, out)                                                                        \
+	"{\"type\":\"result\",\"subtype\":\"success\",\"total_cost_usd\":0.25,\"usage\":{"         \
+	"\"input_tokens\":" #in ",\"output_tokens\":" #out "}}"
+
+/* The objects of a small session, with sep between them. */
+#define HAND_SESSION(sep)                                                                          \
+	SYS_INIT sep MSG("msg_a", 10, 1) sep MSG("msg_a", 10, 5)                                   \
+		sep TOOL_RESULT sep MSG("msg_b", 20, 2) sep RESULT_OBJ(30, 7)
+
+/* A small session by hand, one array against the same objects as lines: exact figures. */
+static void test_json_verbose_array_by_hand(void **state)
+{
+	(void)state;
+	static const char arr[] = "[ " HAND_SESSION(" ,\t") " ]";
+	static const char lines[] = HAND_SESSION("\n") "\n";
+	struct meter_core a = {0}, l = {0};
+	struct meter_usage da = {{0}}, dl = {{0}};
+	struct meter_stream sa, sl;
+
+	meter_stream_init(&sa, 0);
+	meter_stream_init(&sl, 0);
+	/* Without its newline: the source's end ends the line. */
+	feed_str(&a, &sa, arr, &da);
+	assert_int_equal(a.lines, 0);
+	meter_finish(&a, &sa, &da);
+	assert_int_equal(a.lines, 1);
+	feed_str(&l, &sl, lines, &dl);
+	assert_usage(&a.total, 30, 0, 0, 7);
+	assert_usage(&a.msg_sum, 30, 0, 0, 7);
+	assert_usage(&a.result, 30, 0, 0, 7);
+	assert_int_equal(a.cost_micro_usd, 250000);
+	assert_int_equal(a.messages, 2);
+	assert_int_equal(a.results, 1);
+	assert_string_equal(a.result_subtype, "success");
+	assert_no_anomaly(&a);
+	assert_same_session(&a, &l);
+	assert_memory_equal(&da, &dl, sizeof(da));
+	meter_stream_free(&sa);
+	meter_stream_free(&sl);
+}
+
+/* An array with a malformed element is one NOT_JSON line: what came before the damage counts
+ * (whole objects, each once), nothing after it. */
+static void test_json_verbose_array_malformed(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		uint64_t in, out; /* counted: the elements before the damage */
+		uint64_t messages;
+	} cases[] = {
+		/* A trailing comma inside the second message. */
+		{"[" MSG("msg_a", 10, 1) ",{\"type\":\"assistant\",\"message\":{\"id\":\"msg_b\","
+					 "\"usage\":{\"input_tokens\":5},}}," MSG(
+						 "msg_c", 7, 1) "," RESULT_OBJ(500, 9) "]\n",
+		 10, 1, 1},
+		/* Damaged first: nothing. */
+		{"[{\"type\":\"assistant\",\"usage\":" MSG("msg_c", 7, 1) "," RESULT_OBJ(500,
+											 9) "]\n",
+		 0, 0, 0},
+		/* Two elements without a comma. */
+		{"[" MSG("msg_a", 10, 1) MSG("msg_c", 7, 1) "," RESULT_OBJ(500, 9) "]\n", 10, 1, 1},
+		/* A non-object element that is not JSON. */
+		{"[" MSG("msg_a", 10, 1) ",tru," RESULT_OBJ(500, 9) "]\n", 10, 1, 1},
+		/* Not closed before the line ends. */
+		{"[" MSG("msg_a", 10, 1) "," MSG("msg_c", 7, 1) "\n", 17, 2, 2},
+		/* Bytes after the closing bracket. */
+		{"[" MSG("msg_a", 10, 1) "] x\n", 10, 1, 1},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct meter_core core = {0};
+		struct meter_usage delta = {{0}};
+		struct meter_stream s;
+		meter_stream_init(&s, 0);
+		feed_str(&core, &s, cases[i].line, &delta);
+		assert_int_equal(core.lines, 1);
+		for (int k = 0; k < METER_NANOMALY; k++)
+			assert_int_equal(core.anomalies[k], k == METER_ANOM_NOT_JSON ? 1 : 0);
+		assert_usage(&core.total, cases[i].in, 0, 0, cases[i].out);
+		assert_int_equal(core.messages, cases[i].messages);
+		assert_int_equal(core.results, 0);
+		assert_int_equal(core.cost_micro_usd, 0);
+		assert_string_equal(core.result_subtype, "");
+		assert_memory_equal(&delta, &core.total, sizeof(delta));
+		meter_stream_free(&s);
+	}
+
+	/* A bad count in one element spoils that element only, as on a line of its own. */
+	struct meter_core core = {0};
+	struct meter_stream s;
+	meter_stream_init(&s, 0);
+	feed_str(&core, &s,
+		 "[" MSG("msg_a", 10, 1) ",{\"type\":\"assistant\",\"message\":{\"id\":\"msg_b\","
+					 "\"usage\":{\"input_tokens\":-5}}}," RESULT_OBJ(500,
+											 9) "]\n",
+		 NULL);
+	assert_int_equal(core.anomalies[METER_ANOM_BAD_NUMBER], 1);
+	assert_int_equal(core.anomalies[METER_ANOM_NOT_JSON], 0);
+	assert_int_equal(core.messages, 1);
+	assert_int_equal(core.results, 1);
+	assert_usage(&core.total, 500, 0, 0, 9);
+	meter_stream_free(&s);
+}
+
+/* Arrays that hold no usage object: nothing counts, nothing is wrong. */
+static void test_json_verbose_array_without_objects(void **state)
+{
+	(void)state;
+	static const char *const lines[] = {
+		"[]\n",
+		" [ ] \n",
+		"[\"usage\"]\n",
+		"[\"usage\", 1, -2.5e3, null, true, false, [[], [\"usage\", {\"usage\": 3}]]]\n",
+		"[ \"input_tokens usage\" ,\t[{\"type\":\"assistant\",\"message\":{\"id\":\"m\","
+		"\"usage\":{\"input_tokens\":5}}}] ]\n",
+	};
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		struct meter_core core = {0};
+		struct meter_usage delta = {{0}};
+		struct meter_stream s;
+		meter_stream_init(&s, 0);
+		s.track_calls = true;
+		feed_str(&core, &s, lines[i], &delta);
+		assert_int_equal(core.lines, 1);
+		assert_no_anomaly(&core);
+		assert_usage(&core.total, 0, 0, 0, 0);
+		assert_usage(&delta, 0, 0, 0, 0);
+		assert_int_equal(core.messages, 0);
+		assert_int_equal(core.results, 0);
+		assert_int_equal(s.n_fresh, 0);
+		meter_stream_free(&s);
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Call tracking (meter_stream.track_calls) */
+
+/* tool_bytes grows by the length of each line that holds a tool result, and by nothing else. */
+static void test_track_tool_bytes(void **state)
+{
+	(void)state;
+	static const char tool[] = TOOL_RESULT;
+	/* A tool result whose content mentions usage: still no usage of its own. */
+	static const char tool_usage[] = "{\"type\":\"user\",\"message\":{\"content\":[{\"type\":"
+					 "\"tool_result\",\"content\":"
+					 "\"usage: 5\"}]}}";
+	struct meter_core core = {0};
+	struct meter_stream s, off;
+	uint64_t want = 0;
+
+	meter_stream_init(&s, 0);
+	meter_stream_init(&off, 0);
+	s.track_calls = true;
+	feed_str(&core, &s, SYS_INIT "\n", NULL);
+	assert_int_equal(s.tool_bytes, 0);
+	feed_str(&core, &s, TOOL_RESULT "\n", NULL);
+	want += sizeof(tool) - 1;
+	assert_int_equal(s.tool_bytes, want);
+	/* The word inside other text is not the "tool_result" string. */
+	feed_str(&core, &s, "{\"type\":\"user\",\"x\":\"a tool_result\"}\n", NULL);
+	feed_str(&core, &s, "plain text about tool_result\n", NULL);
+	assert_int_equal(s.tool_bytes, want);
+	/* The string anywhere in a line without usage: the line counts. */
+	static const char other[] = "{\"type\":\"user\",\"x\":\"tool_result\"}";
+	feed_str(&core, &s, other, NULL);
+	feed_str(&core, &s, "\n", NULL);
+	want += sizeof(other) - 1;
+	assert_int_equal(s.tool_bytes, want);
+	/* A call's line that names a tool result is the call, not a result. */
+	feed_str(&core, &s,
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_t\",\"content\":[{\"type\":"
+		 "\"tool_result\"}],\"usage\":{\"input_tokens\":1}}}\n",
+		 NULL);
+	assert_int_equal(s.tool_bytes, want);
+	assert_int_equal(core.messages, 1);
+	feed_str(&core, &s, tool_usage, NULL);
+	feed_str(&core, &s, "\n", NULL);
+	want += sizeof(tool_usage) - 1;
+	assert_int_equal(s.tool_bytes, want);
+	/* Split across writes: counted once, whole. */
+	for (size_t i = 0; i < sizeof(tool) - 1; i++)
+		assert_true(meter_feed(&core, &s, METER_POS_APPEND, tool + i, 1, NULL));
+	assert_int_equal(s.tool_bytes, want);
+	feed_str(&core, &s, "\n", NULL);
+	want += sizeof(tool) - 1;
+	assert_int_equal(s.tool_bytes, want);
+	/* A tool result that is not valid JSON but carries the marker is an anomaly, no result. */
+	feed_str(&core, &s, "{\"type\":\"tool_result\",\"usage\":\n", NULL);
+	assert_int_equal(core.anomalies[METER_ANOM_NOT_JSON], 1);
+	assert_int_equal(s.tool_bytes, want);
+
+	/* Not tracking: nothing. */
+	feed_str(&core, &off, TOOL_RESULT "\n", NULL);
+	feed_str(&core, &off, tool_usage, NULL);
+	feed_str(&core, &off, "\n", NULL);
+	feed_str(&core, &off,
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_u\",\"content\":[{\"type\":"
+		 "\"tool_use\"}],\"usage\":{\"input_tokens\":1}}}\n",
+		 NULL);
+	assert_int_equal(off.tool_bytes, 0);
+	assert_int_equal(off.tool_use_id, 0);
+	assert_int_equal(off.n_fresh, 0);
+	assert_int_equal(off.fresh_lost, 0);
+	assert_int_equal(core.messages, 2);
+	meter_stream_free(&s);
+	meter_stream_free(&off);
+}
+
+#define TOOL_USE(id, in)                                                                           \
+	"{\"type\":\"assistant\",\"message\":{\"id\":\"" id "\",\"content\":[{\"type\":"           \
+	"\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\"}],\"usage\":{\"input_tokens\":" #in     \
+	"}}}\n"
+
+/* tool_use_id: the latest call whose assistant line asks for a tool. */
+static void test_track_tool_use_id(void **state)
+{
+	(void)state;
+	struct meter_core core = {0};
+	struct meter_stream s;
+	const uint64_t a = meter_hash_id("msg_a", 5), b = meter_hash_id("msg_b", 5);
+
+	meter_stream_init(&s, 0);
+	s.track_calls = true;
+	feed_str(&core, &s, MSG("msg_a", 1, 1) "\n", NULL);
+	assert_int_equal(s.tool_use_id, 0);
+	feed_str(&core, &s, TOOL_USE("msg_a", 1), NULL);
+	assert_true(s.tool_use_id == a);
+	/* A later call without a tool leaves it; a tool result's "tool_use_id" is not a call. */
+	feed_str(&core, &s, MSG("msg_b", 2, 1) "\n", NULL);
+	feed_str(&core, &s,
+		 "{\"type\":\"user\",\"message\":{\"content\":[{\"tool_use_id\":\"toolu_1\","
+		 "\"type\":"
+		 "\"tool_result\"}]}}\n",
+		 NULL);
+	assert_true(s.tool_use_id == a);
+	feed_str(&core, &s, TOOL_USE("msg_b", 2), NULL);
+	assert_true(s.tool_use_id == b);
+	/* A message_start is not an assistant line: it does not say a tool was asked for. */
+	feed_str(&core, &s,
+		 "{\"type\":\"stream_event\",\"event\":{\"type\":\"message_start\",\"message\":{"
+		 "\"id\":\"msg_c\",\"content\":[{\"type\":\"tool_use\"}],\"usage\":{"
+		 "\"input_tokens\":1}}}}\n",
+		 NULL);
+	assert_true(s.tool_use_id == b);
+	/* tool_use only as a word in a text. */
+	feed_str(&core, &s,
+		 "{\"type\":\"assistant\",\"x\":\"no tool_use\",\"message\":{\"id\":\"msg_d\","
+		 "\"usage\":{\"input_tokens\":1}}}\n",
+		 NULL);
+	assert_true(s.tool_use_id == b);
+	/* Whichever call's line asked last: an older call read again (its transcript copy) too. */
+	feed_str(&core, &s, TOOL_USE("msg_a", 1), NULL);
+	assert_true(s.tool_use_id == a);
+	meter_stream_free(&s);
+}
+
+static void assert_call(const struct meter_fresh *f, const char *id, uint64_t tool_bytes,
+			bool is_new)
+{
+	assert_true(f->id_hash == meter_hash_id(id, strlen(id)));
+	assert_int_equal(f->tool_bytes, tool_bytes);
+	assert_int_equal(f->is_new, is_new);
+}
+
+/* meter_take_calls: the calls a stream showed, in order, each once per stretch of its lines,
+ * with the stream's tool_bytes at that moment and whether the core had seen it before; more
+ * than METER_FRESH untaken are counted as lost. */
+static void test_take_calls(void **state)
+{
+	(void)state;
+	struct meter_core *core = calloc(1, sizeof(*core));
+	struct meter_stream s, t, off;
+	struct meter_fresh out[METER_FRESH + 4];
+	const uint64_t tool_len = sizeof(TOOL_RESULT) - 1;
+
+	assert_non_null(core);
+	meter_stream_init(&s, 0);
+	meter_stream_init(&t, 0);
+	meter_stream_init(&off, 0);
+	s.track_calls = t.track_calls = true;
+	assert_int_equal(meter_take_calls(&s, out, METER_FRESH), 0);
+
+	feed_str(core, &s, MSG("msg_a", 10, 1) "\n", NULL);
+	feed_str(core, &s, MSG("msg_a", 10, 5) "\n", NULL); /* its next content block */
+	feed_str(core, &s, TOOL_RESULT "\n", NULL);
+	feed_str(core, &s, START("msg_b", 1), NULL); /* a message_start is a call too */
+	feed_str(core, &s, DELTA(50), NULL);	     /* a delta is not */
+	feed_str(core, &s, TOOL_RESULT "\n" TOOL_RESULT "\n", NULL);
+	feed_str(core, &s, MSG("msg_c", 1, 1) "\n", NULL);
+	assert_int_equal(s.n_fresh, 3);
+
+	/* Taken in order, as many as asked for. */
+	assert_int_equal(meter_take_calls(&s, out, 1), 1);
+	assert_call(&out[0], "msg_a", 0, true);
+	assert_int_equal(s.n_fresh, 2);
+	memset(out, 0, sizeof(out));
+	assert_int_equal(meter_take_calls(&s, out, METER_FRESH), 2);
+	assert_call(&out[0], "msg_b", tool_len, true);
+	assert_call(&out[1], "msg_c", 3 * tool_len, true);
+	assert_int_equal(out[2].id_hash, 0); /* no more written than returned */
+	assert_int_equal(meter_take_calls(&s, out, METER_FRESH), 0);
+	assert_int_equal(meter_take_calls(&s, out, 0), 0);
+
+	/* A call seen again after another (its transcript copy, a result read back): noted
+	 * again, as not new; its next lines in a row are not. On another stream: that stream's
+	 * own entry, with that stream's tool_bytes. */
+	feed_str(core, &s, MSG("msg_b", 1000, 99) "\n", NULL);
+	feed_str(core, &s, MSG("msg_b", 1000, 99) "\n", NULL);
+	feed_str(core, &t, MSG("msg_a", 10, 5) "\n", NULL);
+	feed_str(core, &t, TOOL_RESULT "\n", NULL);
+	feed_str(core, &t, MSG("msg_d", 1, 1) "\n", NULL);
+	feed_str(core, &t, MSG("msg_d", 1, 2) "\n", NULL);
+	feed_str(core, &s, MSG("msg_d", 1, 1) "\n", NULL);
+	feed_str(core, &s, MSG("msg_c", 1, 1) "\n", NULL);
+	feed_str(core, &s, MSG("msg_d", 1, 1) "\n", NULL);
+	assert_int_equal(meter_take_calls(&s, out, METER_FRESH), 4);
+	assert_call(&out[0], "msg_b", 3 * tool_len, false);
+	assert_call(&out[1], "msg_d", 3 * tool_len, false);
+	assert_call(&out[2], "msg_c", 3 * tool_len, false);
+	assert_call(&out[3], "msg_d", 3 * tool_len, false);
+	assert_int_equal(meter_take_calls(&t, out, METER_FRESH), 2);
+	assert_call(&out[0], "msg_a", 0, false);
+	assert_call(&out[1], "msg_d", tool_len, true);
+	/* Taken or not, the latest call is not noted again while its lines go on. */
+	feed_str(core, &s, MSG("msg_d", 1, 3) "\n", NULL);
+	assert_int_equal(s.n_fresh, 0);
+
+	/* METER_FRESH + 3 calls untaken: the first METER_FRESH kept, 3 lost. */
+	for (int i = 0; i < METER_FRESH + 3; i++) {
+		char line[256];
+		snprintf(line, sizeof(line), MSG("msg_n%d", 1, 1) "\n", i);
+		feed_str(core, &s, line, NULL);
+	}
+	assert_int_equal(s.n_fresh, METER_FRESH);
+	assert_int_equal(s.fresh_lost, 3);
+	assert_int_equal(meter_take_calls(&s, out, METER_FRESH + 4), METER_FRESH);
+	for (int i = 0; i < METER_FRESH; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "msg_n%d", i);
+		assert_call(&out[i], id, 3 * tool_len, true);
+	}
+	/* Room again: the next one is kept; what was lost stays counted. */
+	feed_str(core, &s, MSG("msg_z", 1, 1) "\n", NULL);
+	assert_int_equal(s.n_fresh, 1);
+	assert_int_equal(s.fresh_lost, 3);
+	assert_int_equal(t.fresh_lost, 0);
+	/* The latest call, pushed out of the window (by another stream) and seen again: new to
+	 * the core, so noted although it is the latest. */
+	for (int i = 0; i < METER_WINDOW; i++) {
+		char line[256];
+		snprintf(line, sizeof(line), MSG("msg_w%d", 1, 1) "\n", i);
+		feed_str(core, &off, line, NULL);
+	}
+	feed_str(core, &s, MSG("msg_z", 1, 1) "\n", NULL);
+	assert_int_equal(meter_take_calls(&s, out, METER_FRESH), 2);
+	assert_call(&out[0], "msg_z", 3 * tool_len, true);
+	assert_call(&out[1], "msg_z", 3 * tool_len, true);
+	assert_int_equal(off.n_fresh, 0);
+
+	/* Not tracking: nothing noted, nothing lost. */
+	for (int i = 0; i < METER_FRESH + 3; i++) {
+		char line[256];
+		snprintf(line, sizeof(line), MSG("msg_o%d", 1, 1) "\n", i);
+		feed_str(core, &off, line, NULL);
+	}
+	assert_int_equal(off.n_fresh, 0);
+	assert_int_equal(off.fresh_lost, 0);
+	assert_int_equal(meter_take_calls(&off, out, METER_FRESH), 0);
+	meter_stream_free(&s);
+	meter_stream_free(&t);
+	meter_stream_free(&off);
+	free(core);
+}
+
+/* meter_message_usage: a call's per-field maxima so far, from any of its lines. */
+static void test_message_usage(void **state)
+{
+	(void)state;
+	struct meter_core *core = calloc(1, sizeof(*core));
+	struct meter_stream s;
+	struct meter_usage u;
+
+	assert_non_null(core);
+	meter_stream_init(&s, 0);
+	assert_false(meter_message_usage(core, meter_hash_id("msg_a", 5), &u));
+	feed_str(core, &s,
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_a\",\"usage\":{\"input_"
+		 "tokens\":10,"
+		 "\"output_tokens\":1,\"cache_read_input_tokens\":7}}}\n",
+		 NULL);
+	feed_str(core, &s,
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_a\",\"usage\":{\"input_"
+		 "tokens\":8,"
+		 "\"output_tokens\":5,\"cache_creation_input_tokens\":3}}}\n",
+		 NULL);
+	memset(&u, 0x5a, sizeof(u));
+	assert_true(meter_message_usage(core, meter_hash_id("msg_a", 5), &u));
+	assert_usage(&u, 10, 3, 7, 5);
+	/* A delta raises the message it belongs to, and no other. */
+	feed_str(core, &s, START("msg_b", 1), NULL);
+	feed_str(core, &s, DELTA(50), NULL);
+	assert_true(meter_message_usage(core, meter_hash_id("msg_b", 5), &u));
+	assert_usage(&u, 1000, 200, 3000, 50);
+	assert_true(meter_message_usage(core, meter_hash_id("msg_a", 5), &u));
+	assert_usage(&u, 10, 3, 7, 5);
+	/* A result line is no message. */
+	feed_str(core, &s, RESULT(9999, 999, 0.1), NULL);
+	assert_false(meter_message_usage(core, meter_hash_id("msg_c", 5), &u));
+	assert_true(meter_message_usage(core, meter_hash_id("msg_a", 5), &u));
+	assert_usage(&u, 10, 3, 7, 5);
+	/* Pushed out of the window: unknown again. */
+	for (int i = 0; i < METER_WINDOW - 1; i++) {
+		char line[256];
+		snprintf(line, sizeof(line), MSG("msg_w%d", 1, 1) "\n", i);
+		feed_str(core, &s, line, NULL);
+	}
+	assert_false(meter_message_usage(core, meter_hash_id("msg_a", 5), &u));
+	assert_true(meter_message_usage(core, meter_hash_id("msg_b", 5), &u));
+	assert_usage(&u, 1000, 200, 3000, 50);
+	meter_stream_free(&s);
+	free(core);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -1104,6 +1684,14 @@ int main(void)
 		cmocka_unit_test(test_weights_and_saturation),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test(test_window),
+		cmocka_unit_test(test_json_verbose_array),
+		cmocka_unit_test(test_json_verbose_array_by_hand),
+		cmocka_unit_test(test_json_verbose_array_malformed),
+		cmocka_unit_test(test_json_verbose_array_without_objects),
+		cmocka_unit_test(test_track_tool_bytes),
+		cmocka_unit_test(test_track_tool_use_id),
+		cmocka_unit_test(test_take_calls),
+		cmocka_unit_test(test_message_usage),
 	};
 	enum {
 		NFIXED = sizeof(fixed) / sizeof(fixed[0]),

@@ -119,12 +119,18 @@ static void fill(struct ledger *l)
 	assert_int_equal(ledger_admit(l, 0, 101, 1000, &why, &a), LEDGER_ADMITTED);
 	assert_int_equal(a, 0);
 	feed_file(l, a, FIXTURE);
+	/* As the supervisor's request book reports them: 4 calls, the worst 250 above its
+	 * prediction. */
+	ledger_note_requests(l, a, 4, 250);
 	ledger_settle(l, a, LEDGER_INST_EXITED, 0);
 
 	assert_int_equal(ledger_admit(l, 1, 102, 1000, &why, &b), LEDGER_ADMITTED);
 	assert_int_equal(b, 1);
 	struct meter_usage u = {.n = {10, 1, 0, 0}};
 	ledger_record_delta(l, b, &u);
+	/* The reservation is the supervisor's: what is left of the estimate. */
+	ledger_set_reserved(l, b, 989);
+	ledger_note_requests(l, b, 1, 0);
 	ledger_mark(l, b, LEDGER_F_NESTED, NULL);
 
 	/* As the supervisor records a refusal: its exit status and why. */
@@ -141,8 +147,13 @@ static void fill(struct ledger *l)
 	assert_int_equal(d, 3);
 	struct meter_usage u2 = {.n = {5, 0, 0, 0}};
 	ledger_record_delta(l, d, &u2);
+	ledger_note_requests(l, d, 2, 7);
+	/* Its next request was refused before it was sent. */
+	ledger_note_refused(l, d, 1500);
 	ledger_mark(l, d, 0, "stopped: overall budget");
 	ledger_settle(l, d, LEDGER_INST_STOPPED, 143);
+	/* Stopped with a call whose usage nothing reported: its prediction stays held. */
+	ledger_hold_unreported(l, d, 1, 1200);
 
 	e = ledger_record_unadmitted(l, 1, 105, LEDGER_INST_RUNNING,
 				     "no libtbwrap.so in it:\tstatic binary");
@@ -258,17 +269,30 @@ static void assert_usage(const cJSON *obj, const char *key, double in, double ou
 }
 
 static void assert_budget(const cJSON *b, double reserved, double agents, double refused,
-			  double stopped)
+			  double stopped, double overshoot)
 {
 	assert_true(num(b, "reserved") == reserved);
 	assert_true(num(b, "agents") == agents);
 	assert_true(num(b, "refused") == refused);
 	assert_true(num(b, "stopped") == stopped);
+	assert_true(num(b, "overshoot") == overshoot);
+}
+
+/* What the supervisor's request book recorded for an agent; refused < 0: none (null). */
+static void assert_requests(const cJSON *a, double requests, double refused, double max_error)
+{
+	assert_true(num(a, "requests") == requests);
+	if (refused < 0)
+		assert_null_field(a, "refused_prediction");
+	else
+		assert_true(num(a, "refused_prediction") == refused);
+	assert_true(num(a, "max_prediction_error") == max_error);
 }
 
 #define AGENT_KEYS                                                                                 \
 	"pid", "command", "status", "exit_code", "usage", "cost_usd", "result_subtype",            \
-		"anomalies", "nested", "adopted", "metered", "note"
+		"anomalies", "requests", "refused_prediction", "max_prediction_error",             \
+		"unreported_calls", "held", "nested", "adopted", "metered", "note"
 
 static void assert_no_anomalies(const cJSON *a)
 {
@@ -284,37 +308,37 @@ static void check_report(const char *text)
 	if (!root)
 		fail_msg("not JSON:\n%s", text);
 	KEYS(root, "version", "mode", "estimate", "overall", "unlisted", "commands", "agents");
-	assert_true(num(root, "version") == 2);
+	assert_true(num(root, "version") == 3);
 	assert_string_equal(str(root, "mode"), "block");
 	assert_true(num(root, "estimate") == 1000);
 	assert_true(num(root, "unlisted") == 3);
 
 	const cJSON *ov = cJSON_GetObjectItemCaseSensitive(root, "overall");
-	KEYS(ov, "limit", "used", "reserved", "agents", "refused", "stopped");
+	KEYS(ov, "limit", "used", "reserved", "agents", "refused", "stopped", "overshoot");
 	assert_true(num(ov, "limit") == 50000);
 	assert_usage(ov, "used", 4015, 201, 800, 12000);
 	/* pid 102: 1000 estimate - 11 used; pid 105 reserved nothing. */
-	assert_budget(ov, 989, 4, 1, 1);
+	assert_budget(ov, 2189, 4, 1, 1, 0); /* 989 for b, 1200 held for d */
 
 	const cJSON *cmds = cJSON_GetObjectItemCaseSensitive(root, "commands");
 	assert_true(cJSON_IsArray(cmds));
 	assert_int_equal(cJSON_GetArraySize(cmds), 3);
 	const cJSON *t = cJSON_GetArrayItem(cmds, 0);
-	KEYS(t, "name", "limit", "used", "reserved", "agents", "refused", "stopped");
+	KEYS(t, "name", "limit", "used", "reserved", "agents", "refused", "stopped", "overshoot");
 	assert_string_equal(str(t, "name"), "/test");
 	assert_true(num(t, "limit") == 20000);
 	assert_usage(t, "used", 4000, 200, 800, 12000);
-	assert_budget(t, 0, 1, 1, 0);
+	assert_budget(t, 0, 1, 1, 0, 0);
 	const cJSON *r = cJSON_GetArrayItem(cmds, 1);
 	assert_string_equal(str(r, "name"), "/review");
 	assert_null_field(r, "limit");
 	assert_usage(r, "used", 10, 1, 0, 0);
-	assert_budget(r, 989, 2, 0, 0);
+	assert_budget(r, 989, 2, 0, 0, 0);
 	const cJSON *p = cJSON_GetArrayItem(cmds, 2);
 	assert_string_equal(str(p, "name"), "(prompt)");
 	assert_null_field(p, "limit");
 	assert_usage(p, "used", 5, 0, 0, 0);
-	assert_budget(p, 0, 1, 0, 1);
+	assert_budget(p, 1200, 1, 0, 1, 0);
 
 	const cJSON *ag = cJSON_GetObjectItemCaseSensitive(root, "agents");
 	assert_true(cJSON_IsArray(ag));
@@ -330,6 +354,7 @@ static void check_report(const char *text)
 	assert_true(num(a, "cost_usd") == 0.036);
 	assert_string_equal(str(a, "result_subtype"), "success");
 	assert_no_anomalies(a);
+	assert_requests(a, 4, -1, 250);
 	assert_bool(a, "nested", false);
 	assert_bool(a, "adopted", false);
 	assert_bool(a, "metered", true);
@@ -345,6 +370,10 @@ static void check_report(const char *text)
 	assert_null_field(b, "cost_usd");
 	assert_null_field(b, "result_subtype");
 	assert_no_anomalies(b);
+	assert_requests(b, 1, -1, 0);
+	/* Reserved while it runs, but nothing unreported: nothing held for such calls. */
+	assert_true(num(b, "unreported_calls") == 0);
+	assert_true(num(b, "held") == 0);
 	assert_bool(b, "nested", true);
 	assert_bool(b, "adopted", false);
 	assert_bool(b, "metered", true);
@@ -358,6 +387,7 @@ static void check_report(const char *text)
 	assert_true(num(c, "exit_code") == 86);
 	assert_usage(c, "usage", 0, 0, 0, 0);
 	assert_null_field(c, "cost_usd");
+	assert_requests(c, 0, -1, 0);
 	/* Refused agents ran nothing: their usage (0) is known. */
 	assert_bool(c, "metered", true);
 	assert_string_equal(str(c, "note"), refusal_103);
@@ -369,6 +399,9 @@ static void check_report(const char *text)
 	assert_string_equal(str(d, "status"), "stopped");
 	assert_true(num(d, "exit_code") == 143);
 	assert_usage(d, "usage", 5, 0, 0, 0);
+	assert_requests(d, 2, 1500, 7);
+	assert_true(num(d, "unreported_calls") == 1);
+	assert_true(num(d, "held") == 1200);
 	assert_bool(d, "metered", true);
 	assert_string_equal(str(d, "note"), "stopped: overall budget");
 
@@ -379,6 +412,7 @@ static void check_report(const char *text)
 	assert_string_equal(str(e, "status"), "running");
 	assert_null_field(e, "exit_code");
 	assert_usage(e, "usage", 0, 0, 0, 0);
+	assert_requests(e, 0, -1, 0);
 	assert_bool(e, "nested", false);
 	assert_bool(e, "adopted", true);
 	/* Its counts are not its usage. */
@@ -420,6 +454,50 @@ static void test_json_sanitizes_subtype(void **state)
 	assert_string_equal(str(a, "result_subtype"), "ok??\"x");
 	/* A result line with a cost of $0: the cost is known, and 0. */
 	assert_true(num(a, "cost_usd") == 0);
+	cJSON_Delete(root);
+	free(text);
+}
+
+/* How far each budget went over its limit (the largest excess seen), and the prediction of a
+ * request refused against a budget already over. */
+static void test_json_overshoot(void **state)
+{
+	struct fixture *f = *state;
+	struct ledger_refusal why;
+	int a, b;
+
+	assert_int_equal(ledger_admit(&f->l, 0, 201, 1000, &why, &a), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&f->l, 1, 202, 1000, &why, &b), LEDGER_ADMITTED);
+	struct meter_usage u = {.n = {20700, 0, 0, 0}};
+	ledger_record_delta(&f->l, a, &u);
+	u = (struct meter_usage){.n = {0, 29800, 0, 0}};
+	ledger_record_delta(&f->l, b, &u);
+	u = (struct meter_usage){.n = {0, 0, 100, 0}};
+	ledger_record_delta(&f->l, a, &u);
+	assert_false(ledger_admit_request(&f->l, a, 5000, 5000, &why));
+
+	char *text = report_json(f->l.h);
+	assert_non_null(text);
+	cJSON *root = cJSON_Parse(text);
+	assert_non_null(root);
+	/* Overall: 50600 of 50000; /test: 20800 of 20000; /review has no limit to go over. */
+	const cJSON *ov = cJSON_GetObjectItemCaseSensitive(root, "overall");
+	assert_usage(ov, "used", 20700, 29800, 100, 0);
+	assert_budget(ov, 2000, 2, 0, 0, 600);
+	const cJSON *cmds = cJSON_GetObjectItemCaseSensitive(root, "commands");
+	assert_int_equal(cJSON_GetArraySize(cmds), 2);
+	const cJSON *t = cJSON_GetArrayItem(cmds, 0);
+	assert_string_equal(str(t, "name"), "/test");
+	assert_budget(t, 1000, 1, 0, 0, 800);
+	const cJSON *r = cJSON_GetArrayItem(cmds, 1);
+	assert_string_equal(str(r, "name"), "/review");
+	assert_usage(r, "used", 0, 29800, 0, 0);
+	assert_budget(r, 1000, 1, 0, 0, 0);
+	const cJSON *ag = cJSON_GetObjectItemCaseSensitive(root, "agents");
+	const cJSON *ga = cJSON_GetArrayItem(ag, 0);
+	KEYS(ga, AGENT_KEYS);
+	assert_requests(ga, 0, 5000, 0);
+	assert_requests(cJSON_GetArrayItem(ag, 1), 0, -1, 0);
 	cJSON_Delete(root);
 	free(text);
 }
@@ -1046,6 +1124,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_json_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_sanitizes_subtype, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_json_overshoot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_stdout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),

@@ -50,10 +50,25 @@ def exe_of(pid):
         return ""
 
 
+def runs_claude(pid):
+    """The native build's executable is claude; the Node build's is node running claude's cli.js."""
+    if "claude" in exe_of(pid):
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    # It sets its process title to "claude" (its argv reads so); not the Bash tool's shell,
+    # whose command line names the CLI's shell snapshot file.
+    return "node" in os.path.basename(exe_of(pid)) and (
+        argv[0] == b"claude" or (len(argv) > 1 and (argv[1].endswith(b"/cli.js") or argv[1].endswith(b"/claude"))))
+
+
 # Who is who: the agent is the nearest ancestor running Claude Code; the supervisor's pid is in
 # the name of its socket, which every process of the session has in its environment.
-agent = os.getpid()
-while agent > 1 and "claude" not in exe_of(agent):
+agent = ppid_of(os.getpid())
+while agent > 1 and not runs_claude(agent):
     agent = ppid_of(agent)
 sock_name = os.environ["TBWRAP_SOCKET"]
 supervisor = int(sock_name.split("-")[2])

@@ -636,7 +636,8 @@ sum_of() {
 # (messaging_socket_path /tmp/cc-socks/PID.sock), and two fields the Node build (1.0.x) prints
 # from a message object that later stream events keep filling in, so that their value depends
 # on when the line is written: the stop_reason of assistant lines (null or "end_turn" for the
-# same call) and the content of a message_start stream event ("" or the call's whole text).
+# same call), the content of a message_start stream event ("" or the call's whole text), and
+# the order of the init line's slash_commands (directory order).
 # JSON lines are rewritten value by value (key order kept); any other line only has its ids
 # replaced. Text mode needs none of this: its output is compared byte for byte.
 normalize() {
@@ -660,6 +661,10 @@ def walk(v, key=""):
             v = dict(v, message=dict(v["message"], stop_reason="STOP_REASON"))
         if v.get("type") == "message_start" and isinstance(v.get("message"), dict) and "content" in v["message"]:
             v = dict(v, message=dict(v["message"], content="CONTENT"))
+        # The Node build lists the project's commands in directory order, which two runs
+        # need not share: as a set.
+        if v.get("type") == "system" and isinstance(v.get("slash_commands"), list):
+            v = dict(v, slash_commands=sorted(v["slash_commands"], key=str))
         return {k: walk(x, k) for k, x in v.items()}
     if isinstance(v, list):
         return [walk(x) for x in v]

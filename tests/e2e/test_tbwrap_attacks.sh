@@ -29,7 +29,13 @@ cp "$E2E_ROOT/tests/e2e/attack.py" "$U/attack.py"
 chmod 755 "$E2E_TMP"
 [[ ${#RUNAS[@]} -gt 0 ]] && chown -R 65534:65534 "$U"
 
-LIMIT=10000
+# Room for the attack's turn (the first) to run to its end, on every version: block mode stops
+# the agent at a later request (1.0.x's side calls each hold a call's prediction).
+LIMIT=20000
+# Every call costs 4250 (the scenario below): the estimate of a call before any is known.
+# 1.0.x makes side calls while a tool runs, each held as a call until the agent ends: room for
+# them too.
+claude_is_node && LIMIT=40000
 # scenario BASH...: the block scenario (6 calls of 4250 tokens) with these Bash tool commands.
 scenario() {
 	python3 - "$@" <<'PY'
@@ -43,12 +49,17 @@ PY
 session() {
 	standin_start "$2"
 	(cd "$U/project" && exec timeout -k 5 300 "${RUNAS[@]}" env HOME="$U/home" CLAUDE_CONFIG_DIR="$U/config" \
-		"$TBWRAP" --budget-enforcement-mode block --command-budget "/test=$LIMIT" --report-json "$U/$1.json" \
+		"$TBWRAP" --budget-enforcement-mode block --estimate 4250 --command-budget "/test=$LIMIT" --report-json "$U/$1.json" \
 		-- claude -p /test --allowedTools Bash --output-format stream-json --verbose) \
 		>"$E2E_TMP/$1.out" 2>"$E2E_TMP/$1.err" </dev/null
 	RC=$?
 	cp "$U/$1.json" "$E2E_TMP/$1.json" 2>/dev/null
-	CALLS=$(billed_calls /test)
+	# 1.0.x makes its side calls as its own timing goes: only the main calls are the session's.
+	if claude_is_node; then
+		CALLS=$(main_calls /test)
+	else
+		CALLS=$(billed_calls /test)
+	fi
 	TRUTH=$(ground_truth /test)
 }
 
@@ -60,13 +71,38 @@ assert_eq "87" "$plain_rc" "without the attack: the agent is stopped for its bud
 scenario "/usr/bin/python3 $U/attack.py $U/attack.log" "echo ran >> marker" >"$E2E_TMP/attack.json"
 session attack "$E2E_TMP/attack.json"
 assert_eq "87" "$RC" "with the attack: the agent is stopped for its budget all the same (87)"
-assert_eq "$plain_calls" "$CALLS" "with the attack: the same $plain_calls calls reached the API"
-read -r ti to tc tr <<<"$TRUTH"
-assert_eq "$ti $((to - 49)) $tc $tr" "$(report_usage "$E2E_TMP/attack.json" /test)" \
-	"with the attack: the report equals the billing (output minus 49 for the call in flight)"
-assert_eq "$(report_usage "$E2E_TMP/plain.json" /test)" "$(report_usage "$E2E_TMP/attack.json" /test)" \
-	"with the attack: the report is the one of the session without it"
-assert_eq "stopped 10000" "$(report_get "$E2E_TMP/attack.json" '[r["agents"][0]["status"], [c["limit"] for c in r["commands"] if c["name"] == "/test"][0]]')" \
+if claude_is_node; then
+	# 1.0.x's side calls come as its own timing goes, each held as a call: where the stop
+	# falls varies from run to run, with or without the attack. What must hold: the budget,
+	# up to the prediction's documented error for 1.0.x (README, Never cross): every call it
+	# shows before its result has output 1 of its real 50, so each call billed may be 49 over
+	# what it was predicted.
+	billed=$(sum_of "$TRUTH")
+	all_calls=$(billed_calls /test)
+	allowed=$((LIMIT + all_calls * 49))
+	if ((billed <= allowed)); then
+		ok "with the attack: billed $billed <= $LIMIT + $all_calls x 49 ($CALLS main calls; $plain_calls without it)"
+	else
+		not_ok "with the attack: billed within the budget and the prediction's error" "billed $billed > $allowed ($all_calls calls)"
+	fi
+else
+	assert_eq "$plain_calls" "$CALLS" "with the attack: the same $plain_calls calls reached the API"
+fi
+# Block mode never lets the request that does not fit leave: every billed call is complete.
+# 1.0.x writes each call's output as its stream's first snapshot (README, Limits) and its side
+# calls nowhere: its ledger holds the main calls' input and cache counts.
+if claude_is_node; then
+	read -r ti _ tc tr <<<"$(cli_truth /test)"
+	read -r gi _ gc gr <<<"$(report_usage "$E2E_TMP/attack.json" /test)"
+	assert_eq "$ti $tc $tr" "$gi $gc $gr" "with the attack: the report holds the main calls' input and cache counts (1.0.x)"
+else
+	assert_eq "$TRUTH" "$(report_usage "$E2E_TMP/attack.json" /test)" "with the attack: the report equals the billing"
+fi
+if ! claude_is_node; then
+	assert_eq "$(report_usage "$E2E_TMP/plain.json" /test)" "$(report_usage "$E2E_TMP/attack.json" /test)" \
+		"with the attack: the report is the one of the session without it"
+fi
+assert_eq "stopped $LIMIT" "$(report_get "$E2E_TMP/attack.json" '[r["agents"][0]["status"], [c["limit"] for c in r["commands"] if c["name"] == "/test"][0]]')" \
 	"with the attack: the budget and the verdict are tbwrap's own"
 
 log=$(cat "$U/attack.log" 2>/dev/null)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Block mode with the real Claude Code CLI: a 6-call session under a /test budget is stopped in
-# the API call that crosses the budget (no further call reaches the API), the next /test agent
-# is refused before it sends anything, and the same session under the CLI's own
-# --max-budget-usd is run for comparison.
+# Block mode with the real Claude Code CLI: a 6-call session under a /test budget is stopped at
+# the first request that would not fit (never sent: the budget is never crossed), in stream-json
+# and in text mode; the stopped agent exits 87, not the 0 the CLI gives after a SIGINT; the next
+# /test agent is refused before it sends anything (its first call is predicted as the first call
+# of the agent before it); and the same session under the CLI's own --max-budget-usd is run for
+# comparison.
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -13,70 +15,40 @@ tbwrap_require
 SCENARIO=$E2E_SCENARIOS/block.json
 LIMIT=10000
 USD_LIMIT=0.02
+CALL=4250 # every call of the scenario: 1000 + 200 + 3000 + 50
 
-# What the CLI reports of a call while it streams is its message_start snapshot (output 1); the
-# native builds write the call's final output count to the transcript once it ends, but with a
-# slow stream the Node build (1.0.x) never does: its assistant lines and transcript keep output
-# 1 for every call (DESIGN.md §6.4; only its result line, which a stopped agent never prints,
-# has the real count). SNAP_ALL: every call counts at its snapshot, not only the one in flight.
-SNAP_ALL=no
-claude_is_node && SNAP_ALL=yes
-
-# From the scenario: the call that first takes the ledger over LIMIT, and what the ledger holds
-# at that moment.
-read -r CROSS LEDGER_AT_STOP CALLS_IN_SESSION <<<"$(python3 - "$SCENARIO" "$LIMIT" "$SNAP_ALL" <<'PY'
-import json, sys
-sc = json.load(open(sys.argv[1]))
-u, limit = sc["usage"], int(sys.argv[2])
-full = u["input"] + u["cache_creation"] + u["cache_read"] + u["output"]
-snap = full - u["output"] + 1
-done = snap if sys.argv[3] == "yes" else full
-k = 1
-while (k - 1) * done + snap <= limit:
-    k += 1
-print(k, (k - 1) * done + snap, sc["turns"] + 1)
-PY
-)"
-K_FMT=$(python3 -c "import sys; print('%.1fK' % (int(sys.argv[1]) / 1000))" "$LEDGER_AT_STOP")
-echo "# scenario: $CALLS_IN_SESSION calls of 4250 tokens; /test=$LIMIT is crossed in call $CROSS (ledger $LEDGER_AT_STOP = $K_FMT)"
-
-# session_calls SESSION: calls of the main conversation of one CLI session in the stand-in's log.
-session_calls() {
-	python3 - "$1" "$STANDIN_LOG" <<'PY'
-import json, sys
-print(sum(1 for l in open(sys.argv[2]) if (r := json.loads(l)).get("billed") and r.get("kind") == "main" and r.get("session") == sys.argv[1]))
-PY
+# ledger_check NAME REPORT: the ledger equals the billing. The Node build (1.0.x) writes each
+# call's output as its stream's first snapshot and its side calls nowhere a stopped agent shows
+# (README, Limits): its ledger holds the main calls' input and cache counts, and each side call
+# is held as a call reported nowhere.
+ledger_check() {
+	if claude_is_node; then
+		read -r wi _ wc wr <<<"$(cli_truth /test)"
+		read -r gi _ gc gr <<<"$(report_usage "$2" /test)"
+		assert_eq "$wi $wc $wr" "$gi $gc $gr" "$1: the ledger holds the main calls' input and cache counts (1.0.x)"
+		assert_eq "$(billed_of calls side /test)" "$(report_get "$2" 'sum(a["unreported_calls"] for a in r["agents"])')" \
+			"$1: each side call is held as a call reported nowhere (1.0.x)"
+	else
+		assert_eq "$(ground_truth /test)" "$(report_usage "$2" /test)" "$1: the ledger equals the billing"
+	fi
 }
 
-# stopped_truth [COMMAND]: what the ledger of a stopped session holds, from the stand-in's log:
-# the main conversation's calls, each at its snapshot output (1) if SNAP_ALL, else only the
-# last one (the call in flight). Known difference of the Node build (README, Limits): its side
-# calls are in no output a stopped agent prints, and its outputs stay at the snapshot; this is
-# the billing minus exactly those.
-stopped_truth() {
-	python3 - "${1:-}" "$STANDIN_LOG" "$SNAP_ALL" <<'PY'
-import json, sys
-command, log, snap_all = sys.argv[1], sys.argv[2], sys.argv[3] == "yes"
-calls = [r for r in map(json.loads, open(log))
-         if r.get("billed") and r.get("kind") == "main" and (not command or r.get("command") == command)]
-tot = [0, 0, 0, 0]
-for i, r in enumerate(calls):
-    b = r["billed"]
-    out = 1 if snap_all or i == len(calls) - 1 else b["output"]
-    for j, v in enumerate((b["input"], out, b["cache_creation"], b["cache_read"])):
-        tot[j] += v
-print(*tot)
-PY
+# edge_check NAME REPORT: what was admitted fits the budget, and the request refused would not
+# have: used + held + its prediction > LIMIT >= used + held.
+edge_check() {
+	local used held pred
+	read -r used held pred <<<"$(report_get "$2" '[[c["used"]["total"] for c in r["commands"] if c["name"] == "/test"][0], sum(a["held"] for a in r["agents"]), r["agents"][0]["refused_prediction"]]')"
+	if [[ $pred =~ ^[0-9]+$ ]] && ((used + held <= LIMIT && used + held + pred > LIMIT && pred >= CALL - 50)); then
+		ok "$1: used $used + held $held <= $LIMIT < that + the refused request's prediction $pred"
+	else
+		not_ok "$1: the refused request is the first that would not fit" "used $used, held $held, prediction $pred, limit $LIMIT"
+	fi
 }
-if [[ $SNAP_ALL == yes ]]; then
-	STOPPED_WHAT="main calls at their snapshot output (1), side calls unseen"
-else
-	STOPPED_WHAT="output minus 49 for the call in flight"
-fi
 
 # --- the agent is tbwrap's own child: stopped, exit 87 -----------------------------------------
 
 standin_start block
+rm -f "$E2E_PROJECT/block.marker"
 report=$E2E_TMP/block.json
 out=$E2E_TMP/block.out
 run_tbwrap "$out" "$out.err" --budget-enforcement-mode block --command-budget "/test=$LIMIT" \
@@ -91,35 +63,32 @@ fi
 pid=$(report_get "$report" 'r["agents"][0]["pid"]')
 sid=$(standin_sessions /test)
 assert_eq "1" "$(wc -l <<<"$sid")" "block: the stand-in saw one session"
-assert_eq "$CROSS" "$(session_calls "$sid")" "block: exactly $CROSS calls of the session's main conversation billed (stopped in the crossing call)"
-sleep 1 # anything the stopped agent still had queued would arrive now
-assert_eq "$CROSS $lines_at_return" "$(session_calls "$sid") $(wc -l <"$STANDIN_LOG")" \
-	"block: a second after tbwrap returned, still $CROSS calls and no request of any kind"
-stop_line="tbwrap: stopping agent $pid (/test): command budget /test exceeded, used $K_FMT/10.0K (block mode)"
-assert_eq "1" "$(grep -cxF "$stop_line" "$out.err")" "block: stderr says '$stop_line'"
-assert_eq "stopped 143" "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
-	"block: report: agent status stopped, exit_code 143 (SIGTERM)"
-assert_eq "1 0 1" "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"]] for c in r["commands"] if c["name"] == "/test"][0]')" \
-	"block: report: /test stopped 1, refused 0, agents 1"
-# The call in flight counts as the CLI reported it so far: its message_start snapshot (output 1,
-# the final output arrives later), so the ledger's output is the truth minus (output - 1).
-assert_eq "$(stopped_truth /test)" "$(report_usage "$report" /test)" \
-	"block: report /test usage = ground truth, $STOPPED_WHAT"
-assert_eq "$(stopped_truth)" "$(report_usage "$report")" "block: report overall usage likewise"
-if [[ $SNAP_ALL == yes ]]; then
-	echo "# block: $(claude_version) billed $(ground_truth /test), the ledger holds $(report_usage "$report" /test): side calls $(side_truth /test) unseen, outputs at 1"
+billed=$(sum_of "$(ground_truth /test)")
+tb_calls=$(billed_calls /test)
+tb_main=$(main_calls /test)
+if ((billed <= LIMIT && billed > LIMIT - 2 * CALL)); then
+	ok "block: billed $billed <= $LIMIT in $tb_calls calls, less than two calls short"
+else
+	not_ok "block: billed within the budget" "billed $billed in $tb_calls calls"
 fi
-assert_eq "$LEDGER_AT_STOP" "$(report_get "$report" 'r["overall"]["used"]["total"]')" "block: ledger total $LEDGER_AT_STOP at the stop"
-assert_eq "$((CROSS - 1))" "$(wc -l <"$E2E_PROJECT/block.marker" 2>/dev/null || echo 0)" \
-	"block: the Bash tool ran for the $((CROSS - 1)) calls before the crossing one only"
-tb_calls=$(session_calls "$sid")
+sleep 1 # anything the stopped agent still had queued would arrive now
+assert_eq "$lines_at_return" "$(wc -l <"$STANDIN_LOG")" "block: a second after tbwrap returned, no request of any kind"
+assert_eq "1" "$(grep -cE "^tbwrap: stopping agent $pid \(/test\): its next request does not fit command budget /test: used [0-9.]+K \+ reserved [0-9.]+K? \+ predicted [0-9.]+K > limit 10\.0K \(block mode\)$" "$out.err")" \
+	"block: one line names the budget, used, reserved and the refused request's prediction"
+assert_eq "stopped 87" "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
+	"block: report: agent stopped, exit_code 87 (not the 0 the CLI exits with after SIGINT)"
+assert_eq "1 0 1 0" "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"], c["overshoot"]] for c in r["commands"] if c["name"] == "/test"][0]')" \
+	"block: report: /test stopped 1, refused 0, agents 1, overshoot 0"
+ledger_check "block" "$report"
+edge_check "block" "$report"
+assert_eq "$(main_calls /test)" "$(wc -l <"$E2E_PROJECT/block.marker" 2>/dev/null || echo 0)" \
+	"block: the Bash tool ran once for each main call made (the next call never left)"
 
 # --- text mode: the usage arrives with the transcript ------------------------------------------
 
 # Text mode prints no usage; a call's usage reaches tbwrap when the CLI writes it to its
-# transcript, which it does only once the next call has been sent. Block mode holds each new
-# request until the previous call's usage is in, so the request after the crossing call is
-# refused: exactly the crossing call is the last one billed, and the ledger holds it in full.
+# transcript, which it does only once the next request has been sent. Block mode holds each
+# new request until the previous call's usage is in, then predicts and admits it.
 standin_start block
 rm -f "$E2E_PROJECT/block.marker"
 report=$E2E_TMP/block-text.json
@@ -127,27 +96,19 @@ out=$E2E_TMP/block-text.out
 run_tbwrap "$out" "$out.err" --budget-enforcement-mode block --command-budget "/test=$LIMIT" \
 	--report-json "$report" -- claude -p /test --allowedTools Bash
 lines_at_return=$(wc -l <"$STANDIN_LOG")
-text_calls=$(main_calls /test)
+text_calls=$(billed_calls /test)
 assert_eq "87" "$TBWRAP_RC" "block, text mode: tbwrap exits 87"
-assert_eq "$CROSS" "$text_calls" "block, text mode: stopped in the crossing call (no request after it)"
+# 1.0.x makes its side calls as its own timing goes: the main calls are the session's.
+assert_eq "$tb_main" "$(main_calls /test)" "block, text mode: the same $tb_main main calls as in stream-json mode"
 sleep 1
 assert_eq "$lines_at_return" "$(wc -l <"$STANDIN_LOG")" "block, text mode: no request after tbwrap returned"
-full_calls=$(python3 - "$SCENARIO" "$CROSS" "$SNAP_ALL" <<'PY'
-import json, sys
-u, k = json.load(open(sys.argv[1]))["usage"], int(sys.argv[2])
-out = 1 if sys.argv[3] == "yes" else u["output"]
-print(k * u["input"], k * out, k * u["cache_creation"], k * u["cache_read"])
-PY
-)
-if [[ $SNAP_ALL == yes ]]; then
-	assert_eq "$full_calls" "$(report_usage "$report" /test)" \
-		"block, text mode: the ledger holds the first $CROSS calls as the transcript has them (output 1, no side calls)"
-else
-	assert_eq "$full_calls" "$(report_usage "$report" /test)" "block, text mode: the ledger holds the first $CROSS calls in full"
-fi
-assert_eq "stopped 143" "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
-	"block, text mode: report: agent stopped, exit_code 143"
-echo "# block, text mode: $text_calls calls reached the API, the ledger holds $CROSS ($(sum_of "$full_calls") tokens)"
+assert_match "$(cat "$out.err")" "tbwrap: stopping agent [0-9]+ \(/test\): its next request (would|does) not fit command budget /test" \
+	"block, text mode: the stop names the request that would not fit"
+assert_eq "stopped 87" "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
+	"block, text mode: report: agent stopped, exit_code 87"
+ledger_check "block, text mode" "$report"
+edge_check "block, text mode" "$report"
+echo "# block, text mode: $text_calls calls reached the API, $(sum_of "$(ground_truth /test)") tokens billed"
 
 # --- in a script: stopped, then the next /test agent is refused before it sends anything -------
 
@@ -167,24 +128,24 @@ export STANDIN_LOG
 run_tbwrap "$E2E_TMP/refuse.out" "$E2E_TMP/refuse.err" --budget-enforcement-mode block \
 	--command-budget "/test=$LIMIT" --report-json "$report" -- bash "$E2E_TMP/refuse.sh"
 echo "# script with a stopped and a refused agent: tbwrap exited $TBWRAP_RC (the script's own status)"
-assert_eq "143 86" "$(cat "$E2E_PROJECT/a1.status") $(cat "$E2E_PROJECT/a2.status")" \
-	"refuse: first agent killed by SIGTERM (143), second refused with exit 86"
+assert_eq "87 86" "$(cat "$E2E_PROJECT/a1.status") $(cat "$E2E_PROJECT/a2.status")" \
+	"refuse: first agent stopped (87), second refused with exit 86"
 pid2=$(report_get "$report" '[a["pid"] for a in r["agents"] if a["status"] == "refused"][0]')
-refuse_line="tbwrap[$pid2]: refused command budget /test: used $K_FMT + reserved 0 + estimate 1.0K > limit 10.0K (block mode)"
-assert_eq "$refuse_line" "$(cat "$E2E_PROJECT/a2.err")" "refuse: the refused agent's stderr is exactly '$refuse_line'"
+# The second agent's first call is predicted as the first agent's first call (4250: "4.2K"), not
+# as --estimate (1000), which would have fitted and then crossed the budget.
+assert_match "$(cat "$E2E_PROJECT/a2.err")" "^tbwrap\[$pid2\]: refused command budget /test: used [0-9.]+K \+ reserved [0-9.]+K? \+ estimate 4\.2K > limit 10\.0K \(block mode\)$" \
+	"refuse: the refused agent's one line: its estimate is the first agent's first call (4.2K)"
 assert_eq "" "$(cat "$E2E_PROJECT/a2.out")" "refuse: the refused agent printed nothing on stdout"
 assert_eq "$(cat "$E2E_PROJECT/log.before")" "$(cat "$E2E_PROJECT/log.after")" \
 	"refuse: the stand-in received no request at all from the refused agent"
 assert_eq "1" "$(standin_sessions /test | wc -l)" "refuse: only the first agent's session reached the stand-in"
-assert_eq "$CROSS" "$(main_calls /test)" "refuse: $CROSS calls of a main conversation billed in all"
 assert_eq "stopped refused" "$(report_get "$report" '[a["status"] for a in r["agents"]]')" \
 	"refuse: report lists the stopped agent, then the refused one"
-assert_eq "1 1 1" "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"]] for c in r["commands"] if c["name"] == "/test"][0]')" \
-	"refuse: report: /test stopped 1, refused 1, agents 1 (a refused agent never ran)"
+assert_eq "1 1 1 0" "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"], c["overshoot"]] for c in r["commands"] if c["name"] == "/test"][0]')" \
+	"refuse: report: /test stopped 1, refused 1, agents 1 (a refused agent never ran), overshoot 0"
 assert_eq "0 0 0 0" "$(report_get "$report" '[a["usage"][k] for a in r["agents"] if a["status"] == "refused" for k in ("input", "output", "cache_creation", "cache_read")]')" \
 	"refuse: the refused agent used nothing"
-assert_eq "$(stopped_truth /test)" "$(report_usage "$report" /test)" \
-	"refuse: report /test usage = ground truth, $STOPPED_WHAT"
+ledger_check "refuse" "$report"
 
 # --- the same session under the CLI's own --max-budget-usd -------------------------------------
 
@@ -243,5 +204,5 @@ print(k, round(k * per, 6))" "${per_call:-0}" "$USD_LIMIT")"
 	usd_summary="# --max-budget-usd $USD_LIMIT: stopped after $usd_calls calls, between calls (the last one complete), \$$(printf '%.4f' "$usd_cost") = $(sum_of "$(ground_truth /test)") tokens, exit 1, ${usd_ms} ms; per instance only, a new instance starts from \$0"
 fi
 
-echo "# tbwrap block (/test=$LIMIT tokens): stopped after $tb_calls calls, in call $CROSS as it streamed, ledger $LEDGER_AT_STOP tokens, exit 87, ${block_ms} ms; next /test agent refused before any request (exit 86)"
+echo "# tbwrap block (/test=$LIMIT tokens): stopped after $tb_calls calls (the next one refused before it was sent), billed $billed tokens, exit 87, ${block_ms} ms; next /test agent refused before any request (exit 86)"
 [[ -z $usd_summary ]] || echo "$usd_summary"

@@ -44,6 +44,14 @@ DEFAULTS = {
     "agent_bash": "echo sub-{agent} >> sub.marker",
     # Usage of the tool-less calls (1.0.x's side calls, 2.1.197's title call); None: "usage".
     "side_usage": None,
+    # Growing calls: the input side of a main or subagent call is the request body's size
+    # (one token per 4 bytes) instead of the usage's three input counts: what the previous
+    # call was sent is a cache read, usage.input of the rest is uncached, the remainder (the
+    # answer and the tool results since) a cache creation. The conversation grows as the CLI
+    # resends it, as with a real API.
+    "usage_from_body": False,
+    # Added to usage.output per turn (turn k answers usage.output + k * output_step).
+    "output_step": 0,
 }
 USAGE_FIELDS = ("input", "cache_creation", "cache_read", "output")
 SCENARIO_FIELDS = set(DEFAULTS) | {"by_command"}
@@ -79,6 +87,11 @@ def check_fields(fields, where):
         if name in fields and (not isinstance(fields[name], int) or isinstance(fields[name], bool)
                                or fields[name] < 0):
             raise ScenarioError(f"{where}: '{name}' must be an integer >= 0")
+    if "usage_from_body" in fields and not isinstance(fields["usage_from_body"], bool):
+        raise ScenarioError(f"{where}: 'usage_from_body' must be true or false")
+    if "output_step" in fields and (not isinstance(fields["output_step"], int)
+                                    or isinstance(fields["output_step"], bool) or fields["output_step"] < 0):
+        raise ScenarioError(f"{where}: 'output_step' must be an integer >= 0")
     if "agent_background" in fields and not isinstance(fields["agent_background"], bool):
         raise ScenarioError(f"{where}: 'agent_background' must be true or false")
     if "agent_bash" in fields and not isinstance(fields["agent_bash"], str):
@@ -200,6 +213,27 @@ def request_kind(body):
     return "main" if body.get("tools") else "side"
 
 
+def tokens_of(n_bytes):
+    return (n_bytes + 3) // 4
+
+
+def grown_usage(sc, usage, turn, raw, body):
+    """The usage of a main or subagent call under the scenario's growth fields."""
+    usage = dict(usage)
+    usage["output"] += sc["output_step"] * turn
+    if not sc["usage_from_body"]:
+        return usage
+    total = tokens_of(len(raw))
+    messages = body.get("messages") or []
+    # What the previous call of the conversation was sent (all but its answer and the new
+    # user turn) is read from the cache; the answer and the tool results are written to it.
+    prefix = tokens_of(len(json.dumps({**body, "messages": messages[:-2]}, separators=(",", ":"))))
+    usage["input"] = min(usage["input"], total)
+    usage["cache_read"] = min(prefix, total - usage["input"])
+    usage["cache_creation"] = total - usage["input"] - usage["cache_read"]
+    return usage
+
+
 def new_id(prefix):
     return prefix + secrets.token_hex(12)
 
@@ -214,6 +248,7 @@ class StandIn(ThreadingHTTPServer):
         self.by_command = by_command
         self.dump_dir = dump_dir
         self.log_lock = threading.Lock()
+        self.conn_sessions = {}
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self.seq = 0
         # Session id -> the slash command its main conversation started with: a side call or a
@@ -254,6 +289,18 @@ class Handler(BaseHTTPRequestHandler):
             return raw, None
 
     def session(self, body):
+        sid = self.session_named(body)
+        # A request that names no session (1.0.x sends one now and then without metadata)
+        # belongs to the session of the connection it came on: a keep-alive connection is one
+        # client's, and each session is its own process.
+        conns = self.server.conn_sessions
+        with self.server.log_lock:
+            if sid:
+                conns[self.client_address] = sid
+                return sid
+            return conns.get(self.client_address)
+
+    def session_named(self, body):
         sid = self.headers.get("x-claude-code-session-id")
         if sid:
             return sid
@@ -322,6 +369,8 @@ class Handler(BaseHTTPRequestHandler):
         msg_id = new_id("msg_")
         model = body.get("model") or "claude-standin"
         plan, turn, text, usage = self.plan(sc, kind, agent, messages, body, stream)
+        if kind in ("main", "subagent"):
+            usage = grown_usage(sc, usage, turn, raw, body)
         if kind == "title":
             text = json.dumps({"title": "Stand-in session"})
 

@@ -43,7 +43,9 @@ PRIVATE_HEADERS := $(wildcard launcher/*.h preload/*.h)
 COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 PRELOAD_OBJ  := $(PRELOAD_SRC:%.c=$(BUILD)/%.o)
 # The launcher's main() lives in launcher/main.c; everything else there is linkable into tests.
-LAUNCHER_LIB_OBJ := $(filter-out $(BUILD)/launcher/main.o,$(LAUNCHER_SRC:%.c=$(BUILD)/%.o))
+# The built-in price table (data/prices.txt) is assembled in: launcher/prices_data.S.
+LAUNCHER_LIB_OBJ := $(filter-out $(BUILD)/launcher/main.o,$(LAUNCHER_SRC:%.c=$(BUILD)/%.o)) \
+	$(BUILD)/launcher/prices_data.o
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_BIN   := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(HELPER_SRC)) \
 	$(patsubst tests/helpers/preload_%.c,$(BUILD)/tests/helpers/%.so,$(HELPER_SO_SRC))
@@ -57,6 +59,10 @@ all: $(BUILD)/tbwrap $(BUILD)/libtbwrap.so
 $(BUILD)/%.o: %.c $(HEADERS) $(PRIVATE_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/launcher/prices_data.o: launcher/prices_data.S data/prices.txt
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
 
 $(BUILD)/libtbwrap.so: $(PRELOAD_OBJ) $(COMMON_OBJ)
 	$(CC) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lpthread

@@ -147,10 +147,13 @@ static void fill_header(struct ledger_header *h, const struct ledger_config *cfg
 	h->estimate = cfg->estimate;
 	memcpy(h->weights, cfg->weights, sizeof(h->weights));
 	h->overall.limit = cfg->overall_limit;
+	h->overall.usd_limit = cfg->overall_usd_limit ? *cfg->overall_usd_limit : LEDGER_NO_LIMIT;
 	for (size_t i = 0; i < cfg->n_commands; i++) {
 		snprintf(h->commands[i].name, sizeof(h->commands[i].name), "%s",
 			 cfg->command_names[i]);
 		h->commands[i].limit = cfg->command_limits[i];
+		h->commands[i].usd_limit =
+			cfg->command_usd_limits ? cfg->command_usd_limits[i] : LEDGER_NO_LIMIT;
 	}
 	h->n_commands = (uint32_t)cfg->n_commands;
 	/* Last, with release: a reader that sees the magic sees every field above. */
@@ -348,41 +351,74 @@ int ledger_command_index(struct ledger *l, const char *name, bool create)
 	memset(b, 0, sizeof(*b));
 	memcpy(b->name, name, len + 1);
 	b->limit = LEDGER_NO_LIMIT;
+	b->usd_limit = LEDGER_NO_LIMIT;
 	/* Published after the entry is filled: readers iterate up to n_commands. */
 	__atomic_store_n(&h->n_commands, n + 1, __ATOMIC_RELEASE);
 	return (int)n;
 }
 
+/* A budget's figures in one unit. */
+static uint64_t limit_of(const struct ledger_budget *b, int u)
+{
+	return u == AMOUNT_USD ? ledger_load(&b->usd_limit) : ledger_load(&b->limit);
+}
+
+static uint64_t used_of(const struct ledger_budget *b, int u)
+{
+	return u == AMOUNT_USD ? ledger_load(&b->used.pusd) : ledger_load(&b->used.total);
+}
+
+static uint64_t *reserved_of(struct ledger_budget *b, int u)
+{
+	return u == AMOUNT_USD ? &b->usd_reserved : &b->reserved;
+}
+
+static uint64_t *inst_reserved(struct ledger_instance *in, int u)
+{
+	return u == AMOUNT_USD ? &in->usd_reserved : &in->reserved;
+}
+
+bool ledger_has_limit(const struct ledger_budget *b, enum amount_unit unit)
+{
+	return limit_of(b, unit) != LEDGER_NO_LIMIT;
+}
+
 static void fill_refusal(struct ledger_refusal *why, const struct ledger_budget *b, bool is_overall,
-			 uint64_t used, uint64_t reserved, uint64_t estimate)
+			 int unit, uint64_t used, uint64_t reserved, uint64_t estimate)
 {
 	memset(why, 0, sizeof(*why));
 	why->is_overall = is_overall;
+	why->unit = (enum amount_unit)unit;
 	memcpy(why->name, b->name, sizeof(why->name));
 	why->name[sizeof(why->name) - 1] = '\0';
-	why->limit = b->limit;
+	why->limit = limit_of(b, unit);
 	why->used = used;
 	why->reserved = reserved;
 	why->estimate = estimate;
 }
 
-/* Would admitting one more agent with this estimate go over b? */
-static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bool is_overall,
+/* Would admitting one more agent with this estimate go over b, in either unit? */
+static bool budget_exceeded(struct ledger_budget *b, struct amount estimate, bool is_overall,
 			    struct ledger_refusal *why)
 {
-	uint64_t used = b->used.total, reserved = b->reserved;
-	/* Room for the estimate, and room at all: with --estimate 0 a budget that is used up (or
-	 * 0, "no agent may run") must still refuse. */
-	uint64_t held = sat_add(used, reserved);
-	if (b->limit == LEDGER_NO_LIMIT || (sat_add(held, estimate) <= b->limit && held < b->limit))
-		return false;
-	if (why)
-		fill_refusal(why, b, is_overall, used, reserved, estimate);
-	return true;
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		uint64_t limit = limit_of(b, u), used = used_of(b, u),
+			 reserved = *reserved_of(b, u);
+		/* Room for the estimate, and room at all: with --estimate 0 a budget that is used
+		 * up (or 0, "no agent may run") must still refuse. */
+		uint64_t held = sat_add(used, reserved);
+		if (limit == LEDGER_NO_LIMIT ||
+		    (sat_add(held, estimate.v[u]) <= limit && held < limit))
+			continue;
+		if (why)
+			fill_refusal(why, b, is_overall, u, used, reserved, estimate.v[u]);
+		return true;
+	}
+	return false;
 }
 
 /* Takes the next free slot. -1 when the table is full. */
-static int new_slot(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
+static int new_slot(struct ledger *l, int cmd, pid_t pid, struct amount estimate,
 		    enum ledger_status status)
 {
 	struct ledger_header *h = l->h;
@@ -396,8 +432,12 @@ static int new_slot(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
 	in->command = (uint32_t)cmd;
 	in->start_ns = now_realtime_ns();
 	in->exit_code = -1;
-	in->estimate = estimate;
-	in->reserved = status == LEDGER_INST_RUNNING ? estimate : 0;
+	in->estimate = estimate.v[AMOUNT_TOKENS];
+	in->usd_estimate = estimate.v[AMOUNT_USD];
+	if (status == LEDGER_INST_RUNNING) {
+		in->reserved = estimate.v[AMOUNT_TOKENS];
+		in->usd_reserved = estimate.v[AMOUNT_USD];
+	}
 	in->status = (uint32_t)status;
 	if (status != LEDGER_INST_RUNNING)
 		in->end_ns = in->start_ns;
@@ -406,7 +446,7 @@ static int new_slot(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
 	return (int)n;
 }
 
-enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
+enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, struct amount estimate,
 				   struct ledger_refusal *why, int *slot)
 {
 	struct ledger_header *h = l->h;
@@ -434,8 +474,10 @@ enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_
 	*slot = new_slot(l, cmd, pid, estimate, LEDGER_INST_RUNNING);
 	if (*slot < 0)
 		return LEDGER_TABLE_FULL;
-	add64(&overall->reserved, estimate);
-	add64(&command->reserved, estimate);
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		add64(reserved_of(overall, u), estimate.v[u]);
+		add64(reserved_of(command, u), estimate.v[u]);
+	}
 	add64(&overall->agents, 1);
 	add64(&command->agents, 1);
 	return over_overall || over_command ? LEDGER_ADMITTED_OVER : LEDGER_ADMITTED;
@@ -461,7 +503,7 @@ int ledger_record_unadmitted(struct ledger *l, int cmd, pid_t pid, enum ledger_s
 		add64(&h->overall.agents, 1);
 		add64(&h->commands[cmd].agents, 1);
 	}
-	int slot = new_slot(l, cmd, pid, 0, status);
+	int slot = new_slot(l, cmd, pid, (struct amount){{0}}, status);
 	if (slot >= 0) {
 		struct ledger_instance *in = &h->instances[slot];
 		set_note(in, note ? note : "");
@@ -473,13 +515,16 @@ int ledger_record_unadmitted(struct ledger *l, int cmd, pid_t pid, enum ledger_s
 	return slot;
 }
 
-static void add_counts(struct ledger_counts *c, const struct meter_usage *d, uint64_t total)
+static void add_counts(struct ledger_counts *c, const struct meter_usage *d, uint64_t total,
+		       uint64_t pusd)
 {
 	for (int f = 0; f < METER_NFIELDS; f++)
 		if (d->n[f])
 			add64(&c->n[f], d->n[f]);
 	if (total)
 		add64(&c->total, total);
+	if (pusd)
+		add64(&c->pusd, pusd);
 }
 
 static void note_overshoot(struct ledger_budget *b)
@@ -487,21 +532,24 @@ static void note_overshoot(struct ledger_budget *b)
 	if (b->limit != LEDGER_NO_LIMIT && b->used.total > b->limit &&
 	    b->used.total - b->limit > b->overshoot)
 		store64(&b->overshoot, b->used.total - b->limit);
+	if (b->usd_limit != LEDGER_NO_LIMIT && b->used.pusd > b->usd_limit &&
+	    b->used.pusd - b->usd_limit > b->usd_overshoot)
+		store64(&b->usd_overshoot, b->used.pusd - b->usd_limit);
 }
 
-static void release_reserved(struct ledger *l, struct ledger_instance *in, uint64_t amount)
+static void release_reserved(struct ledger *l, struct ledger_instance *in, int u, uint64_t amount)
 {
 	struct ledger_header *h = l->h;
 
 	if (amount == 0)
 		return;
-	sub64(&in->reserved, amount);
-	sub64(&h->overall.reserved, amount);
+	sub64(inst_reserved(in, u), amount);
+	sub64(reserved_of(&h->overall, u), amount);
 	if (valid_command(l, in->command))
-		sub64(&h->commands[in->command].reserved, amount);
+		sub64(reserved_of(&h->commands[in->command], u), amount);
 }
 
-void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta)
+void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta, uint64_t pusd)
 {
 	struct ledger_header *h = l->h;
 
@@ -510,94 +558,116 @@ void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *d
 	struct ledger_instance *in = &h->instances[inst];
 	uint64_t total = meter_usage_total(delta, h->weights);
 
-	add_counts(&in->used, delta, total);
+	add_counts(&in->used, delta, total, pusd);
 	if (valid_command(l, in->command)) {
-		add_counts(&h->commands[in->command].used, delta, total);
+		add_counts(&h->commands[in->command].used, delta, total, pusd);
 		note_overshoot(&h->commands[in->command]);
 	}
-	add_counts(&h->overall.used, delta, total);
+	add_counts(&h->overall.used, delta, total, pusd);
 	note_overshoot(&h->overall);
 }
 
-void ledger_set_reserved(struct ledger *l, int inst, uint64_t reserved)
+void ledger_set_reserved(struct ledger *l, int inst, struct amount reserved)
 {
 	if (!valid_instance(l, inst))
 		return;
 	struct ledger_instance *in = &l->h->instances[inst];
-	if (reserved >= in->reserved) {
-		uint64_t more = reserved - in->reserved;
-		if (!more)
-			return;
-		add64(&l->h->overall.reserved, more);
-		if (valid_command(l, in->command))
-			add64(&l->h->commands[in->command].reserved, more);
-		store64(&in->reserved, reserved);
-	} else {
-		release_reserved(l, in, in->reserved - reserved);
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		uint64_t *mine = inst_reserved(in, u), want = reserved.v[u];
+		if (want >= *mine) {
+			uint64_t more = want - *mine;
+			if (!more)
+				continue;
+			add64(reserved_of(&l->h->overall, u), more);
+			if (valid_command(l, in->command))
+				add64(reserved_of(&l->h->commands[in->command], u), more);
+			store64(mine, want);
+		} else {
+			release_reserved(l, in, u, *mine - want);
+		}
 	}
 }
 
-/* Would b hold used + reserved - mine + want within its limit? */
-static bool request_fits(const struct ledger_budget *b, bool is_overall, uint64_t mine,
-			 uint64_t want, uint64_t prediction, struct ledger_refusal *why)
+void ledger_set_model(struct ledger *l, int inst, const char *model, bool is_unpriced)
 {
-	if (b->limit == LEDGER_NO_LIMIT)
-		return true;
-	uint64_t others = b->reserved > mine ? b->reserved - mine : 0;
-	uint64_t held = sat_add(b->used.total, sat_add(others, want));
-	if (held <= b->limit && b->used.total < b->limit)
-		return true;
-	if (why) {
-		fill_refusal(why, b, is_overall, b->used.total, sat_add(others, want - prediction),
-			     prediction);
-	}
-	return false;
+	if (!valid_instance(l, inst))
+		return;
+	struct ledger_instance *in = &l->h->instances[inst];
+	if (model && *model && strncmp(in->model, model, sizeof(in->model)) != 0)
+		snprintf(in->model, sizeof(in->model), "%s", model);
+	if (is_unpriced)
+		__atomic_or_fetch(&in->flags, LEDGER_F_UNPRICED, __ATOMIC_RELEASE);
 }
 
-bool ledger_request_fits(const struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
-			 struct ledger_refusal *why)
+/* Would b hold used + reserved - mine + want within its limit, in every unit? */
+static bool request_fits(struct ledger_budget *b, bool is_overall, const struct ledger_instance *in,
+			 struct amount want, struct amount prediction, struct ledger_refusal *why)
+{
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		uint64_t limit = limit_of(b, u), used = used_of(b, u);
+		if (limit == LEDGER_NO_LIMIT)
+			continue;
+		uint64_t all = *reserved_of(b, u),
+			 mine = *inst_reserved((struct ledger_instance *)in, u);
+		uint64_t others = all > mine ? all - mine : 0;
+		uint64_t held = sat_add(used, sat_add(others, want.v[u]));
+		if (held <= limit && used < limit)
+			continue;
+		if (why)
+			fill_refusal(why, b, is_overall, u, used,
+				     sat_add(others, want.v[u] - prediction.v[u]), prediction.v[u]);
+		return false;
+	}
+	return true;
+}
+
+bool ledger_request_fits(const struct ledger *l, int inst, struct amount reserved,
+			 struct amount prediction, struct ledger_refusal *why)
 {
 	if (!valid_instance(l, inst))
 		return false;
-	const struct ledger_header *h = l->h;
+	struct ledger_header *h = l->h;
 	const struct ledger_instance *in = &h->instances[inst];
-	if (prediction > reserved)
-		prediction = reserved;
+	for (int u = 0; u < AMOUNT_NUNITS; u++)
+		if (prediction.v[u] > reserved.v[u])
+			prediction.v[u] = reserved.v[u];
 	/* The overall budget is named first when both refuse, as at launch. */
-	return request_fits(&h->overall, true, in->reserved, reserved, prediction, why) &&
+	return request_fits(&h->overall, true, in, reserved, prediction, why) &&
 	       (!valid_command(l, in->command) ||
-		request_fits(&h->commands[in->command], false, in->reserved, reserved, prediction,
-			     why));
+		request_fits(&h->commands[in->command], false, in, reserved, prediction, why));
 }
 
-bool ledger_admit_request(struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
-			  struct ledger_refusal *why)
+bool ledger_admit_request(struct ledger *l, int inst, struct amount reserved,
+			  struct amount prediction, struct ledger_refusal *why)
 {
 	if (!valid_instance(l, inst))
 		return false;
 	if (!ledger_request_fits(l, inst, reserved, prediction, why)) {
-		store64(&l->h->instances[inst].refused_prediction, prediction);
+		ledger_note_refused(l, inst, prediction);
 		return false;
 	}
 	ledger_set_reserved(l, inst, reserved);
 	return true;
 }
 
-void ledger_note_refused(struct ledger *l, int inst, uint64_t prediction)
+void ledger_note_refused(struct ledger *l, int inst, struct amount prediction)
 {
-	if (valid_instance(l, inst))
-		store64(&l->h->instances[inst].refused_prediction, prediction);
+	if (!valid_instance(l, inst))
+		return;
+	store64(&l->h->instances[inst].refused_prediction, prediction.v[AMOUNT_TOKENS]);
+	store64(&l->h->instances[inst].usd_refused_prediction, prediction.v[AMOUNT_USD]);
 }
 
-void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, uint64_t max_under)
+void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, struct amount max_under)
 {
 	if (!valid_instance(l, inst))
 		return;
 	store64(&l->h->instances[inst].requests, requests);
-	store64(&l->h->instances[inst].max_under, max_under);
+	store64(&l->h->instances[inst].max_under, max_under.v[AMOUNT_TOKENS]);
+	store64(&l->h->instances[inst].usd_max_under, max_under.v[AMOUNT_USD]);
 }
 
-void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, uint64_t held)
+void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, struct amount held)
 {
 	if (!valid_instance(l, inst))
 		return;
@@ -626,7 +696,8 @@ void ledger_settle(struct ledger *l, int inst, enum ledger_status status, int ex
 	if (!valid_instance(l, inst))
 		return;
 	struct ledger_instance *in = &h->instances[inst];
-	release_reserved(l, in, in->reserved);
+	for (int u = 0; u < AMOUNT_NUNITS; u++)
+		release_reserved(l, in, u, *inst_reserved(in, u));
 	uint32_t cur = in->status, next = (uint32_t)status;
 	/* The supervisor settles a stopped agent as STOPPED when it signals it and again as EXITED
 	 * when it reaps it: the first verdict stays, the exit code and time are the reaped ones. */
@@ -662,37 +733,43 @@ void ledger_mark(struct ledger *l, int inst, uint32_t flags, const char *note)
 	__atomic_or_fetch(&in->flags, flags, __ATOMIC_RELEASE);
 }
 
-static bool budget_over(const struct ledger_budget *b, bool is_overall, uint64_t estimate,
+static bool budget_over(struct ledger_budget *b, bool is_overall, struct amount estimate,
 			struct ledger_refusal *why)
 {
-	uint64_t used = b->used.total;
-
-	if (b->limit == LEDGER_NO_LIMIT || used <= b->limit)
-		return false;
-	if (why)
-		fill_refusal(why, b, is_overall, used, b->reserved, estimate);
-	return true;
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		uint64_t limit = limit_of(b, u), used = used_of(b, u);
+		if (limit == LEDGER_NO_LIMIT || used <= limit)
+			continue;
+		if (why)
+			fill_refusal(why, b, is_overall, u, used, *reserved_of(b, u),
+				     estimate.v[u]);
+		return true;
+	}
+	return false;
 }
 
 bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *why)
 {
-	const struct ledger_header *h = l->h;
+	struct ledger_header *h = l->h;
 
 	if (!valid_instance(l, inst))
-		return budget_over(&h->overall, true, 0, why);
+		return budget_over(&h->overall, true, (struct amount){{0}}, why);
 	const struct ledger_instance *in = &h->instances[inst];
-	if (budget_over(&h->overall, true, in->estimate, why))
+	struct amount est = {{in->estimate, in->usd_estimate}};
+	if (budget_over(&h->overall, true, est, why))
 		return true;
 	if (!valid_command(l, in->command))
 		return false;
-	const struct ledger_budget *b = &h->commands[in->command];
-	if (budget_over(b, false, in->estimate, why))
+	struct ledger_budget *b = &h->commands[in->command];
+	if (budget_over(b, false, est, why))
 		return true;
 	/* Bound to a command after it started (prompt on stdin) whose budget had no room for it:
 	 * it would have been refused at launch. */
 	if (in->flags & LEDGER_F_OVER_AT_BIND) {
-		if (why)
-			fill_refusal(why, b, false, b->used.total, b->reserved, in->estimate);
+		if (why) {
+			int u = ledger_has_limit(b, AMOUNT_TOKENS) ? AMOUNT_TOKENS : AMOUNT_USD;
+			fill_refusal(why, b, false, u, used_of(b, u), *reserved_of(b, u), est.v[u]);
+		}
 		return true;
 	}
 	return false;
@@ -707,6 +784,8 @@ static void move_counts(struct ledger_counts *to, struct ledger_counts *from,
 	}
 	add64(&to->total, c->total);
 	sub64(&from->total, c->total);
+	add64(&to->pusd, c->pusd);
+	sub64(&from->pusd, c->pusd);
 }
 
 bool ledger_rebind(struct ledger *l, int inst, int cmd)
@@ -724,8 +803,10 @@ bool ledger_rebind(struct ledger *l, int inst, int cmd)
 	 * change, and a reader sees the usage at least once. */
 	move_counts(&to->used, &from->used, &in->used);
 	note_overshoot(to);
-	add64(&to->reserved, in->reserved);
-	sub64(&from->reserved, in->reserved);
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		add64(reserved_of(to, u), *inst_reserved(in, u));
+		sub64(reserved_of(from, u), *inst_reserved(in, u));
+	}
 	add64(&to->agents, 1);
 	sub64(&from->agents, 1);
 	__atomic_store_n(&in->command, (uint32_t)cmd, __ATOMIC_RELEASE);
@@ -733,8 +814,10 @@ bool ledger_rebind(struct ledger *l, int inst, int cmd)
 	/* The check admission would have made: the command's used + reserved now include this
 	 * agent's usage and what is left of its estimate, so "> limit" is "used + reserved +
 	 * estimate > limit" at launch. Block mode stops it (ledger_over_limit). */
-	if (to->limit != LEDGER_NO_LIMIT && sat_add(to->used.total, to->reserved) > to->limit)
-		__atomic_or_fetch(&in->flags, LEDGER_F_OVER_AT_BIND, __ATOMIC_RELEASE);
+	for (int u = 0; u < AMOUNT_NUNITS; u++)
+		if (limit_of(to, u) != LEDGER_NO_LIMIT &&
+		    sat_add(used_of(to, u), *reserved_of(to, u)) > limit_of(to, u))
+			__atomic_or_fetch(&in->flags, LEDGER_F_OVER_AT_BIND, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -742,15 +825,17 @@ void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t
 {
 	char used[32], res[32], est[32], lim[32];
 
-	render_tokens(used, sizeof(used), why->used);
-	render_tokens(res, sizeof(res), why->reserved);
-	render_tokens(est, sizeof(est), why->estimate);
-	render_tokens(lim, sizeof(lim), why->limit);
+	render_amount(used, sizeof(used), why->unit, why->used);
+	render_amount(res, sizeof(res), why->unit, why->reserved);
+	render_amount(est, sizeof(est), why->unit, why->estimate);
+	render_amount(lim, sizeof(lim), why->unit, why->limit);
+	const char *kind = why->unit == AMOUNT_USD ? " USD" : "";
 	if (why->is_overall)
-		snprintf(buf, len, "overall budget: used %s + reserved %s + estimate %s > limit %s",
+		snprintf(buf, len,
+			 "overall%s budget: used %s + reserved %s + estimate %s > limit %s", kind,
 			 used, res, est, lim);
 	else
 		snprintf(buf, len,
-			 "command budget %s: used %s + reserved %s + estimate %s > limit %s",
-			 why->name, used, res, est, lim);
+			 "command%s budget %s: used %s + reserved %s + estimate %s > limit %s",
+			 kind, why->name, used, res, est, lim);
 }

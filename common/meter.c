@@ -14,6 +14,7 @@
  */
 #include "tbwrap/meter.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -80,18 +81,30 @@ struct span {
 	bool is_set;
 };
 
+/* Index of a group's 1-hour cache writes, after the four fields. */
+#define FIELD_CACHE_1H METER_NFIELDS
+
 /* One usage object of interest. is_bad is sticky: one bad count spoils the whole object. */
 struct group {
-	uint64_t n[METER_NFIELDS];
+	uint64_t n[METER_NFIELDS + 1];
 	bool is_set;
 	bool is_bad;
+};
+
+/* One modelUsage entry of a result line. */
+struct model_rec {
+	struct span name;
+	uint64_t n[METER_NFIELDS];
 };
 
 struct scan {
 	const unsigned char *p;
 	const unsigned char *end;
-	struct span type, subtype, msg_id, ev_type, ev_msg_id;
+	struct span type, subtype, msg_id, ev_type, ev_msg_id, msg_model, ev_model;
 	struct group msg_usage, ev_msg_usage, ev_usage, root_usage, model_sum;
+	unsigned n_models;
+	bool models_over;
+	struct model_rec models[METER_RESULT_MODELS];
 	bool has_cost;
 	bool is_cost_bad;
 	uint64_t cost_micro_usd;
@@ -106,6 +119,7 @@ enum ctx {
 	CTX_MODEL_USAGE, /* root.modelUsage */
 	CTX_USAGE,	 /* a usage object: snake_case fields, last value wins */
 	CTX_MODEL,	 /* root.modelUsage.<model>: camelCase fields, summed over models */
+	CTX_CACHE_SPLIT, /* usage.cache_creation: the 5-minute / 1-hour split */
 };
 
 /* Byte classes inside a JSON string. */
@@ -641,6 +655,8 @@ static bool scan_member(struct scan *sc, enum ctx ctx, struct group *g, const st
 	case CTX_MESSAGE:
 		if (span_is(key, "id") && is_string)
 			return scan_string(sc, &sc->msg_id);
+		if (span_is(key, "model") && is_string)
+			return scan_string(sc, &sc->msg_model);
 		if (span_is(key, "usage") && is_object)
 			return scan_object(sc, CTX_USAGE, &sc->msg_usage, depth);
 		break;
@@ -655,14 +671,38 @@ static bool scan_member(struct scan *sc, enum ctx ctx, struct group *g, const st
 	case CTX_EV_MESSAGE:
 		if (span_is(key, "id") && is_string)
 			return scan_string(sc, &sc->ev_msg_id);
+		if (span_is(key, "model") && is_string)
+			return scan_string(sc, &sc->ev_model);
 		if (span_is(key, "usage") && is_object)
 			return scan_object(sc, CTX_USAGE, &sc->ev_msg_usage, depth);
 		break;
 	case CTX_MODEL_USAGE:
-		if (is_object)
-			return scan_object(sc, CTX_MODEL, g, depth);
+		if (is_object) {
+			/* Summed into g for the token counts; each model's own share kept for
+			 * pricing (its counts are what the sum grew by). */
+			uint64_t before[METER_NFIELDS];
+			memcpy(before, g->n, sizeof(before));
+			if (!scan_object(sc, CTX_MODEL, g, depth))
+				return false;
+			if (sc->n_models == METER_RESULT_MODELS) {
+				sc->models_over = true;
+				return true;
+			}
+			struct model_rec *m = &sc->models[sc->n_models++];
+			m->name = *key;
+			for (int f = 0; f < METER_NFIELDS; f++)
+				m->n[f] = g->n[f] - before[f];
+			return true;
+		}
+		break;
+	case CTX_CACHE_SPLIT:
+		if (span_is(key, "ephemeral_1h_input_tokens"))
+			return scan_count(sc, g, FIELD_CACHE_1H, false, depth);
 		break;
 	case CTX_USAGE:
+		if (span_is(key, "cache_creation") && is_object)
+			return scan_object(sc, CTX_CACHE_SPLIT, g, depth);
+		/* fall through */
 	case CTX_MODEL: {
 		int f = usage_field(key, ctx);
 		if (f >= 0)
@@ -714,10 +754,10 @@ static bool scan_object(struct scan *sc, enum ctx ctx, struct group *g, unsigned
 	}
 }
 
-/* Copies a raw JSON string into a fixed buffer, cut at a character boundary. */
-static void copy_subtype(char *dst, const struct span *src)
+/* Copies a raw JSON string into a fixed buffer of cap bytes, cut at a character boundary. */
+static void copy_span(char *dst, size_t cap, const struct span *src)
 {
-	size_t n = src->len < METER_SUBTYPE_LEN - 1 ? src->len : METER_SUBTYPE_LEN - 1;
+	size_t n = src->len < cap - 1 ? src->len : cap - 1;
 	/* Back off over continuation bytes so that no multi-byte character is split. */
 	if (n < src->len)
 		while (n > 0 && ((unsigned char)src->s[n] & 0xc0) == 0x80)
@@ -745,7 +785,14 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 		ev->has_cost = sc->has_cost;
 		ev->cost_micro_usd = sc->has_cost ? sc->cost_micro_usd : 0;
 		if (sc->subtype.is_set)
-			copy_subtype(ev->subtype, &sc->subtype);
+			copy_span(ev->subtype, sizeof(ev->subtype), &sc->subtype);
+		ev->n_models = sc->n_models;
+		ev->models_over = sc->models_over;
+		for (unsigned i = 0; i < sc->n_models; i++) {
+			copy_span(ev->models[i].name, sizeof(ev->models[i].name),
+				  &sc->models[i].name);
+			memcpy(ev->models[i].usage.n, sc->models[i].n, sizeof(sc->models[i].n));
+		}
 		return 0;
 	}
 	if (span_is(&sc->type, "assistant")) {
@@ -756,6 +803,8 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 		g = &sc->msg_usage;
 		ev->kind = METER_EV_MESSAGE;
 		ev->id_hash = meter_hash_id(sc->msg_id.s, sc->msg_id.len);
+		if (sc->msg_model.is_set)
+			copy_span(ev->model, sizeof(ev->model), &sc->msg_model);
 	} else if (span_is(&sc->type, "stream_event") && sc->ev_type.is_set) {
 		if (span_is(&sc->ev_type, "message_start")) {
 			if (!sc->ev_msg_usage.is_set || !sc->ev_msg_id.is_set)
@@ -763,6 +812,8 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 			g = &sc->ev_msg_usage;
 			ev->kind = METER_EV_MESSAGE_START;
 			ev->id_hash = meter_hash_id(sc->ev_msg_id.s, sc->ev_msg_id.len);
+			if (sc->ev_model.is_set)
+				copy_span(ev->model, sizeof(ev->model), &sc->ev_model);
 		} else if (span_is(&sc->ev_type, "message_delta")) {
 			if (!sc->ev_usage.is_set)
 				return 0;
@@ -775,6 +826,7 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 	if (g->is_bad)
 		goto bad;
 	ev->usage = (struct meter_usage){{g->n[0], g->n[1], g->n[2], g->n[3]}};
+	ev->cache_1h = g->n[FIELD_CACHE_1H];
 	return 0;
 bad:
 	memset(ev, 0, sizeof(*ev));
@@ -983,12 +1035,33 @@ static struct meter_msg *add_msg(struct meter_core *core, uint64_t id_hash)
 	return m;
 }
 
-/* Raises the per-field maxima of one message; only the increase goes into msg_sum. Returns true
- * when the message is new. */
-static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct meter_usage *u)
+/* 1 + the index of a model's name in the core's table (interned there); 0 for "" or a full
+ * table (priced as unknown). */
+static uint8_t intern_model(struct meter_core *core, const char *name)
+{
+	if (!name || !*name)
+		return 0;
+	for (uint32_t i = 0; i < core->n_models && i < METER_MODELS; i++)
+		if (!strncmp(core->models[i], name, METER_MODEL_LEN))
+			return (uint8_t)(i + 1);
+	if (core->n_models >= METER_MODELS)
+		return 0;
+	snprintf(core->models[core->n_models], METER_MODEL_LEN, "%s", name);
+	return (uint8_t)++core->n_models;
+}
+
+static const char *model_name(const struct meter_core *core, uint8_t model)
+{
+	return model && model <= core->n_models ? core->models[model - 1] : "";
+}
+
+/* Raises the per-field maxima of one message; only the increase goes into msg_sum (and, priced,
+ * into pusd_msgs). Returns true when the message is new. */
+static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct meter_usage *u,
+		      const char *model, uint64_t cache_1h)
 {
 	struct meter_msg *m = find_msg(core, id_hash);
-	bool is_new = !m;
+	bool is_new = !m, is_raised = false;
 
 	/* Not found also covers a message pushed out of the window since its start: counting it
 	 * again can only overcount, never let usage through unmetered. */
@@ -998,9 +1071,50 @@ static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct me
 		if (u->n[f] > m->n[f]) {
 			core->msg_sum.n[f] = sat_add(core->msg_sum.n[f], u->n[f] - m->n[f]);
 			m->n[f] = u->n[f];
+			is_raised = true;
+		}
+	}
+	if (cache_1h > m->cache_1h) {
+		m->cache_1h = cache_1h;
+		is_raised = true;
+	}
+	if (!m->model && model && *model) {
+		m->model = intern_model(core, model);
+		is_raised = true;
+	}
+	if (m->model)
+		core->last_model = m->model;
+	if (is_raised && core->price) {
+		struct meter_usage now;
+		memcpy(now.n, m->n, sizeof(now.n));
+		uint64_t p =
+			core->price(core->price_ctx, model_name(core, m->model), &now, m->cache_1h);
+		if (p > m->pusd) {
+			core->pusd_msgs = sat_add(core->pusd_msgs, p - m->pusd);
+			m->pusd = p;
 		}
 	}
 	return is_new;
+}
+
+/* A result line's usage priced: each model of its modelUsage at that model's rates; what its
+ * usage holds beyond them (no modelUsage at all, or more models than kept) at the rates of the
+ * agent's latest model. No 1-hour split there: such writes are priced as 5-minute ones, which
+ * the calls' own lines correct (pusd_total takes the larger). */
+static uint64_t price_result(struct meter_core *core, const struct meter_event *ev)
+{
+	struct meter_usage rest = ev->usage;
+	uint64_t p = 0;
+	for (unsigned i = 0; i < ev->n_models && i < METER_RESULT_MODELS; i++) {
+		const struct meter_model_usage *m = &ev->models[i];
+		p = sat_add(p, core->price(core->price_ctx, m->name, &m->usage, 0));
+		for (int f = 0; f < METER_NFIELDS; f++)
+			rest.n[f] = rest.n[f] > m->usage.n[f] ? rest.n[f] - m->usage.n[f] : 0;
+	}
+	if (meter_usage_total(&rest, NULL))
+		p = sat_add(p, core->price(core->price_ctx, model_name(core, core->last_model),
+					   &rest, 0));
+	return p;
 }
 
 /* A call seen on s, kept for the reader when it tracks calls. */
@@ -1017,6 +1131,28 @@ static void note_fresh(struct meter_stream *s, uint64_t id_hash, bool is_new)
 	s->fresh[s->n_fresh].tool_bytes = s->tool_bytes;
 	s->fresh[s->n_fresh].is_new = is_new;
 	s->n_fresh++;
+}
+
+bool meter_message_model(const struct meter_core *core, uint64_t id_hash, uint64_t *cache_1h,
+			 const char **model)
+{
+	const struct meter_msg *m = find_msg((struct meter_core *)core, id_hash);
+	if (!m)
+		return false;
+	*cache_1h = m->cache_1h;
+	*model = model_name(core, m->model);
+	return true;
+}
+
+uint64_t meter_message_pusd(const struct meter_core *core, uint64_t id_hash)
+{
+	const struct meter_msg *m = find_msg((struct meter_core *)core, id_hash);
+	return m ? m->pusd : 0;
+}
+
+const char *meter_last_model(const struct meter_core *core)
+{
+	return model_name(core, core->last_model);
 }
 
 bool meter_message_usage(const struct meter_core *core, uint64_t id_hash, struct meter_usage *out)
@@ -1039,6 +1175,9 @@ unsigned meter_take_calls(struct meter_stream *s, struct meter_fresh *out, unsig
 
 static void update_total(struct meter_core *core, struct meter_usage *delta)
 {
+	uint64_t pusd = core->pusd_msgs > core->pusd_result ? core->pusd_msgs : core->pusd_result;
+	if (pusd > core->pusd_total)
+		core->pusd_total = pusd;
 	for (int f = 0; f < METER_NFIELDS; f++) {
 		uint64_t t = core->msg_sum.n[f] > core->result.n[f] ? core->msg_sum.n[f]
 								    : core->result.n[f];
@@ -1057,10 +1196,12 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 	case METER_EV_NONE:
 		return;
 	case METER_EV_MESSAGE:
-		note_fresh(s, ev->id_hash, raise_msg(core, ev->id_hash, &ev->usage));
+		note_fresh(s, ev->id_hash,
+			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h));
 		break;
 	case METER_EV_MESSAGE_START:
-		note_fresh(s, ev->id_hash, raise_msg(core, ev->id_hash, &ev->usage));
+		note_fresh(s, ev->id_hash,
+			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h));
 		if (s) {
 			s->cur_msg = ev->id_hash;
 			s->has_cur_msg = true;
@@ -1071,7 +1212,7 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 			core->anomalies[METER_ANOM_ORPHAN_DELTA]++;
 			return;
 		}
-		raise_msg(core, s->cur_msg, &ev->usage);
+		raise_msg(core, s->cur_msg, &ev->usage, NULL, ev->cache_1h);
 		break;
 	case METER_EV_RESULT:
 		core->results++;
@@ -1082,6 +1223,11 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 			core->cost_micro_usd = ev->cost_micro_usd;
 		memcpy(core->result_subtype, ev->subtype, METER_SUBTYPE_LEN);
 		core->result_subtype[METER_SUBTYPE_LEN - 1] = '\0';
+		if (core->price) {
+			uint64_t p = price_result(core, ev);
+			if (p > core->pusd_result)
+				core->pusd_result = p;
+		}
 		break;
 	}
 	update_total(core, delta);

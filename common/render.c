@@ -106,6 +106,21 @@ void render_cost(char *buf, size_t len, uint64_t micro_usd)
 	snprintf(buf, len, "$%" PRIu64 ".%.*s", micro_usd / 1000000, (int)keep, frac);
 }
 
+void render_usd(char *buf, size_t len, uint64_t pusd)
+{
+	/* To micro-USD, rounded half up: what render_cost shows. */
+	uint64_t micro = pusd / 1000000 + (pusd % 1000000 >= 500000);
+	render_cost(buf, len, micro);
+}
+
+void render_amount(char *buf, size_t len, enum amount_unit unit, uint64_t v)
+{
+	if (unit == AMOUNT_USD)
+		render_usd(buf, len, v);
+	else
+		render_tokens(buf, len, v);
+}
+
 static int bar_width(const struct render_opts *o)
 {
 	if (o->width <= 0)
@@ -185,17 +200,19 @@ const char *render_status_name(uint32_t status)
 	}
 }
 
-/* "[bar] 40% 20.0K/50.0K", "40% 20.0K/50.0K" without bars, "20.0K (no budget)". */
-static void sb_budget(struct sbuf *b, uint64_t used, uint64_t limit, const struct render_opts *o)
+/* "[bar] 40% 20.0K/50.0K", "40% 20.0K/50.0K" without bars, "20.0K (no budget)"; the same in
+ * dollars for a USD budget. */
+static void sb_amount(struct sbuf *b, enum amount_unit unit, uint64_t used, uint64_t limit,
+		      const struct render_opts *o)
 {
 	char u[32], l[32], bar[RENDER_BAR_WIDTH_MAX * 3 + 64];
 
-	render_tokens(u, sizeof(u), used);
+	render_amount(u, sizeof(u), unit, used);
 	if (limit == LEDGER_NO_LIMIT) {
 		sb_printf(b, "%s (no budget)", u);
 		return;
 	}
-	render_tokens(l, sizeof(l), limit);
+	render_amount(l, sizeof(l), unit, limit);
 	if (o->bars) {
 		render_bar(bar, sizeof(bar), used, limit, o);
 		sb_printf(b, "%s %s/%s", bar, u, l);
@@ -206,24 +223,44 @@ static void sb_budget(struct sbuf *b, uint64_t used, uint64_t limit, const struc
 	}
 }
 
-static void sb_reserved(struct sbuf *b, const struct ledger_budget *bd)
+static void sb_reserved(struct sbuf *b, enum amount_unit unit, const struct ledger_budget *bd)
 {
-	uint64_t r = ledger_load(&bd->reserved);
+	uint64_t r = ledger_load(unit == AMOUNT_USD ? &bd->usd_reserved : &bd->reserved);
 	if (r) {
 		char t[32];
-		render_tokens(t, sizeof(t), r);
+		render_amount(t, sizeof(t), unit, r);
 		sb_printf(b, ", %s reserved", t);
 	}
 }
 
 /* How far a budget went over its limit, when it did. */
-static void sb_overshoot(struct sbuf *b, const struct ledger_budget *bd)
+static void sb_overshoot(struct sbuf *b, enum amount_unit unit, const struct ledger_budget *bd)
 {
-	uint64_t o = ledger_load(&bd->overshoot);
+	uint64_t o = ledger_load(unit == AMOUNT_USD ? &bd->usd_overshoot : &bd->overshoot);
 	if (o) {
 		char t[32];
-		render_tokens(t, sizeof(t), o);
+		render_amount(t, sizeof(t), unit, o);
 		sb_printf(b, ", over by %s", t);
+	}
+}
+
+/* A budget in tokens, then in dollars: "| USD [bar] 30% $0.30/$1.00, $0.02 reserved" when it has
+ * a USD budget, else ", $0.0213" when anything was priced. */
+static void sb_budget(struct sbuf *b, const struct ledger_budget *bd, const struct render_opts *o)
+{
+	sb_amount(b, AMOUNT_TOKENS, ledger_load(&bd->used.total), ledger_load(&bd->limit), o);
+	sb_reserved(b, AMOUNT_TOKENS, bd);
+	sb_overshoot(b, AMOUNT_TOKENS, bd);
+	uint64_t usd = ledger_load(&bd->used.pusd), usd_limit = ledger_load(&bd->usd_limit);
+	if (usd_limit != LEDGER_NO_LIMIT) {
+		sb_printf(b, " | USD ");
+		sb_amount(b, AMOUNT_USD, usd, usd_limit, o);
+		sb_reserved(b, AMOUNT_USD, bd);
+		sb_overshoot(b, AMOUNT_USD, bd);
+	} else if (usd) {
+		char t[32];
+		render_usd(t, sizeof(t), usd);
+		sb_printf(b, ", %s", t);
 	}
 }
 
@@ -248,6 +285,18 @@ static int name_len(const char *name)
 static const char *plural(uint64_t n)
 {
 	return n == 1 ? "" : "s";
+}
+
+/* Whether any budget of the session is in dollars. */
+static bool any_usd_limit(const struct ledger_header *h)
+{
+	if (ledger_load(&h->overall.usd_limit) != LEDGER_NO_LIMIT)
+		return true;
+	uint32_t nc = load32(&h->n_commands);
+	for (uint32_t i = 0; i < nc && i < LEDGER_MAX_COMMANDS; i++)
+		if (ledger_load(&h->commands[i].usd_limit) != LEDGER_NO_LIMIT)
+			return true;
+	return false;
 }
 
 static void sb_agent(struct sbuf *b, const struct ledger_header *h,
@@ -277,17 +326,31 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 		  ledger_load(&in->used.n[METER_OUTPUT]),
 		  ledger_load(&in->used.n[METER_CACHE_CREATION]),
 		  ledger_load(&in->used.n[METER_CACHE_READ]));
-	/* A result line states the cost; without one it is unknown, not zero. */
-	uint64_t micro = ledger_load(&in->cost_micro_usd);
-	if (micro || ledger_load(&in->results)) {
-		render_cost(cost, sizeof(cost), micro);
+	/* tbwrap's price, then the CLI's own where a result line stated one (without one it is
+	 * unknown, not zero). */
+	uint64_t pusd = ledger_load(&in->used.pusd), micro = ledger_load(&in->cost_micro_usd);
+	bool has_cli = micro || ledger_load(&in->results);
+	if (pusd || has_cli) {
+		render_usd(cost, sizeof(cost), pusd);
 		sb_printf(b, "  %s", cost);
+		if (has_cli) {
+			render_cost(cost, sizeof(cost), micro);
+			sb_printf(b, " (the CLI said %s)", cost);
+		}
 	}
+	if (load32(&in->flags) & LEDGER_F_UNPRICED)
+		sb_printf(b, "  UNPRICED MODEL %.*s (at the highest rates)",
+			  (int)strnlen(in->model, sizeof(in->model)), in->model);
 	uint64_t refused = ledger_load(&in->refused_prediction);
-	if (refused) {
-		char t[32];
+	uint64_t usd_refused = ledger_load(&in->usd_refused_prediction);
+	if (refused || usd_refused) {
+		char t[32], d[32];
 		render_tokens(t, sizeof(t), refused);
-		sb_printf(b, "  next request (predicted %s) refused", t);
+		render_usd(d, sizeof(d), usd_refused);
+		if (any_usd_limit(h))
+			sb_printf(b, "  next request (predicted %s, %s) refused", t, d);
+		else
+			sb_printf(b, "  next request (predicted %s) refused", t);
 	}
 	uint64_t unrep = ledger_load(&in->unreported);
 	if (unrep) {
@@ -308,9 +371,7 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 
 	sb_printf(&b, "BUDGET STATUS (%s mode)\n", h->mode == LEDGER_MODE_BLOCK ? "block" : "warn");
 	sb_printf(&b, "Overall: ");
-	sb_budget(&b, ledger_load(&h->overall.used.total), h->overall.limit, o);
-	sb_reserved(&b, &h->overall);
-	sb_overshoot(&b, &h->overall);
+	sb_budget(&b, &h->overall, o);
 	sb_printf(&b, "\n");
 
 	if (nc > 0) {
@@ -326,14 +387,12 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 			uint64_t refused = ledger_load(&bd->refused);
 			uint64_t stopped = ledger_load(&bd->stopped);
 			sb_printf(&b, "  %-*.*s ", w, name_len(bd->name), bd->name);
-			sb_budget(&b, ledger_load(&bd->used.total), bd->limit, o);
-			sb_reserved(&b, bd);
+			sb_budget(&b, bd, o);
 			sb_printf(&b, ", %" PRIu64 " agent%s", agents, plural(agents));
 			if (refused)
 				sb_printf(&b, ", %" PRIu64 " refused", refused);
 			if (stopped)
 				sb_printf(&b, ", %" PRIu64 " stopped", stopped);
-			sb_overshoot(&b, bd);
 			sb_printf(&b, "\n");
 		}
 	}
@@ -353,6 +412,20 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 	return sb_finish(&b);
 }
 
+/* A budget on the live line: its token budget (or its usage when it has none but has a USD
+ * budget), then its USD budget. */
+static void sb_live(struct sbuf *b, const struct ledger_budget *bd, const struct render_opts *o)
+{
+	uint64_t limit = ledger_load(&bd->limit), usd_limit = ledger_load(&bd->usd_limit);
+	if (limit != LEDGER_NO_LIMIT || usd_limit == LEDGER_NO_LIMIT)
+		sb_amount(b, AMOUNT_TOKENS, ledger_load(&bd->used.total), limit, o);
+	if (usd_limit != LEDGER_NO_LIMIT) {
+		if (limit != LEDGER_NO_LIMIT)
+			sb_printf(b, " ");
+		sb_amount(b, AMOUNT_USD, ledger_load(&bd->used.pusd), usd_limit, o);
+	}
+}
+
 char *render_status_line(const struct ledger_header *h, const struct render_opts *o)
 {
 	struct sbuf b = {0};
@@ -360,13 +433,13 @@ char *render_status_line(const struct ledger_header *h, const struct render_opts
 	uint64_t running = 0, refused = 0, stopped = 0;
 
 	sb_printf(&b, "tbwrap: overall ");
-	sb_budget(&b, ledger_load(&h->overall.used.total), h->overall.limit, o);
+	sb_live(&b, &h->overall, o);
 	for (uint32_t i = 0; i < nc; i++) {
 		const struct ledger_budget *bd = &h->commands[i];
-		if (bd->limit == LEDGER_NO_LIMIT)
+		if (bd->limit == LEDGER_NO_LIMIT && bd->usd_limit == LEDGER_NO_LIMIT)
 			continue;
 		sb_printf(&b, " | %.*s ", name_len(bd->name), bd->name);
-		sb_budget(&b, ledger_load(&bd->used.total), bd->limit, o);
+		sb_live(&b, bd, o);
 	}
 	for (uint32_t i = 0; i < ni; i++) {
 		switch (load32(&h->instances[i].status)) {

@@ -327,13 +327,19 @@ static int admit_agent(struct sup *s, pid_t pid, uid_t uid, const struct desc *d
 		}
 	}
 	a->used = true;
-	req_init(&a->book, enforce_launch_estimate(s, cmd));
+	struct amount launch = enforce_launch_estimate(s, cmd);
+	req_init(&a->book, launch.v[AMOUNT_TOKENS], launch);
 	if (a->metered) {
 		a->core = calloc(1, sizeof(*a->core));
 		if (!a->core) {
 			log_warn("out of memory for agent %d's meter", (int)pid);
 			a->metered = false;
 			ledger_mark(s->l, a->inst, LEDGER_F_UNMETERED, "tbwrap ran out of memory");
+		} else {
+			memset(&a->pricing, 0, sizeof(a->pricing));
+			a->pricing.table = s->cfg->prices;
+			a->core->price = enforce_price;
+			a->core->price_ctx = &a->pricing;
 		}
 		fill_agent(a, pid, d);
 		if (unbound)
@@ -707,11 +713,12 @@ void agents_end(struct sup *s, int idx, int exit_code)
 	drain_conn(s, a);
 	if (a->core) {
 		struct meter_usage delta = {{0}};
+		uint64_t pusd_before = a->core->pusd_total;
 		for (int i = 0; i < a->n_sources; i++) {
 			meter_finish(a->core, &a->sources[i].s, &delta);
 			enforce_usage_changed(s, a, &a->sources[i]);
 		}
-		ledger_record_delta(s->l, a->inst, &delta);
+		enforce_record(s, a, &delta, pusd_before);
 		ledger_publish_meter(s->l, a->inst, a->core);
 	}
 	ledger_settle(s->l, a->inst, a->stopping ? LEDGER_INST_STOPPED : LEDGER_INST_EXITED,

@@ -15,9 +15,13 @@
 
 #include "tbwrap/env.h"
 #include "tbwrap/log.h"
+#include "tbwrap/prices.h"
 
 #define FORM_COUNT "a token count such as 50000, 50K or 1.5M"
 #define FORM_COMMAND_BUDGET "/COMMAND=TOKENS (e.g. /test=50K)"
+#define FORM_USD "an amount in USD such as 5, 0.25 or $1.50 (at most 6 decimals)"
+#define FORM_COMMAND_USD "/COMMAND=USD (e.g. /test=0.50)"
+#define FORM_COUNT_CLASSES "a comma list of input, output, cache_creation, cache_read"
 
 enum opt_id {
 	OPT_OVERALL,
@@ -28,6 +32,10 @@ enum opt_id {
 	OPT_DRY_RUN,
 	OPT_MATCH,
 	OPT_REPORT_JSON,
+	OPT_OVERALL_USD,
+	OPT_COMMAND_USD,
+	OPT_PRICES,
+	OPT_COUNT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -47,6 +55,10 @@ static const struct opt opts[] = {
 	{"--dry-run", NULL, OPT_DRY_RUN},
 	{"--match", "NAME", OPT_MATCH},
 	{"--report-json", "FILE", OPT_REPORT_JSON},
+	{"--overall-usd-budget", "USD", OPT_OVERALL_USD},
+	{"--command-usd-budget", "/COMMAND=USD", OPT_COMMAND_USD},
+	{"--prices", "FILE", OPT_PRICES},
+	{"--count", "CLASSES", OPT_COUNT},
 	{"--help", NULL, OPT_HELP},
 	{"-h", NULL, OPT_HELP},
 	{"--version", NULL, OPT_VERSION},
@@ -154,30 +166,82 @@ static bool is_command_name(const char *name, size_t len)
 	return true;
 }
 
-static int parse_command_budget(struct cli_options *o, const char *v, char *err, size_t errlen)
+/* --command-budget /CMD=TOKENS and --command-usd-budget /CMD=USD: one entry per command, with
+ * a limit in either unit or both. */
+static int parse_command_budget(struct cli_options *o, const char *v, bool is_usd, char *err,
+				size_t errlen)
 {
+	const char *opt = is_usd ? "--command-usd-budget" : "--command-budget";
 	const char *eq = strchr(v, '=');
 	if (!eq || !is_command_name(v, (size_t)(eq - v)))
-		return fail(err, errlen, "--command-budget '%s': expected " FORM_COMMAND_BUDGET, v);
+		return fail(err, errlen, "%s '%s': expected %s", opt, v,
+			    is_usd ? FORM_COMMAND_USD : FORM_COMMAND_BUDGET);
 	size_t len = (size_t)(eq - v);
 	if (len >= LEDGER_NAME_LEN)
-		return fail(err, errlen, "--command-budget '%s': command name longer than %d bytes",
-			    v, LEDGER_NAME_LEN - 1);
+		return fail(err, errlen, "%s '%s': command name longer than %d bytes", opt, v,
+			    LEDGER_NAME_LEN - 1);
 	uint64_t limit;
-	const char *why = count_error(eq + 1, &limit);
-	if (why)
-		return fail(err, errlen, "--command-budget '%s': %s", v, why);
-	for (size_t i = 0; i < o->n_commands; i++)
-		if (strlen(o->command_names[i]) == len && memcmp(o->command_names[i], v, len) == 0)
-			return fail(err, errlen, "--command-budget '%s': %.*s already has a budget",
-				    v, (int)len, v);
-	if (o->n_commands >= LEDGER_MAX_BUDGETS)
-		return fail(err, errlen, "--command-budget '%s': more than %d command budgets", v,
-			    LEDGER_MAX_BUDGETS);
-	memcpy(o->command_names[o->n_commands], v, len);
-	o->command_names[o->n_commands][len] = '\0';
-	o->command_limits[o->n_commands] = limit;
-	o->n_commands++;
+	if (is_usd) {
+		if (prices_parse_usd(eq + 1, &limit) < 0)
+			return fail(err, errlen, "%s '%s': expected " FORM_USD " after '='", opt,
+				    v);
+	} else {
+		const char *why = count_error(eq + 1, &limit);
+		if (why)
+			return fail(err, errlen, "%s '%s': %s", opt, v, why);
+	}
+	size_t k = 0;
+	while (k < o->n_commands &&
+	       !(strlen(o->command_names[k]) == len && memcmp(o->command_names[k], v, len) == 0))
+		k++;
+	if (k == o->n_commands) {
+		if (o->n_commands >= LEDGER_MAX_BUDGETS)
+			return fail(err, errlen, "%s '%s': more than %d command budgets", opt, v,
+				    LEDGER_MAX_BUDGETS);
+		memcpy(o->command_names[k], v, len);
+		o->command_names[k][len] = '\0';
+		o->command_limits[k] = LEDGER_NO_LIMIT;
+		o->command_usd_limits[k] = LEDGER_NO_LIMIT;
+		o->n_commands++;
+	}
+	uint64_t *slot = is_usd ? &o->command_usd_limits[k] : &o->command_limits[k];
+	if (*slot != LEDGER_NO_LIMIT)
+		return fail(err, errlen, "%s '%s': %.*s already has a %sbudget", opt, v, (int)len,
+			    v, is_usd ? "USD " : "");
+	*slot = limit;
+	return 0;
+}
+
+/* --count input,output: which classes the token budgets count. */
+static int parse_count_classes(struct cli_options *o, const char *v, char *err, size_t errlen)
+{
+	static const char *const names[METER_NFIELDS] = {
+		[METER_INPUT] = "input",
+		[METER_OUTPUT] = "output",
+		[METER_CACHE_CREATION] = "cache_creation",
+		[METER_CACHE_READ] = "cache_read",
+	};
+	uint32_t w[METER_NFIELDS] = {0};
+	const char *p = v;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		int f = -1;
+		for (int k = 0; k < METER_NFIELDS; k++)
+			if (strlen(names[k]) == n && !memcmp(names[k], p, n))
+				f = k;
+		if (f < 0)
+			return fail(err, errlen,
+				    "--count '%s': '%.*s' is not a class (expected %s)", v, (int)n,
+				    p, FORM_COUNT_CLASSES);
+		if (w[f])
+			return fail(err, errlen, "--count '%s': %s given twice", v, names[f]);
+		w[f] = 1;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	memcpy(o->weights, w, sizeof(w));
 	return 0;
 }
 
@@ -206,6 +270,9 @@ static void set_defaults(struct cli_options *o)
 	memset(o, 0, sizeof(*o));
 	o->action = CLI_RUN;
 	o->overall_limit = LEDGER_NO_LIMIT;
+	o->overall_usd_limit = LEDGER_NO_LIMIT;
+	for (int f = 0; f < METER_NFIELDS; f++)
+		o->weights[f] = 1;
 	o->mode = LEDGER_MODE_WARN;
 	o->visuals = true;
 	o->estimate = CLI_DEFAULT_ESTIMATE;
@@ -251,6 +318,41 @@ static int parse_status(int argc, char **argv, int i, struct cli_options *o, cha
 	return 0;
 }
 
+/* `tbwrap prices [--prices FILE]` */
+static int parse_prices(int argc, char **argv, int i, struct cli_options *o, char *err,
+			size_t errlen)
+{
+	o->action = CLI_PRICES;
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			o->action = CLI_HELP;
+			return 0;
+		}
+		const char *v = NULL;
+		if (strcmp(a, "--prices") == 0) {
+			if (i + 1 >= argc)
+				return fail(err, errlen,
+					    "prices: --prices: missing value (expected FILE)");
+			v = argv[++i];
+		} else if (strncmp(a, "--prices=", 9) == 0) {
+			v = a + 9;
+		} else {
+			return fail(
+				err, errlen,
+				"prices: unexpected argument '%s' (usage: tbwrap prices [--prices "
+				"FILE])",
+				a);
+		}
+		if (o->prices)
+			return fail(err, errlen, "prices: --prices given twice");
+		if (!*v)
+			return fail(err, errlen, "prices: --prices '': expected a file name");
+		o->prices = v;
+	}
+	return 0;
+}
+
 static const struct opt *find_opt(const char *a, const char **inline_value)
 {
 	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
@@ -280,6 +382,9 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 		err[0] = '\0';
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return parse_status(argc, argv, 2, o, err, errlen);
+	if (argc > 1 && strcmp(argv[1], "prices") == 0)
+		return parse_prices(argc, argv, 2, o, err, errlen);
+	bool overall_usd_given = false, count_given = false;
 
 	for (; i < argc; i++) {
 		const char *a = argv[i];
@@ -314,7 +419,30 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 				return fail(err, errlen, "--overall-token-budget '%s': %s", v, why);
 			break;
 		case OPT_COMMAND_BUDGET:
-			if (parse_command_budget(o, v, err, errlen) < 0)
+		case OPT_COMMAND_USD:
+			if (parse_command_budget(o, v, opt->id == OPT_COMMAND_USD, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_OVERALL_USD:
+			if (overall_usd_given)
+				return fail(err, errlen, "--overall-usd-budget given twice");
+			overall_usd_given = true;
+			if (prices_parse_usd(v, &o->overall_usd_limit) < 0)
+				return fail(err, errlen,
+					    "--overall-usd-budget '%s': expected " FORM_USD, v);
+			break;
+		case OPT_PRICES:
+			if (o->prices)
+				return fail(err, errlen, "--prices given twice");
+			if (v[0] == '\0')
+				return fail(err, errlen, "--prices '': expected a file name");
+			o->prices = v;
+			break;
+		case OPT_COUNT:
+			if (count_given)
+				return fail(err, errlen, "--count given twice");
+			count_given = true;
+			if (parse_count_classes(o, v, err, errlen) < 0)
 				return -1;
 			break;
 		case OPT_MODE:
@@ -381,6 +509,7 @@ void cli_usage(FILE *f)
 	fprintf(f,
 		"Usage: tbwrap [OPTIONS] [--] COMMAND [ARGS...]\n"
 		"       tbwrap status [--disable-budget-visuals] [PID]\n"
+		"       tbwrap prices [--prices FILE]\n"
 		"\n"
 		"Runs COMMAND with token budgets on every AI coding agent started below it "
 		"(Claude\n"
@@ -396,6 +525,22 @@ void cli_usage(FILE *f)
 		"most %d;\n"
 		"                                    %s=TOKENS budgets prompts that are no "
 		"command\n"
+		"  --overall-usd-budget USD          the same in dollars, as tbwrap prices each "
+		"call\n"
+		"                                    (USD: 5, 0.25, $1.50); an agent is held to "
+		"the\n"
+		"                                    token and the USD budget, whichever comes "
+		"first\n"
+		"  --command-usd-budget /COMMAND=USD a command's budget in dollars; repeatable\n"
+		"  --prices FILE                     the price table to use instead of the "
+		"built-in\n"
+		"                                    one (tbwrap prices shows it and its format)\n"
+		"  --count CLASSES                   what the token budgets count: a comma list "
+		"of\n"
+		"                                    input,output,cache_creation,cache_read "
+		"(default:\n"
+		"                                    all four; the report keeps all four "
+		"counts)\n"
 		"  --budget-enforcement-mode warn|block\n"
 		"                                    warn (default): report each budget crossing "
 		"at\n"
@@ -428,9 +573,14 @@ void cli_usage(FILE *f)
 		"tbwrap status [PID] shows the budgets and agents of a running tbwrap of this "
 		"user\n"
 		"(the only one, or the one whose process id is PID).\n"
+		"tbwrap prices prints the price table in use (USD per million tokens, dated and\n"
+		"sourced); a model it lacks is priced at its highest rates, and stops an agent "
+		"under\n"
+		"a USD budget in block mode.\n"
 		"\n"
 		"Exit status: the command's own status, or\n"
-		"  %3d  bad command line, or a --report-json path that cannot be written\n"
+		"  %3d  bad command line, a --report-json path that cannot be written, or a\n"
+		"       --prices file that cannot be read (its line is named)\n"
 		"       (nothing was run)\n"
 		"  %3d  an agent was refused at launch (block mode)\n"
 		"  %3d  an agent was stopped for its budget (block mode)\n"

@@ -24,6 +24,26 @@ static uint64_t instance_total(const struct sup *s, const struct agent *a)
 	return ledger_load(&s->l->h->instances[a->inst].used.total);
 }
 
+static uint64_t instance_pusd(const struct sup *s, const struct agent *a)
+{
+	if (a->inst < 0 || (uint32_t)a->inst >= ledger_n_instances(s->l->h))
+		return 0;
+	return ledger_load(&s->l->h->instances[a->inst].used.pusd);
+}
+
+/* Whether any budget of the session is in dollars. */
+static bool has_usd_budget(const struct sup *s)
+{
+	const struct ledger_header *h = s->l->h;
+	if (ledger_has_limit(&h->overall, AMOUNT_USD))
+		return true;
+	uint32_t nc = ledger_n_commands(h);
+	for (uint32_t i = 0; i < nc; i++)
+		if (ledger_has_limit(&h->commands[i], AMOUNT_USD))
+			return true;
+	return false;
+}
+
 static const char *command_name(const struct sup *s, const struct agent *a)
 {
 	const struct ledger_header *h = s->l->h;
@@ -94,20 +114,22 @@ void enforce_stop(struct sup *s, struct agent *a, const struct ledger_refusal *w
 	if (a->stopping)
 		return;
 	char used[32], lim[32], res[32], note[256];
-	render_tokens(used, sizeof(used), why->used);
-	render_tokens(lim, sizeof(lim), why->limit);
-	render_tokens(res, sizeof(res), why->reserved);
+	render_amount(used, sizeof(used), why->unit, why->used);
+	render_amount(lim, sizeof(lim), why->unit, why->limit);
+	render_amount(res, sizeof(res), why->unit, why->reserved);
+	const char *kind = why->unit == AMOUNT_USD ? " USD" : "";
 	sup_clear_live(s);
 	if (why->is_overall)
-		snprintf(note, sizeof(note), "overall budget exceeded, used %s/%s", used, lim);
+		snprintf(note, sizeof(note), "overall%s budget exceeded, used %s/%s", kind, used,
+			 lim);
 	else if (why->used <= why->limit)
 		/* Its prompt came on stdin: bound to a command with no room for it. */
 		snprintf(note, sizeof(note),
-			 "command budget %s has no room for it, used %s + reserved %s of %s",
-			 why->name, used, res, lim);
+			 "command%s budget %s has no room for it, used %s + reserved %s of %s",
+			 kind, why->name, used, res, lim);
 	else
-		snprintf(note, sizeof(note), "command budget %s exceeded, used %s/%s", why->name,
-			 used, lim);
+		snprintf(note, sizeof(note), "command%s budget %s exceeded, used %s/%s", kind,
+			 why->name, used, lim);
 	log_warn("stopping agent %d (%s): %s (block mode)", (int)a->pid, command_name(s, a), note);
 	begin_stop(s, a, note);
 }
@@ -122,41 +144,46 @@ void enforce_stop_blind(struct sup *s, struct agent *a, const char *why)
 	begin_stop(s, a, why);
 }
 
-static void warn_thresholds(struct sup *s, struct ledger_budget *b)
+static void warn_thresholds(struct sup *s, struct ledger_budget *b, enum amount_unit unit)
 {
 	static const unsigned pct[] = {70, 90, 100};
-	uint64_t limit = b->limit;
+	bool is_usd = unit == AMOUNT_USD;
+	uint64_t limit = is_usd ? b->usd_limit : b->limit;
+	uint32_t *warned = is_usd ? &b->usd_warned : &b->warned;
 	if (limit == LEDGER_NO_LIMIT || limit == 0)
 		return;
-	uint64_t used = ledger_load(&b->used.total);
+	uint64_t used = ledger_load(is_usd ? &b->used.pusd : &b->used.total);
 	for (unsigned i = 0; i < 3; i++) {
 		/* 100 % means exceeded (used > limit), like block mode's stop. */
 		bool crossed = pct[i] == 100 ? used > limit
 					     : (unsigned __int128)used * 100 >=
 						       (unsigned __int128)limit * pct[i];
-		if (!crossed || (b->warned & (1u << i)))
+		if (!crossed || (*warned & (1u << i)))
 			continue;
-		__atomic_or_fetch(&b->warned, 1u << i, __ATOMIC_RELAXED);
+		__atomic_or_fetch(warned, 1u << i, __ATOMIC_RELAXED);
 		char u[32], lm[32];
-		render_tokens(u, sizeof(u), used);
-		render_tokens(lm, sizeof(lm), limit);
+		render_amount(u, sizeof(u), unit, used);
+		render_amount(lm, sizeof(lm), unit, limit);
 		sup_clear_live(s);
 		const char *what = b->name[0] ? b->name : "overall";
+		const char *kind = is_usd ? " USD" : "";
 		if (pct[i] == 100)
-			log_warn("warning: %s budget exceeded: %s/%s%s", what, u, lm,
+			log_warn("warning: %s%s budget exceeded: %s/%s%s", what, kind, u, lm,
 				 is_block(s) ? "" : " (warn mode: nothing is stopped)");
 		else
-			log_warn("warning: %s budget at %u%%: %s/%s", what, pct[i], u, lm);
+			log_warn("warning: %s%s budget at %u%%: %s/%s", what, kind, pct[i], u, lm);
 	}
 }
 
 void enforce_check(struct sup *s)
 {
 	struct ledger_header *h = s->l->h;
-	warn_thresholds(s, &h->overall);
 	uint32_t nc = ledger_n_commands(h);
-	for (uint32_t i = 0; i < nc; i++)
-		warn_thresholds(s, &h->commands[i]);
+	for (int u = 0; u < AMOUNT_NUNITS; u++) {
+		warn_thresholds(s, &h->overall, (enum amount_unit)u);
+		for (uint32_t i = 0; i < nc; i++)
+			warn_thresholds(s, &h->commands[i], (enum amount_unit)u);
+	}
 	if (!is_block(s))
 		return;
 	for (int i = 0; i < s->n_agents; i++) {
@@ -216,14 +243,40 @@ static bool env_usage(void *ctx, uint64_t id, struct meter_usage *out)
 	return book_usage(((struct book_ctx *)ctx)->a, id, out);
 }
 
-static uint64_t env_cost(void *ctx, const struct meter_usage *u)
+/* A prediction in both units: its tokens as --count counts them; its price at the model of call
+ * model_ref (the conversation's latest, or the agent's first), a 1-hour cache write when that
+ * call wrote one; with no call known, the table's highest rates (never less than it may be). */
+static struct amount env_cost(void *ctx, const struct meter_usage *u, uint64_t model_ref)
 {
-	return meter_usage_total(u, ((struct book_ctx *)ctx)->s->l->h->weights);
+	const struct book_ctx *b = ctx;
+	const char *model = "";
+	uint64_t ref_1h = 0;
+	if (model_ref && b->a->core)
+		meter_message_model(b->a->core, model_ref, &ref_1h, &model);
+	struct amount c = {{meter_usage_total(u, b->s->l->h->weights), 0}};
+	if (b->s->cfg->prices)
+		c.v[AMOUNT_USD] =
+			prices_cost(b->s->cfg->prices, model, u,
+				    ref_1h ? u->n[METER_CACHE_CREATION] : 0, prices_today(), NULL);
+	return c;
+}
+
+/* What a call has cost so far, in both units. */
+static struct amount env_call_cost(void *ctx, uint64_t id)
+{
+	const struct book_ctx *b = ctx;
+	struct meter_usage u;
+	struct amount c = {{0, 0}};
+	if (!b->a->core || !meter_message_usage(b->a->core, id, &u))
+		return c;
+	c.v[AMOUNT_TOKENS] = meter_usage_total(&u, b->s->l->h->weights);
+	c.v[AMOUNT_USD] = meter_message_pusd(b->a->core, id);
+	return c;
 }
 
 #define BOOK_ENV(s, a)                                                                             \
 	struct book_ctx bctx_ = {(s), (a)};                                                        \
-	const struct req_env env = {env_usage, env_cost, &bctx_}
+	const struct req_env env = {env_usage, env_cost, env_call_cost, &bctx_}
 
 /* Tool-result bytes per conversation: the largest count among its sources (stdout and the
  * transcript both carry the main conversation's). */
@@ -244,39 +297,110 @@ static void set_reservation(struct sup *s, struct agent *a)
 {
 	if (a->inst < 0 || a->ended)
 		return;
-	uint64_t want;
+	struct amount want;
 	if (is_block(s)) {
 		BOOK_ENV(s, a);
 		want = req_reserved(&a->book, &env);
 	} else {
-		uint64_t used = instance_total(s, a), est = a->book.estimate;
-		want = est > used ? est - used : 0;
+		struct amount used = {{instance_total(s, a), instance_pusd(s, a)}};
+		want = amount_sub(a->book.launch, used);
 	}
 	ledger_set_reserved(s->l, a->inst, want);
 }
 
 static void judge_next_call(struct sup *s, struct agent *a, struct source *src);
 
-uint64_t enforce_launch_estimate(const struct sup *s, int cmd)
+struct amount enforce_launch_estimate(const struct sup *s, int cmd)
 {
-	uint64_t est = s->l->h->estimate, seen = s->first_call_any;
-	if (cmd >= 0 && cmd < LEDGER_MAX_COMMANDS && s->first_call[cmd])
+	/* --estimate's tokens, priced as input at the table's highest input rate. */
+	struct meter_usage as_input = {{0}};
+	as_input.n[METER_INPUT] = s->l->h->estimate;
+	struct amount est = {{s->l->h->estimate, 0}};
+	if (s->cfg->prices)
+		est.v[AMOUNT_USD] = prices_cost(s->cfg->prices, "", &as_input, 0, 0, NULL);
+	struct amount seen = s->first_call_any;
+	if (cmd >= 0 && cmd < LEDGER_MAX_COMMANDS && !amount_is_zero(s->first_call[cmd]))
 		seen = s->first_call[cmd];
-	return seen > est ? seen : est;
+	return amount_max(seen, est);
 }
 
 /* The agent's first call, as far as it has shown its usage: the model of the next agents'. */
 static void learn_first_call(struct sup *s, struct agent *a)
 {
-	struct meter_usage u;
-	if (!a->book.first_id || a->inst < 0 || !book_usage(a, a->book.first_id, &u))
+	if (!a->book.first_id || a->inst < 0)
 		return;
-	uint64_t cost = meter_usage_total(&u, s->l->h->weights);
+	struct book_ctx ctx = {s, a};
+	struct amount cost = env_call_cost(&ctx, a->book.first_id);
+	if (amount_is_zero(cost))
+		return;
 	uint32_t cmd = s->l->h->instances[a->inst].command;
-	if (cmd < LEDGER_MAX_COMMANDS && cost > s->first_call[cmd])
-		s->first_call[cmd] = cost;
-	if (cost > s->first_call_any)
-		s->first_call_any = cost;
+	if (cmd < LEDGER_MAX_COMMANDS)
+		s->first_call[cmd] = amount_max(s->first_call[cmd], cost);
+	s->first_call_any = amount_max(s->first_call_any, cost);
+}
+
+uint64_t enforce_price(void *ctx, const char *model, const struct meter_usage *u, uint64_t cache_1h)
+{
+	struct pricing *p = ctx;
+	if (!p->table)
+		return 0;
+	bool known = true;
+	uint64_t c = prices_cost(p->table, model, u, cache_1h, prices_today(), &known);
+	if (!known && !p->unpriced) {
+		p->unpriced = true;
+		snprintf(p->model, sizeof(p->model), "%s", model && *model ? model : "(not named)");
+	}
+	return c;
+}
+
+/* A model the price table lacks, once per agent: block mode with a USD budget stops the agent
+ * (no dollar budget can hold calls of an unknown price); otherwise one warning per model, and
+ * its calls are priced at the table's highest rates. */
+static void act_on_unpriced(struct sup *s, struct agent *a)
+{
+	if (!a->pricing.unpriced || a->pricing.acted)
+		return;
+	a->pricing.acted = true;
+	const char *origin = s->cfg->prices ? s->cfg->prices->origin : "none";
+	char why[LEDGER_NOTE_LEN];
+	if (is_block(s) && has_usd_budget(s)) {
+		snprintf(
+			why, sizeof(why),
+			"model %.40s is not in the price table: give its prices with --prices FILE",
+			a->pricing.model);
+		if (!a->stopping) {
+			sup_clear_live(s);
+			log_warn(
+				"stopping agent %d (%s): model %s is not in the price table (%s): "
+				"a "
+				"USD budget cannot hold calls of an unknown price; give its prices "
+				"with --prices FILE (block mode)",
+				(int)a->pid, command_name(s, a), a->pricing.model, origin);
+			begin_stop(s, a, why);
+		}
+		return;
+	}
+	for (unsigned i = 0; i < s->n_unpriced; i++)
+		if (!strcmp(s->unpriced[i], a->pricing.model))
+			return;
+	if (s->n_unpriced < sizeof(s->unpriced) / sizeof(s->unpriced[0]))
+		snprintf(s->unpriced[s->n_unpriced++], sizeof(s->unpriced[0]), "%s",
+			 a->pricing.model);
+	sup_clear_live(s);
+	log_warn("warning: model %s is not in the price table (%s): its calls are priced at the "
+		 "table's highest rates; give its prices with --prices FILE",
+		 a->pricing.model, origin);
+}
+
+void enforce_record(struct sup *s, struct agent *a, const struct meter_usage *delta,
+		    uint64_t pusd_before)
+{
+	uint64_t now = a->core ? a->core->pusd_total : pusd_before;
+	ledger_record_delta(s->l, a->inst, delta, now > pusd_before ? now - pusd_before : 0);
+	if (!a->core)
+		return;
+	ledger_set_model(s->l, a->inst, meter_last_model(a->core), a->pricing.unpriced);
+	act_on_unpriced(s, a);
 }
 
 void enforce_usage_changed(struct sup *s, struct agent *a, struct source *src)
@@ -308,7 +432,8 @@ void enforce_agent_end(struct sup *s, struct agent *a)
 	/* Called after ledger_settle. Requests whose call was never seen, with no result line to
 	 * sum them up (Claude Code 1.0.x's side calls, when it was stopped): billed, reported
 	 * nowhere. Their predictions stay held, so that the budget still counts them. */
-	uint64_t n = 0, held = req_unreported(&a->book, &env, &n);
+	uint64_t n = 0;
+	struct amount held = req_unreported(&a->book, &env, &n);
 	if (is_block(s) && n && a->core && a->core->results == 0)
 		ledger_hold_unreported(s->l, a->inst, n, held);
 	req_close_all(&a->book, &env);
@@ -337,17 +462,18 @@ void enforce_agent_end(struct sup *s, struct agent *a)
 /* One line: which budget, used, reserved and predicted; then the stop. early: the request was
  * not made yet (its call asked for a tool, the next call's prediction does not fit). */
 static void stop_for_request(struct sup *s, struct agent *a, const struct ledger_refusal *why,
-			     uint64_t cost, bool early)
+			     struct amount cost, bool early)
 {
 	char used[32], lim[32], res[32], pr[32], note[320], budget[96];
-	render_tokens(used, sizeof(used), why->used);
-	render_tokens(lim, sizeof(lim), why->limit);
-	render_tokens(res, sizeof(res), why->reserved);
-	render_tokens(pr, sizeof(pr), cost);
+	render_amount(used, sizeof(used), why->unit, why->used);
+	render_amount(lim, sizeof(lim), why->unit, why->limit);
+	render_amount(res, sizeof(res), why->unit, why->reserved);
+	render_amount(pr, sizeof(pr), why->unit, cost.v[why->unit]);
+	const char *kind = why->unit == AMOUNT_USD ? " USD" : "";
 	if (why->is_overall)
-		snprintf(budget, sizeof(budget), "the overall budget");
+		snprintf(budget, sizeof(budget), "the overall%s budget", kind);
 	else
-		snprintf(budget, sizeof(budget), "command budget %s", why->name);
+		snprintf(budget, sizeof(budget), "command%s budget %s", kind, why->name);
 	snprintf(note, sizeof(note),
 		 "its next request %s %s: used %s + reserved %s + predicted %s > limit %s",
 		 early ? "would not fit" : "does not fit", budget, used, res, pr, lim);
@@ -373,14 +499,16 @@ static void judge_next_call(struct sup *s, struct agent *a, struct source *src)
 		return;
 	src->preempt_id = src->s.tool_use_id;
 	BOOK_ENV(s, a);
-	uint64_t tools[REQ_MAX_CONV], others;
+	uint64_t tools[REQ_MAX_CONV];
+	struct amount others;
 	struct meter_usage pred;
 	conv_tool_bytes(a, tools);
 	if (!req_predict_next(&a->book, src->conv, tools, &env, &pred, &others))
 		return;
-	uint64_t cost = env_cost(&bctx_, &pred);
+	struct amount cost = env_cost(&bctx_, &pred, req_model_ref(&a->book, src->conv));
 	struct ledger_refusal why;
-	if (a->inst >= 0 && !ledger_request_fits(s->l, a->inst, others + cost, cost, &why))
+	if (a->inst >= 0 &&
+	    !ledger_request_fits(s->l, a->inst, amount_add(others, cost), cost, &why))
 		stop_for_request(s, a, &why, cost, true);
 }
 
@@ -400,10 +528,12 @@ static int admit_request(struct sup *s, struct agent *a, uint64_t sock)
 	int conv;
 	conv_tool_bytes(a, tools);
 	req_predict(&a->book, sock, tools, &env, &pred, &conv);
-	uint64_t cost = env_cost(&bctx_, &pred);
+	struct amount cost = env_cost(&bctx_, &pred, req_model_ref(&a->book, conv));
 	/* What the agent would hold: its requests in flight, and this one. */
-	uint64_t others = a->book.launch_pending ? 0 : req_reserved(&a->book, &env);
-	uint64_t want = others + cost;
+	struct amount others = {{0}};
+	if (!a->book.launch_pending)
+		others = req_reserved(&a->book, &env);
+	struct amount want = amount_add(others, cost);
 	struct ledger_refusal why;
 	if (a->inst >= 0 && !ledger_admit_request(s->l, a->inst, want, cost, &why)) {
 		stop_for_request(s, a, &why, cost, false);

@@ -26,14 +26,19 @@
 #include "tbwrap/env.h"
 #include "tbwrap/ledger.h"
 #include "tbwrap/log.h"
+#include "tbwrap/prices.h"
 #include "tbwrap/proto.h"
 #include "tbwrap/render.h"
 #include "tbwrap/report.h"
 #include "tbwrap/status.h"
 #include "tbwrap/supervisor.h"
 
+/* From the build's gen/version.h (Makefile): VERSION and the git commit. */
 #ifndef TBWRAP_VERSION
-#define TBWRAP_VERSION "0.1.0"
+#define TBWRAP_VERSION "unknown"
+#endif
+#ifndef TBWRAP_COMMIT
+#define TBWRAP_COMMIT "unknown"
 #endif
 
 /* libtbwrap.so next to the executable (the build tree), or in ../lib/tbwrap (an install). */
@@ -78,12 +83,22 @@ static int open_socket(char *name, size_t len)
 	return fd;
 }
 
-static void print_dry_run(const struct cli_options *o, const char *lib)
+static void print_dry_run(const struct cli_options *o, const char *lib,
+			  const struct price_table *prices)
 {
+	static const char *const class_names[METER_NFIELDS] = {"input", "output", "cache_creation",
+							       "cache_read"};
 	char t[32];
 	printf("mode: %s\n", o->mode == LEDGER_MODE_BLOCK ? "block" : "warn");
 	render_tokens(t, sizeof(t), o->estimate);
 	printf("estimate per agent: %s (%llu tokens)\n", t, (unsigned long long)o->estimate);
+	printf("token budgets count:");
+	for (int f = 0, first = 1; f < METER_NFIELDS; f++)
+		if (o->weights[f]) {
+			printf("%s%s", first ? " " : ", ", class_names[f]);
+			first = 0;
+		}
+	printf("\nprices: %s (%zu rows)\n", prices->origin, prices->n);
 	if (o->overall_limit == LEDGER_NO_LIMIT) {
 		printf("overall budget: none\n");
 	} else {
@@ -91,10 +106,20 @@ static void print_dry_run(const struct cli_options *o, const char *lib)
 		printf("overall budget: %s (%llu tokens)\n", t,
 		       (unsigned long long)o->overall_limit);
 	}
+	if (o->overall_usd_limit != LEDGER_NO_LIMIT) {
+		prices_format_usd(t, sizeof(t), o->overall_usd_limit);
+		printf("overall USD budget: %s\n", t);
+	}
 	for (size_t i = 0; i < o->n_commands; i++) {
-		render_tokens(t, sizeof(t), o->command_limits[i]);
-		printf("command budget %s: %s (%llu tokens)\n", o->command_names[i], t,
-		       (unsigned long long)o->command_limits[i]);
+		if (o->command_limits[i] != LEDGER_NO_LIMIT) {
+			render_tokens(t, sizeof(t), o->command_limits[i]);
+			printf("command budget %s: %s (%llu tokens)\n", o->command_names[i], t,
+			       (unsigned long long)o->command_limits[i]);
+		}
+		if (o->command_usd_limits[i] != LEDGER_NO_LIMIT) {
+			prices_format_usd(t, sizeof(t), o->command_usd_limits[i]);
+			printf("command USD budget %s: %s\n", o->command_names[i], t);
+		}
 	}
 	printf("agents: programs named");
 	for (size_t i = 0; i < o->n_match; i++)
@@ -143,6 +168,21 @@ static struct rlimit raise_nofile(void)
 	return old;
 }
 
+/* The price table in use: --prices FILE, else the built-in one. A file that cannot be read or
+ * parsed is a bad command line (exit 2, nothing run), with its line. */
+static void load_prices(const struct cli_options *o, struct price_table *t)
+{
+	char err[512];
+	if (o->prices) {
+		if (prices_load_file(t, o->prices, err, sizeof(err)) < 0) {
+			log_warn("--prices %s", err);
+			exit(TBWRAP_EXIT_USAGE);
+		}
+	} else if (prices_load_builtin(t, err, sizeof(err)) < 0) {
+		log_die(TBWRAP_EXIT_INTERNAL, "%s", err);
+	}
+}
+
 static int run(const struct cli_options *o)
 {
 	char lib[PATH_MAX], err[512];
@@ -150,6 +190,8 @@ static int run(const struct cli_options *o)
 		log_die(TBWRAP_EXIT_INTERNAL,
 			"cannot find libtbwrap.so next to the tbwrap executable or in "
 			"../lib/tbwrap (build it with make)");
+	struct price_table prices;
+	load_prices(o, &prices);
 	/* Before the command runs: a report that could not be written is found out now. */
 	struct report_file report;
 	bool has_report = o->report_json != NULL;
@@ -160,7 +202,8 @@ static int run(const struct cli_options *o)
 	if (o->dry_run) {
 		if (has_report)
 			report_abandon(&report);
-		print_dry_run(o, lib);
+		print_dry_run(o, lib, &prices);
+		prices_free(&prices);
 		return 0;
 	}
 	/* Nothing below can read or write our memory, open our fds or attach to us: the budget
@@ -182,13 +225,15 @@ static int run(const struct cli_options *o)
 		names[i] = o->command_names[i];
 	struct ledger_config lc = {
 		.overall_limit = o->overall_limit,
+		.overall_usd_limit = &o->overall_usd_limit,
 		.mode = o->mode,
 		.estimate = o->estimate,
-		.weights = {1, 1, 1, 1},
 		.n_commands = o->n_commands,
 		.command_names = names,
 		.command_limits = o->command_limits,
+		.command_usd_limits = o->command_usd_limits,
 	};
+	memcpy(lc.weights, o->weights, sizeof(lc.weights));
 	struct ledger l;
 	if (ledger_create(&l, &lc, err, sizeof(err)) < 0) {
 		if (has_report)
@@ -231,6 +276,7 @@ static int run(const struct cli_options *o)
 		.child = child,
 		.live = o->visuals && isatty(STDERR_FILENO),
 		.render = {.color = render_use_color(STDERR_FILENO), .bars = o->visuals},
+		.prices = &prices,
 	};
 	int rc = supervisor_run(&sc);
 	close(lfd);
@@ -246,6 +292,7 @@ static int run(const struct cli_options *o)
 			rc = TBWRAP_EXIT_INTERNAL;
 	}
 	ledger_close(&l);
+	prices_free(&prices);
 	return rc;
 }
 
@@ -262,8 +309,15 @@ int main(int argc, char **argv)
 		cli_usage(stdout);
 		return 0;
 	case CLI_VERSION:
-		printf("tbwrap %s\n", TBWRAP_VERSION);
+		printf("tbwrap %s (commit %s)\n", TBWRAP_VERSION, TBWRAP_COMMIT);
 		return 0;
+	case CLI_PRICES: {
+		struct price_table t;
+		load_prices(&o, &t);
+		int rc = prices_print(stdout, &t) < 0 ? TBWRAP_EXIT_INTERNAL : 0;
+		prices_free(&t);
+		return rc;
+	}
 	case CLI_STATUS: {
 		struct render_opts ro = {.color = render_use_color(STDOUT_FILENO),
 					 .bars = o.visuals};

@@ -193,6 +193,7 @@ static bool meter_write(struct sup *s, struct agent *a, struct source *src, pid_
 	streampos_remember(&src->pos, &w, start);
 
 	struct meter_usage delta = {{0}};
+	uint64_t pusd_before = a->core->pusd_total;
 	for (size_t done = 0; done < total;) {
 		size_t n = total - done < SUP_READ_CHUNK ? total - done : SUP_READ_CHUNK;
 		if (done > 0 &&
@@ -204,7 +205,7 @@ static bool meter_write(struct sup *s, struct agent *a, struct source *src, pid_
 			   &delta);
 		done += n;
 	}
-	ledger_record_delta(s->l, a->inst, &delta);
+	enforce_record(s, a, &delta, pusd_before);
 	enforce_usage_changed(s, a, src);
 	return meter_usage_total(&delta, NULL) > 0;
 }

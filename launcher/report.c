@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tbwrap/prices.h"
 #include "tbwrap/render.h"
 
 static const char *const anomaly_names[METER_NANOMALY] = {
@@ -47,6 +48,28 @@ static void add_limit(struct builder *b, cJSON *obj, uint64_t limit)
 		add_u64(b, obj, "limit", limit);
 }
 
+/* Pico-USD as an exact decimal JSON number ("0.018375", "12", "0.000000125"): a double would
+ * round what tbwrap summed exactly. */
+static void add_usd(struct builder *b, cJSON *obj, const char *key, uint64_t pico)
+{
+	char text[48], frac[16];
+	snprintf(frac, sizeof(frac), "%012llu", (unsigned long long)(pico % PRICE_PICO_PER_USD));
+	size_t n = strlen(frac);
+	while (n > 0 && frac[n - 1] == '0')
+		frac[--n] = '\0';
+	snprintf(text, sizeof(text), "%llu%s%s", (unsigned long long)(pico / PRICE_PICO_PER_USD),
+		 n ? "." : "", frac);
+	check(b, cJSON_AddRawToObject(obj, key, text));
+}
+
+static void add_usd_limit(struct builder *b, cJSON *obj, uint64_t limit)
+{
+	if (limit == LEDGER_NO_LIMIT)
+		check(b, cJSON_AddNullToObject(obj, "usd_limit"));
+	else
+		add_usd(b, obj, "usd_limit", limit);
+}
+
 static void add_usage(struct builder *b, cJSON *obj, const char *key, const struct ledger_counts *c)
 {
 	cJSON *u = cJSON_AddObjectToObject(obj, key);
@@ -58,6 +81,7 @@ static void add_usage(struct builder *b, cJSON *obj, const char *key, const stru
 	add_u64(b, u, "cache_creation", ledger_load(&c->n[METER_CACHE_CREATION]));
 	add_u64(b, u, "cache_read", ledger_load(&c->n[METER_CACHE_READ]));
 	add_u64(b, u, "total", ledger_load(&c->total));
+	add_usd(b, u, "usd", ledger_load(&c->pusd));
 }
 
 /* Copies a fixed-size name field that may lack its NUL (corrupt or torn segment). */
@@ -98,8 +122,19 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 	else
 		check(b, cJSON_AddNullToObject(a, "exit_code"));
 	add_usage(b, a, "usage", &in->used);
+	char model[METER_MODEL_LEN];
+	copy_name(model, in->model, sizeof(model));
+	for (char *p = model; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+	if (model[0])
+		check(b, cJSON_AddStringToObject(a, "model", model));
+	else
+		check(b, cJSON_AddNullToObject(a, "model"));
+	check(b,
+	      cJSON_AddBoolToObject(a, "priced", !(ledger_load32(&in->flags) & LEDGER_F_UNPRICED)));
 
-	/* No result line, no cost: unknown is null, not 0. */
+	/* The CLI's own total_cost_usd. No result line, no cost: unknown is null, not 0. */
 	uint64_t micro = ledger_load(&in->cost_micro_usd);
 	/* Known once a result line was seen, even when the CLI reported $0. */
 	if (micro || ledger_load(&in->results))
@@ -128,10 +163,17 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 		add_u64(b, a, "refused_prediction", refused);
 	else
 		check(b, cJSON_AddNullToObject(a, "refused_prediction"));
+	if (ledger_load(&in->usd_refused_prediction))
+		add_usd(b, a, "refused_prediction_usd", ledger_load(&in->usd_refused_prediction));
+	else
+		check(b, cJSON_AddNullToObject(a, "refused_prediction_usd"));
 	add_u64(b, a, "max_prediction_error", ledger_load(&in->max_under));
+	add_usd(b, a, "max_prediction_error_usd", ledger_load(&in->usd_max_under));
 	/* Calls nothing reported the usage of, and what the budgets still hold for them. */
 	add_u64(b, a, "unreported_calls", ledger_load(&in->unreported));
 	add_u64(b, a, "held", ledger_load(&in->unreported) ? ledger_load(&in->reserved) : 0);
+	add_usd(b, a, "held_usd",
+		ledger_load(&in->unreported) ? ledger_load(&in->usd_reserved) : 0);
 	uint32_t flags = ledger_load32(&in->flags);
 	check(b, cJSON_AddBoolToObject(a, "nested", (flags & LEDGER_F_NESTED) != 0));
 	check(b, cJSON_AddBoolToObject(a, "adopted", (flags & LEDGER_F_ADOPTED) != 0));
@@ -169,6 +211,9 @@ static void add_command(struct builder *b, cJSON *arr, const struct ledger_budge
 	add_u64(b, c, "refused", ledger_load(&bd->refused));
 	add_u64(b, c, "stopped", ledger_load(&bd->stopped));
 	add_u64(b, c, "overshoot", ledger_load(&bd->overshoot));
+	add_usd_limit(b, c, ledger_load(&bd->usd_limit));
+	add_usd(b, c, "usd_reserved", ledger_load(&bd->usd_reserved));
+	add_usd(b, c, "usd_overshoot", ledger_load(&bd->usd_overshoot));
 }
 
 char *report_json(const struct ledger_header *h)
@@ -184,6 +229,20 @@ char *report_json(const struct ledger_header *h)
 	check(&b, cJSON_AddStringToObject(root, "mode",
 					  h->mode == LEDGER_MODE_BLOCK ? "block" : "warn"));
 	add_u64(&b, root, "estimate", h->estimate);
+	static const char *const classes[METER_NFIELDS] = {"input", "output", "cache_creation",
+							   "cache_read"};
+	cJSON *counted = cJSON_AddArrayToObject(root, "counted");
+	check(&b, counted);
+	for (int f = 0; counted && f < METER_NFIELDS; f++) {
+		if (!h->weights[f])
+			continue;
+		cJSON *name = cJSON_CreateString(classes[f]);
+		check(&b, name);
+		if (name && !cJSON_AddItemToArray(counted, name)) {
+			cJSON_Delete(name);
+			b.failed = true;
+		}
+	}
 
 	cJSON *overall = cJSON_AddObjectToObject(root, "overall");
 	check(&b, overall);
@@ -195,6 +254,9 @@ char *report_json(const struct ledger_header *h)
 		add_u64(&b, overall, "refused", ledger_load(&h->overall.refused));
 		add_u64(&b, overall, "stopped", ledger_load(&h->overall.stopped));
 		add_u64(&b, overall, "overshoot", ledger_load(&h->overall.overshoot));
+		add_usd_limit(&b, overall, ledger_load(&h->overall.usd_limit));
+		add_usd(&b, overall, "usd_reserved", ledger_load(&h->overall.usd_reserved));
+		add_usd(&b, overall, "usd_overshoot", ledger_load(&h->overall.usd_overshoot));
 	}
 	add_u64(&b, root, "unlisted", ledger_load(&h->unlisted));
 

@@ -12,10 +12,11 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-void req_init(struct req_book *b, uint64_t estimate)
+void req_init(struct req_book *b, uint64_t estimate, struct amount launch)
 {
 	memset(b, 0, sizeof(*b));
 	b->estimate = estimate;
+	b->launch = launch;
 	b->launch_pending = true;
 	b->conv[0].used = true; /* the main conversation */
 }
@@ -31,17 +32,32 @@ int req_conv_new(struct req_book *b)
 	return -1;
 }
 
+uint64_t req_model_ref(const struct req_book *b, int conv)
+{
+	if (conv >= 0 && conv < REQ_MAX_CONV && b->conv[conv].used && b->conv[conv].has_call)
+		return b->conv[conv].last_id;
+	return b->first_id;
+}
+
 static void note_outputs(struct req_book *b, const struct req_env *env);
+
+/* What request r still holds: its prediction less what its call has shown (in each unit). */
+static struct amount still_held(const struct req_open *r, const struct req_env *env)
+{
+	struct amount want = env->cost(env->ctx, &r->predicted, r->model_ref);
+	if (!r->msg_id)
+		return want;
+	return amount_sub(want, env->call_cost(env->ctx, r->msg_id));
+}
 
 static void drop(struct req_book *b, int i, const struct req_env *env)
 {
 	struct req_open *r = &b->open[i];
-	struct meter_usage u;
 	/* A call larger than its prediction: the prediction's error, kept for the report. */
-	if (r->msg_id && env->usage(env->ctx, r->msg_id, &u)) {
-		uint64_t got = env->cost(env->ctx, &u), want = env->cost(env->ctx, &r->predicted);
-		if (got > want && got - want > b->max_under)
-			b->max_under = got - want;
+	if (r->msg_id) {
+		struct amount over = amount_sub(env->call_cost(env->ctx, r->msg_id),
+						env->cost(env->ctx, &r->predicted, r->model_ref));
+		b->max_under = amount_max(b->max_under, over);
 	}
 	memmove(&b->open[i], &b->open[i + 1], sizeof(b->open[0]) * (size_t)(b->n_open - i - 1));
 	b->n_open--;
@@ -122,7 +138,7 @@ void req_predict(struct req_book *b, uint64_t sock, const uint64_t *tool_bytes,
 }
 
 bool req_predict_next(struct req_book *b, int conv, const uint64_t *tool_bytes,
-		      const struct req_env *env, struct meter_usage *pred, uint64_t *others)
+		      const struct req_env *env, struct meter_usage *pred, struct amount *others)
 {
 	if (conv < 0 || conv >= REQ_MAX_CONV || !b->conv[conv].used || !b->conv[conv].has_call)
 		return false;
@@ -130,17 +146,12 @@ bool req_predict_next(struct req_book *b, int conv, const uint64_t *tool_bytes,
 	if (!predict_conv(b, conv, tool_bytes, env, pred))
 		return false;
 	/* Its own requests are answered by then: only the others stay held. */
-	*others = 0;
+	memset(others, 0, sizeof(*others));
 	for (int i = 0; i < b->n_open; i++) {
 		const struct req_open *r = &b->open[i];
 		if (r->conv == conv || r->final)
 			continue;
-		uint64_t want = env->cost(env->ctx, &r->predicted), got = 0;
-		struct meter_usage u;
-		if (r->msg_id && env->usage(env->ctx, r->msg_id, &u))
-			got = env->cost(env->ctx, &u);
-		if (want > got)
-			*others = sat_add(*others, want - got);
+		*others = amount_add(*others, still_held(r, env));
 	}
 	return true;
 }
@@ -154,6 +165,7 @@ bool req_start(struct req_book *b, uint64_t sock, const struct meter_usage *pred
 	r->conv = conv;
 	r->sock = sock;
 	r->predicted = *pred;
+	r->model_ref = req_model_ref(b, conv);
 	b->requests++;
 	b->launch_pending = false;
 	return true;
@@ -202,34 +214,29 @@ static void note_outputs(struct req_book *b, const struct req_env *env)
 	}
 }
 
-uint64_t req_reserved(struct req_book *b, const struct req_env *env)
+struct amount req_reserved(struct req_book *b, const struct req_env *env)
 {
 	if (b->launch_pending)
-		return b->estimate;
+		return b->launch;
 	note_outputs(b, env);
-	uint64_t sum = 0;
+	struct amount sum = {{0}};
 	for (int i = 0; i < b->n_open; i++) {
 		const struct req_open *r = &b->open[i];
 		/* A call whose final usage is in costs what it shows: nothing more to hold. */
-		if (r->final)
-			continue;
-		uint64_t want = env->cost(env->ctx, &r->predicted), got = 0;
-		struct meter_usage u;
-		if (r->msg_id && env->usage(env->ctx, r->msg_id, &u))
-			got = env->cost(env->ctx, &u);
-		if (want > got)
-			sum = sat_add(sum, want - got);
+		if (!r->final)
+			sum = amount_add(sum, still_held(r, env));
 	}
 	return sum;
 }
 
-uint64_t req_unreported(const struct req_book *b, const struct req_env *env, uint64_t *n)
+struct amount req_unreported(const struct req_book *b, const struct req_env *env, uint64_t *n)
 {
-	uint64_t sum = 0;
+	struct amount sum = {{0}};
 	*n = 0;
 	for (int i = 0; i < b->n_open; i++)
 		if (!b->open[i].msg_id) {
-			sum = sat_add(sum, env->cost(env->ctx, &b->open[i].predicted));
+			sum = amount_add(sum, env->cost(env->ctx, &b->open[i].predicted,
+							b->open[i].model_ref));
 			(*n)++;
 		}
 	return sum;

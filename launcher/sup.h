@@ -89,6 +89,15 @@ enum sock_peer {
 	PEER_OTHER, /* another host: its requests are not API calls */
 };
 
+/* The meter's price function's view of one agent: the table, and the first model it could not
+ * price (enforce.c acts on it once). */
+struct pricing {
+	const struct price_table *table;
+	bool unpriced;
+	bool acted;
+	char model[METER_MODEL_LEN];
+};
+
 struct agent {
 	bool used;
 	bool ended;
@@ -114,6 +123,7 @@ struct agent {
 	char config_dir[4096];
 	struct file_id projects; /* <config_dir>/projects once it exists */
 	struct meter_core *core;
+	struct pricing pricing;
 	int n_sources;
 	struct source *sources;
 	/* API requests (see enforce.c): the connections' last writes, the book of requests in
@@ -190,10 +200,13 @@ struct sup {
 		uint64_t start;
 	} refused[64]; /* adopted agents refused and killed (a ring) */
 	unsigned n_refused;
-	/* The largest first call (budget units) of an agent of each command, and of any: what
+	/* The largest first call (in both units) of an agent of each command, and of any: what
 	 * the next agent's first call is predicted to cost (enforce_launch_estimate). */
-	uint64_t first_call[LEDGER_MAX_COMMANDS];
-	uint64_t first_call_any;
+	struct amount first_call[LEDGER_MAX_COMMANDS];
+	struct amount first_call_any;
+	/* Models the price table lacks, warned about once each. */
+	char unpriced[8][METER_MODEL_LEN];
+	unsigned n_unpriced;
 };
 
 uint64_t sup_now_ms(void);
@@ -248,8 +261,18 @@ void enforce_agent_end(struct sup *s, struct agent *a);
 
 /* What an agent of command cmd (-1: not known) is admitted with and its first call predicted as:
  * the largest first call of an agent of that command seen so far in the session (else of any
- * command), never less than --estimate. */
-uint64_t enforce_launch_estimate(const struct sup *s, int cmd);
+ * command), never less than --estimate (tokens; in USD, those tokens at the table's highest
+ * input-side rate). */
+struct amount enforce_launch_estimate(const struct sup *s, int cmd);
+
+/* The meter's price function (struct meter_core.price; ctx is the agent's struct pricing). */
+uint64_t enforce_price(void *ctx, const char *model, const struct meter_usage *u,
+		       uint64_t cache_1h);
+
+/* A feed of the agent's sources added delta to its usage, and its cost went up from
+ * pusd_before: to the ledger. */
+void enforce_record(struct sup *s, struct agent *a, const struct meter_usage *delta,
+		    uint64_t pusd_before);
 
 /* notify.c */
 void notify_handle(struct sup *s, int lfd);

@@ -1,6 +1,6 @@
 /*
- * Command line of the launcher: `tbwrap [OPTIONS] [--] COMMAND [ARGS...]` and
- * `tbwrap status [--disable-budget-visuals] [PID]`.
+ * Command line of the launcher: `tbwrap [OPTIONS] [--] COMMAND [ARGS...]`,
+ * `tbwrap status [--disable-budget-visuals] [PID]` and `tbwrap prices [--prices FILE]`.
  *
  * Parsing has no side effects (no output, no exit), so that every accepted and every refused
  * command line can be checked by a table in tests/unit/test_cli.c; main() prints the one-line
@@ -24,17 +24,21 @@
 /* A --match name is compared with the basename of argv[0]; NAME_MAX bounds any basename. */
 #define CLI_MATCH_NAME_MAX 255
 
-enum cli_action { CLI_RUN, CLI_STATUS, CLI_HELP, CLI_VERSION };
+enum cli_action { CLI_RUN, CLI_STATUS, CLI_PRICES, CLI_HELP, CLI_VERSION };
 
 struct cli_options {
 	enum cli_action action;
 	uint64_t overall_limit; /* LEDGER_NO_LIMIT when not given; 0 means no agent may run */
 	size_t n_commands;
 	char command_names[LEDGER_MAX_COMMANDS][LEDGER_NAME_LEN];
-	uint64_t command_limits[LEDGER_MAX_COMMANDS];
-	enum ledger_mode mode; /* default warn */
-	bool visuals;	       /* false with --disable-budget-visuals */
-	uint64_t estimate;     /* default CLI_DEFAULT_ESTIMATE */
+	uint64_t command_limits[LEDGER_MAX_COMMANDS];	  /* LEDGER_NO_LIMIT: a USD budget only */
+	uint64_t overall_usd_limit;			  /* pico-USD; LEDGER_NO_LIMIT: none */
+	uint64_t command_usd_limits[LEDGER_MAX_COMMANDS]; /* LEDGER_NO_LIMIT: none */
+	const char *prices;		 /* --prices FILE; NULL: the built-in table */
+	uint32_t weights[METER_NFIELDS]; /* --count: 1 for each class counted, else 0 */
+	enum ledger_mode mode;		 /* default warn */
+	bool visuals;			 /* false with --disable-budget-visuals */
+	uint64_t estimate;		 /* default CLI_DEFAULT_ESTIMATE */
 	bool dry_run;
 	size_t n_match;
 	const char *match[CLI_MAX_MATCH]; /* default: {TBWRAP_DEFAULT_MATCH}; point into argv */

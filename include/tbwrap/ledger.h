@@ -24,10 +24,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "tbwrap/amount.h"
 #include "tbwrap/meter.h"
 
-#define LEDGER_MAGIC UINT64_C(0x33474c5257425454) /* "TTBWRLG3" little-endian */
-#define LEDGER_VERSION 3u
+#define LEDGER_MAGIC UINT64_C(0x34474c5257425454) /* "TTBWRLG4" little-endian */
+#define LEDGER_VERSION 4u
 #define LEDGER_MAX_COMMANDS 64
 /* Budgets the command line may set: one entry of the table stays for the catch-all key. */
 #define LEDGER_MAX_BUDGETS (LEDGER_MAX_COMMANDS - 1)
@@ -49,23 +50,28 @@ enum ledger_status {
 	LEDGER_INST_EXITED   /* ended on its own */
 };
 
-/* Usage counts: the four fields and their weighted total. */
+/* Usage counts: the four fields, their total as --count counts it, and what they cost. */
 struct ledger_counts {
 	uint64_t n[METER_NFIELDS];
 	uint64_t total;
+	uint64_t pusd; /* pico-USD, as tbwrap priced each call (launcher/prices.c) */
 };
 
 struct ledger_budget {
 	char name[LEDGER_NAME_LEN]; /* command key ("/test", LEDGER_CATCH_ALL); "" for overall */
 	uint64_t limit;		    /* LEDGER_NO_LIMIT when no budget is set */
 	struct ledger_counts used;
-	uint64_t reserved;  /* outstanding reservations of running agents */
-	uint64_t agents;    /* agents admitted */
-	uint64_t refused;   /* agents refused at launch */
-	uint64_t stopped;   /* agents stopped for a budget */
-	uint64_t overshoot; /* largest amount used ever went over limit (0: never) */
-	uint32_t warned;    /* bit i: threshold i (70, 90, 100 %) already reported */
-	uint32_t pad;
+	uint64_t reserved;   /* outstanding reservations of running agents */
+	uint64_t agents;     /* agents admitted */
+	uint64_t refused;    /* agents refused at launch */
+	uint64_t stopped;    /* agents stopped for a budget */
+	uint64_t overshoot;  /* largest amount used ever went over limit (0: never) */
+	uint32_t warned;     /* bit i: threshold i (70, 90, 100 %) already reported */
+	uint32_t usd_warned; /* the same for the USD budget */
+	/* The same budget in USD (pico-USD): an agent is held to whichever it reaches first. */
+	uint64_t usd_limit; /* LEDGER_NO_LIMIT when no USD budget is set */
+	uint64_t usd_reserved;
+	uint64_t usd_overshoot;
 };
 
 struct ledger_instance {
@@ -83,12 +89,18 @@ struct ledger_instance {
 	uint64_t max_under;	     /* largest amount a call exceeded its prediction */
 	uint64_t unreported; /* block mode: calls it made whose usage nothing reported (reserved
 			      * keeps holding their predictions after it ended) */
+	/* The same in pico-USD. */
+	uint64_t usd_estimate;
+	uint64_t usd_reserved;
+	uint64_t usd_refused_prediction;
+	uint64_t usd_max_under;
 	struct ledger_counts used;
 	uint64_t cost_micro_usd; /* largest total_cost_usd of a result line */
 	uint64_t results;	 /* result lines seen (a cost of 0 is known once one was) */
 	uint64_t anomalies[METER_NANOMALY];
 	char result_subtype[METER_SUBTYPE_LEN];
-	char note[LEDGER_NOTE_LEN]; /* why it was refused, stopped or not metered; "" when none */
+	char note[LEDGER_NOTE_LEN];  /* why it was refused, stopped or not metered; "" when none */
+	char model[METER_MODEL_LEN]; /* the model of its latest call that named one; "" none */
 };
 
 #define LEDGER_F_NESTED 1u	 /* ran under another agent's listener */
@@ -96,6 +108,9 @@ struct ledger_instance {
 #define LEDGER_F_OVER_AT_BIND 4u /* bound to a command whose budget had no room for it */
 #define LEDGER_F_UNMETERED 8u	 /* ran, but its usage could not be metered (note says why) */
 #define LEDGER_F_ADOPTED 16u	 /* found by the supervisor, not registered (no libtbwrap.so) */
+#define LEDGER_F_UNPRICED                                                                          \
+	32u /* a call of a model the price table does not have: priced at                          \
+	     * the table's highest rates (model says which) */
 
 struct ledger_header {
 	uint64_t magic;
@@ -104,12 +119,12 @@ struct ledger_header {
 	uint64_t size;	      /* total mapping size */
 	int64_t creator_pid;
 	uint32_t uid;
-	uint32_t mode;	   /* enum ledger_mode */
-	uint64_t estimate; /* default pre-launch estimate per agent */
-	uint32_t weights[METER_NFIELDS];
-	uint32_t n_commands;  /* entries below are immutable once published */
-	uint32_t n_instances; /* slots handed out */
-	uint64_t unlisted;    /* agents that ran beyond the instance table (warn mode, unmetered) */
+	uint32_t mode;			 /* enum ledger_mode */
+	uint64_t estimate;		 /* default pre-launch estimate per agent */
+	uint32_t weights[METER_NFIELDS]; /* --count: 1 for a class the token budgets count */
+	uint32_t n_commands;		 /* entries below are immutable once published */
+	uint32_t n_instances;		 /* slots handed out */
+	uint64_t unlisted; /* agents that ran beyond the instance table (warn mode, unmetered) */
 	struct ledger_budget overall;
 	struct ledger_budget commands[LEDGER_MAX_COMMANDS];
 	struct ledger_instance instances[LEDGER_MAX_INSTANCES];
@@ -124,17 +139,22 @@ struct ledger {
 
 struct ledger_config {
 	uint64_t overall_limit; /* LEDGER_NO_LIMIT for none */
+	/* USD budgets in pico-USD: NULL (or LEDGER_NO_LIMIT) for none. Pointers, so that a
+	 * config that does not mention them has none. */
+	const uint64_t *overall_usd_limit;
 	enum ledger_mode mode;
 	uint64_t estimate;
 	uint32_t weights[METER_NFIELDS];
 	size_t n_commands;
 	const char *const *command_names;
-	const uint64_t *command_limits;
+	const uint64_t *command_limits; /* LEDGER_NO_LIMIT: no token budget for it */
+	const uint64_t *command_usd_limits;
 };
 
-/* Which budget refused or was crossed. */
+/* Which budget refused or was crossed; the figures are in its unit. */
 struct ledger_refusal {
 	bool is_overall; /* else the command budget */
+	enum amount_unit unit;
 	char name[LEDGER_NAME_LEN];
 	uint64_t limit;
 	uint64_t used;
@@ -170,7 +190,7 @@ enum ledger_admission {
  * budget, used + reserved + estimate <= limit (and a used-up budget admits nobody, even with an
  * estimate of 0). *slot gets the instance (-1 when none was recorded).
  */
-enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_t estimate,
+enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, struct amount estimate,
 				   struct ledger_refusal *why, int *slot);
 
 /* Records an agent that was refused or could not be metered before it got a slot of its own
@@ -178,13 +198,17 @@ enum ledger_admission ledger_admit(struct ledger *l, int cmd, pid_t pid, uint64_
 int ledger_record_unadmitted(struct ledger *l, int cmd, pid_t pid, enum ledger_status status,
 			     const char *note);
 
-/* Adds a usage delta to an instance, its command and the overall counters (and raises a budget's
- * overshoot when it takes it over its limit). Reservations are the caller's: ledger_set_reserved.
- */
-void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta);
+/* Adds a usage delta (and what it cost, pico-USD) to an instance, its command and the overall
+ * counters (and raises a budget's overshoot when it takes it over its limit). Reservations are
+ * the caller's: ledger_set_reserved. */
+void ledger_record_delta(struct ledger *l, int inst, const struct meter_usage *delta,
+			 uint64_t pusd);
 
 /* Sets what is reserved for an instance (its budgets change by the difference). */
-void ledger_set_reserved(struct ledger *l, int inst, uint64_t reserved);
+void ledger_set_reserved(struct ledger *l, int inst, struct amount reserved);
+
+/* The instance's latest model, and whether the price table lacked it (LEDGER_F_UNPRICED). */
+void ledger_set_model(struct ledger *l, int inst, const char *model, bool is_unpriced);
 
 /*
  * Per-request admission (block mode): would the instance's reservation becoming `reserved` (what
@@ -192,22 +216,22 @@ void ledger_set_reserved(struct ledger *l, int inst, uint64_t reserved);
  * within the overall and its command budget? Yes: it is set, true. No: nothing changes, *why says
  * which budget (its estimate field holds the prediction), false.
  */
-bool ledger_admit_request(struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
-			  struct ledger_refusal *why);
+bool ledger_admit_request(struct ledger *l, int inst, struct amount reserved,
+			  struct amount prediction, struct ledger_refusal *why);
 
 /* The same question without an answer recorded: nothing changes. */
-bool ledger_request_fits(const struct ledger *l, int inst, uint64_t reserved, uint64_t prediction,
-			 struct ledger_refusal *why);
+bool ledger_request_fits(const struct ledger *l, int inst, struct amount reserved,
+			 struct amount prediction, struct ledger_refusal *why);
 
 /* A request refused before it was sent: its prediction, for the report. */
-void ledger_note_refused(struct ledger *l, int inst, uint64_t prediction);
+void ledger_note_refused(struct ledger *l, int inst, struct amount prediction);
 
 /* Per-request figures for the report. */
-void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, uint64_t max_under);
+void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, struct amount max_under);
 
 /* An ended agent's calls that nothing reported: n of them, held as its reservation from now on
  * (after ledger_settle, which released what it held). */
-void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, uint64_t held);
+void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, struct amount held);
 
 /* Publishes what the meter knows beyond counts: cost, result lines, subtype, anomalies. */
 void ledger_publish_meter(struct ledger *l, int inst, const struct meter_core *core);
@@ -235,8 +259,11 @@ bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *
 bool ledger_rebind(struct ledger *l, int inst, int cmd);
 
 /* One line for a refusal: "command budget /test: used 12.7K + reserved 0 + estimate 1.0K > limit
- * 10.0K" (or "overall budget: ..."). */
+ * 10.0K" (or "overall budget: ...", "overall USD budget: used $0.0123 + ..."). */
 void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t len);
+
+/* Whether a budget has a limit in that unit. */
+bool ledger_has_limit(const struct ledger_budget *b, enum amount_unit unit);
 
 /* Atomic load helpers for readers (status, report, render). */
 uint64_t ledger_load(const uint64_t *p);

@@ -54,12 +54,29 @@ enum meter_anomaly {
 #define METER_INDEX (2 * METER_WINDOW)
 #define METER_SUBTYPE_LEN 32
 
+/* Models named by one agent's calls (their names are kept once, in the core), and modelUsage
+ * entries of one result line. A model beyond the table is priced as unknown: never at 0. */
+#define METER_MODELS 16
+#define METER_RESULT_MODELS 8
+#define METER_MODEL_LEN 64
+
 struct meter_msg {
 	uint64_t id_hash; /* 0 = empty slot */
 	uint64_t n[METER_NFIELDS];
+	uint64_t cache_1h; /* of n[METER_CACHE_CREATION]: written to a 1-hour cache */
+	uint64_t pusd;	   /* what it cost so far, in pico-USD (0 without a price function) */
+	uint8_t model;	   /* 1 + index into meter_core.models; 0 = not named */
 };
 
-/* Zero-initialised = empty. Plain data: safe to place in shared memory. */
+/*
+ * What a call cost, in pico-USD: set by the supervisor (launcher/prices.c behind it), called
+ * whenever a call's counts grow and for each model of a result line. model is "" when no line
+ * named it. cache_1h is the part of the cache creation written to a 1-hour cache.
+ */
+typedef uint64_t (*meter_price_fn)(void *ctx, const char *model, const struct meter_usage *u,
+				   uint64_t cache_1h);
+
+/* Zero-initialised = empty (and priced at nothing until price is set). */
 struct meter_core {
 	struct meter_usage msg_sum; /* sum over distinct messages of their per-field maxima */
 	struct meter_usage result;  /* per-field maximum over result lines (usage and modelUsage) */
@@ -76,6 +93,16 @@ struct meter_core {
 	uint32_t win_used;			/* filled ring slots */
 	struct meter_msg win[METER_WINDOW];
 	uint16_t index[METER_INDEX];
+	/* USD, as the price function prices it (pico-USD): the sum over distinct calls, the
+	 * largest result line priced per model, and the larger of the two (never decreases). */
+	meter_price_fn price;
+	void *price_ctx;
+	uint64_t pusd_msgs;
+	uint64_t pusd_result;
+	uint64_t pusd_total;
+	uint32_t n_models;
+	uint8_t last_model; /* the model of the latest call that named one (1 + index) */
+	char models[METER_MODELS][METER_MODEL_LEN];
 };
 
 /* Default bound on one line. A longer line is skipped (METER_ANOM_OVERSIZE) using no more memory
@@ -124,13 +151,24 @@ enum meter_event_kind {
 	METER_EV_RESULT		/* result line / json output: cumulative usage, cost, subtype */
 };
 
+struct meter_model_usage {
+	char name[METER_MODEL_LEN];
+	struct meter_usage usage;
+};
+
 struct meter_event {
 	enum meter_event_kind kind;
 	uint64_t id_hash; /* MESSAGE, MESSAGE_START: hash of message.id (never 0) */
 	struct meter_usage usage;
+	uint64_t cache_1h;	     /* usage.cache_creation.ephemeral_1h_input_tokens */
+	char model[METER_MODEL_LEN]; /* MESSAGE, MESSAGE_START: message.model ("" when absent) */
 	bool has_cost;
 	uint64_t cost_micro_usd;
 	char subtype[METER_SUBTYPE_LEN];
+	/* RESULT: modelUsage per model; models_over when it had more entries than kept. */
+	unsigned n_models;
+	bool models_over;
+	struct meter_model_usage models[METER_RESULT_MODELS];
 };
 
 /* Sum of the four counts, each multiplied by its weight; weights == NULL means all 1 (the seed's
@@ -169,6 +207,17 @@ bool meter_feed(struct meter_core *core, struct meter_stream *s, uint64_t pos, c
 /* The usage of a call by message id: its per-field maxima so far. False when the id is unknown
  * (never seen, or pushed out of the window). */
 bool meter_message_usage(const struct meter_core *core, uint64_t id_hash, struct meter_usage *out);
+
+/* A call's 1-hour cache writes and the model it named ("" when none) by message id. False when
+ * the id is unknown. */
+bool meter_message_model(const struct meter_core *core, uint64_t id_hash, uint64_t *cache_1h,
+			 const char **model);
+
+/* What call id has cost so far (pico-USD, by the price function); 0 when unknown. */
+uint64_t meter_message_pusd(const struct meter_core *core, uint64_t id_hash);
+
+/* The model of the agent's latest call that named one; "" when none did. */
+const char *meter_last_model(const struct meter_core *core);
 
 /* Moves the calls first seen on s since the last take into out (at most max); returns how many. */
 unsigned meter_take_calls(struct meter_stream *s, struct meter_fresh *out, unsigned max);

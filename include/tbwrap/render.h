@@ -74,4 +74,10 @@ const char *render_status_name(uint32_t status);
 /* Micro-USD as dollars with at least two decimals and no trailing zeros: "$0.036", "$1.50". */
 void render_cost(char *buf, size_t len, uint64_t micro_usd);
 
+/* Pico-USD the same way, rounded half up to the micro-dollar: "$0.018375". */
+void render_usd(char *buf, size_t len, uint64_t pusd);
+
+/* Tokens (render_tokens) or pico-USD (render_usd). */
+void render_amount(char *buf, size_t len, enum amount_unit unit, uint64_t v);
+
 #endif

@@ -1,21 +1,25 @@
 /*
  * The machine-readable end-of-run report (--report-json FILE).
  *
- * Schema (version 3), counts are JSON numbers, unknown values are null:
- *   {"version":3, "mode":"warn"|"block", "estimate":N, "unlisted":N,
+ * Schema (version 4), counts are JSON numbers, unknown values are null:
+ *   {"version":4, "mode":"warn"|"block", "estimate":N, "counted":["input",...], "unlisted":N,
  *    "overall":  {"limit":N|null, "used":USAGE, "reserved":N, "agents":N, "refused":N,
- *                 "stopped":N, "overshoot":N},
+ *                 "stopped":N, "overshoot":N, "usd_limit":USD|null, "usd_reserved":USD,
+ *                 "usd_overshoot":USD},
  *    "commands": [{"name":"/test", "limit":N|null, "used":USAGE, "reserved":N,
- *                  "agents":N, "refused":N, "stopped":N, "overshoot":N}],
+ *                  "agents":N, "refused":N, "stopped":N, "overshoot":N,
+ *                  "usd_limit":USD|null, "usd_reserved":USD, "usd_overshoot":USD}],
  *    "agents":   [{"pid":N, "command":"/test",
  *                  "status":"running"|"refused"|"stopped"|"exited",
- *                  "exit_code":N|null, "usage":USAGE, "cost_usd":0.036|null,
+ *                  "exit_code":N|null, "usage":USAGE, "model":"claude-opus-4-8"|null,
+ *                  "priced":bool, "cost_usd":0.036|null,
  *                  "result_subtype":"success"|null,
  *                  "anomalies":{"not_json":N, "bad_number":N, "oversize":N, "gap":N,
  *                               "orphan_delta":N},
- *                  "requests":N, "refused_prediction":N|null, "max_prediction_error":N,
- *                  "unreported_calls":N, "held":N,
- *                  "nested":bool, "adopted":bool, "metered":bool,
+ *                  "requests":N, "refused_prediction":N|null,
+ *                  "refused_prediction_usd":USD|null, "max_prediction_error":N,
+ *                  "max_prediction_error_usd":USD, "unreported_calls":N, "held":N,
+ *                  "held_usd":USD, "nested":bool, "adopted":bool, "metered":bool,
  *                  "note":"why it was refused, stopped or not metered"|null}]}
  * "metered": false says tbwrap could not read that agent's usage: its counts are not its
  * usage. "unlisted" counts agents that ran beyond the agent table (warn mode, unmetered).
@@ -24,7 +28,11 @@
  * started), the prediction of the request refused, the largest amount a call exceeded its
  * prediction, and calls whose usage nothing reported (Claude Code 1.0.x's side calls when it
  * writes no result) with what the budgets still hold for them.
- *   USAGE = {"input":N, "output":N, "cache_creation":N, "cache_read":N, "total":N}
+ * USD figures are tbwrap's own prices (launcher/prices.c), written as exact decimals
+ * ("0.018375"); "cost_usd" is the CLI's own total_cost_usd where a result line gave one.
+ * "priced": false when a call was of a model the price table lacks ("model"), priced at the
+ * table's highest rates. "counted": the classes --count made the token totals of.
+ *   USAGE = {"input":N, "output":N, "cache_creation":N, "cache_read":N, "total":N, "usd":USD}
  */
 #ifndef TBWRAP_REPORT_H
 #define TBWRAP_REPORT_H
@@ -37,7 +45,7 @@
 /* The report as JSON text ending with a newline; malloc'd, NULL when out of memory. */
 char *report_json(const struct ledger_header *h);
 
-#define REPORT_VERSION 3
+#define REPORT_VERSION 4
 
 /* A report file opened before the command runs (so that a path that cannot be written is an
  * error before anything was spent) and written at the end. */

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tbwrap/amount.h"
 #include "tbwrap/meter.h"
 
 #define REQ_MAX_OPEN 32 /* requests of one agent in flight */
@@ -41,34 +42,43 @@ struct req_open {
 	int conv;      /* -1 until its call is seen, when the prediction was for a new one */
 	uint64_t sock; /* the connection it was written on */
 	struct meter_usage predicted;
-	uint64_t msg_id; /* 0 until its call's message is seen */
-	bool final;	 /* its call's final usage is in (a transcript line, not a snapshot) */
-	bool followed;	 /* its connection carried the next request: over, final usage pending */
-	bool orphan;	 /* its connection carried the next request before its call was seen: a
-			  * call reported nowhere (1.0.x's side calls), or a non-call (a TLS HEAD);
-			  * its prediction stays held until the agent ends or a call claims it */
+	uint64_t model_ref; /* the call whose model prices the prediction (0: none known) */
+	uint64_t msg_id;    /* 0 until its call's message is seen */
+	bool final;	    /* its call's final usage is in (a transcript line, not a snapshot) */
+	bool followed;	    /* its connection carried the next request: over, final usage pending */
+	bool orphan;	    /* its connection carried the next request before its call was seen: a
+			     * call reported nowhere (1.0.x's side calls), or a non-call (a TLS HEAD);
+			     * its prediction stays held until the agent ends or a call claims it */
 };
 
 struct req_book {
 	struct req_conv conv[REQ_MAX_CONV];
 	struct req_open open[REQ_MAX_OPEN];
 	int n_open;
-	uint64_t estimate;   /* the launch estimate: the prediction when nothing is known */
-	uint64_t first_id;   /* the agent's first call, the model of a new conversation */
-	uint64_t requests;   /* calls started */
-	uint64_t max_under;  /* largest amount (budget units) a call exceeded its prediction */
-	bool launch_pending; /* no request yet: the launch estimate is what is reserved */
+	uint64_t estimate; /* the launch estimate (tokens): a call's size when nothing is known */
+	struct amount launch;	 /* what is reserved until the first request */
+	uint64_t first_id;	 /* the agent's first call, the model of a new conversation */
+	uint64_t requests;	 /* calls started */
+	struct amount max_under; /* largest amount a call exceeded its prediction by */
+	bool launch_pending;	 /* no request yet: the launch estimate is what is reserved */
 };
 
 /* What the supervisor tells the book: the usage of a call by message id (false when unknown),
- * and what a usage costs in the budget's units (tokens as counted, or micro-USD). */
+ * what a predicted usage costs in both units, priced at the model of call model_ref (0: no call
+ * known, the highest rates), and what a call has cost so far (nothing when unknown). */
 struct req_env {
 	bool (*usage)(void *ctx, uint64_t id, struct meter_usage *out);
-	uint64_t (*cost)(void *ctx, const struct meter_usage *u);
+	struct amount (*cost)(void *ctx, const struct meter_usage *u, uint64_t model_ref);
+	struct amount (*call_cost)(void *ctx, uint64_t id);
 	void *ctx;
 };
 
-void req_init(struct req_book *b, uint64_t estimate);
+/* estimate: tokens of a call when nothing is known; launch: what that costs, reserved until the
+ * first request. */
+void req_init(struct req_book *b, uint64_t estimate, struct amount launch);
+
+/* The call whose model prices a prediction for conversation conv (-1: a new conversation). */
+uint64_t req_model_ref(const struct req_book *b, int conv);
 
 /* The conversation a source's calls belong to: conversation 0 is the main one (stdout and the
  * session transcript); each subagent transcript gets one of its own. Returns -1 when full. */
@@ -90,7 +100,7 @@ void req_predict(struct req_book *b, uint64_t sock, const uint64_t *tool_bytes,
  * (*others). False when the conversation has no call yet. Changes nothing.
  */
 bool req_predict_next(struct req_book *b, int conv, const uint64_t *tool_bytes,
-		      const struct req_env *env, struct meter_usage *pred, uint64_t *others);
+		      const struct req_env *env, struct meter_usage *pred, struct amount *others);
 
 /* Books the request (after admission). Returns false when too many are in flight (then it is not
  * booked, and the caller refuses it: fail closed). */
@@ -112,12 +122,12 @@ bool req_settled(const struct req_book *b);
 /* What is reserved for the agent's requests in flight: for each, its prediction less the usage
  * its call has shown so far (nothing once its final usage is in); the launch estimate until
  * the first request. */
-uint64_t req_reserved(struct req_book *b, const struct req_env *env);
+struct amount req_reserved(struct req_book *b, const struct req_env *env);
 
 /* The requests whose call was never seen (*n of them): what their predictions add up to. Once the
  * agent has ended without a result line to cover them (1.0.x's side calls), they were billed
  * where nothing reports it: the supervisor keeps holding this much for them. */
-uint64_t req_unreported(const struct req_book *b, const struct req_env *env, uint64_t *n);
+struct amount req_unreported(const struct req_book *b, const struct req_env *env, uint64_t *n);
 
 /* Every request is over (the agent ended): records prediction errors, empties the book. */
 void req_close_all(struct req_book *b, const struct req_env *env);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "tbwrap/ledger.h"
+#include "tbwrap/prices.h"
 #include "tbwrap/render.h"
 
 struct supervisor_config {
@@ -22,6 +23,7 @@ struct supervisor_config {
 	bool live;	   /* draw the live status line on stderr */
 	const char *match; /* ':'-separated agent names (as TBWRAP_MATCH) */
 	struct render_opts render;
+	const struct price_table *prices; /* what each call costs (USD budgets, the report) */
 };
 
 /* Runs until the command has exited and no registered agent is left. Returns tbwrap's exit

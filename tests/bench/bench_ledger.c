@@ -12,6 +12,9 @@
 
 #include "tbwrap/ledger.h"
 
+/* A token amount (no USD). */
+#define TOK(n) ((struct amount){{(n), 0}})
+
 /* Enough calls for a run of a few tenths of a second per figure on a 2-core machine. */
 #define CALLS 5000000
 
@@ -63,7 +66,7 @@ int main(void)
 		return 1;
 	}
 	/* Admitted with a reservation, like a real agent: the first calls release it. */
-	if (ledger_admit(&l, 0, 1, 1000, &why, &slot) != LEDGER_ADMITTED) {
+	if (ledger_admit(&l, 0, 1, TOK(1000), &why, &slot) != LEDGER_ADMITTED) {
 		fprintf(stderr, "bench_ledger: cannot admit the benchmark instance\n");
 		ledger_close(&l);
 		return 1;
@@ -74,7 +77,7 @@ int main(void)
 
 	double t0 = now_s();
 	for (int i = 0; i < CALLS; i++)
-		ledger_record_delta(&l, slot, &d);
+		ledger_record_delta(&l, slot, &d, 0);
 	double ledger_s = now_s() - t0;
 	t0 = now_s();
 	for (int i = 0; i < CALLS; i++)

@@ -26,6 +26,7 @@ static void *writer(void *arg)
 	for (int i = 0; i < rounds; i++) {
 		int n = snprintf(line, sizeof(line),
 				 "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_%ld_%d\","
+				 "\"model\":\"claude-opus-4-8\","
 				 "\"usage\":{\"input_tokens\":1}}}\n",
 				 k, i);
 		pthread_barrier_wait(&barrier);

@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		int len = snprintf(line, sizeof(line),
 				   "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_sig_%d\","
+				   "\"model\":\"claude-opus-4-8\","
 				   "\"usage\":{\"input_tokens\":1}}}\n",
 				   i);
 		if (write(t, line, (size_t)len) != len)

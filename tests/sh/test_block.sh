@@ -67,7 +67,7 @@ assert_eq "$status:$output" "4:plain" "a zero budget does not touch a program th
 # A slow agent: 10 API calls with distinct message ids, one usage line each (4250 tokens), 200 ms
 # apart. Under a 10K budget the 3rd line (12,750) crosses.
 for i in $(seq 1 10); do
-	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
+	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","model":"claude-opus-4-8","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
 done >"$T/slow.jsonl"
 
 for mode in raw libc; do

@@ -13,7 +13,7 @@ AGENTS=$(agent_dir)
 C=$AGENTS/claude
 
 for i in $(seq 1 50); do
-	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","usage":{"input_tokens":10,"output_tokens":1}}}\n' "$i"
+	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","model":"claude-opus-4-8","usage":{"input_tokens":10,"output_tokens":1}}}\n' "$i"
 done >"$T/slow.jsonl"
 
 # ---- the supervisor killed under an agent started by a script ----

@@ -119,6 +119,8 @@ run "$TBWRAP" --overall-token-budget 50K --command-budget /test=1.5M --command-b
 assert_eq "$status" 0 "--dry-run exits 0"
 assert_eq "$output" "mode: block
 estimate per agent: 2.0K (2000 tokens)
+token budgets count: input, output, cache_creation, cache_read
+prices: built-in (data/prices.txt) (20 rows)
 overall budget: 50.0K (50000 tokens)
 command budget /test: 1.5M (1500000 tokens)
 command budget (prompt): 7.0K (7000 tokens)
@@ -129,6 +131,8 @@ would run: touch $MARK second" "--dry-run prints the resolved budgets and the co
 run "$TBWRAP" --dry-run -- true
 assert_eq "$output" "mode: warn
 estimate per agent: 1.0K (1000 tokens)
+token budgets count: input, output, cache_creation, cache_read
+prices: built-in (data/prices.txt) (20 rows)
 overall budget: none
 agents: programs named claude
 preload: $LIBTBWRAP

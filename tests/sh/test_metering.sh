@@ -102,7 +102,7 @@ import json, sys
 with open(sys.argv[1], "w") as f:
     for i in range(20):
         f.write(json.dumps({"type": "assistant", "message": {
-            "id": "msg_big_%02d" % i, "type": "message", "role": "assistant",
+            "id": "msg_big_%02d" % i, "type": "message", "role": "assistant", "model": "claude-opus-4-8",
             "content": [{"type": "text", "text": ("%02d" % i) * 5000}],
             "usage": {"input_tokens": 1000, "cache_creation_input_tokens": 200,
                       "cache_read_input_tokens": 3000, "output_tokens": 50}}}) + "\n")

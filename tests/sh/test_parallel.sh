@@ -72,8 +72,8 @@ assert_eq "$got" "/other 2000 100 400 6000 8500 top exited
 assert_eq "$(json_get "$T/r.json" overall.agents):$(json_get "$T/r.json" overall.used.total):$(json_get "$T/r.json" overall.reserved)" \
 	"9:136000:0" "overall: 9 agents, 136,000 tokens, nothing left reserved"
 assert_eq "$(json_get "$T/r.json" overall.used)" \
-	'{"cache_creation":6400,"cache_read":96000,"input":32000,"output":1600,"total":136000}' \
-	"overall: the four counts are exact (7 full runs and 2 half runs)"
+	'{"cache_creation":6400,"cache_read":96000,"input":32000,"output":1600,"total":136000,"usd":0.288}' \
+	"overall: the four counts are exact (7 full runs and 2 half runs), and their price at claude-opus-4-8's rates (32000 x 5 + 1600 x 25 + 6400 x 6.25 + 96000 x 0.50 micro-USD)"
 got=$(python3 - "$T/r.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

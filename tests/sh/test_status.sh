@@ -17,7 +17,7 @@ require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
 AGENTS=$(agent_dir)
 private=${TBWRAP_STATUS_NS:-}
 for i in $(seq 1 60); do
-	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
+	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","model":"claude-opus-4-8","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
 done >"$T/slow.jsonl"
 
 # ---- none running ----
@@ -44,14 +44,14 @@ wait_until 15 sh -c "[ \$(wc -l <'$T/a.out') -ge 2 ]"
 agent=$(pgrep -P "$tb" | head -1)
 
 # The usage grows while we look; the lines are checked with the numbers as patterns.
-AGENT_LINE="  pid $agent  /test  running  [0-9.]+K tokens \(input [0-9]+, output [0-9]+, cache creation [0-9]+, cache read [0-9]+\)"
+AGENT_LINE="  pid $agent  /test  running  [0-9.]+K tokens \(input [0-9]+, output [0-9]+, cache creation [0-9]+, cache read [0-9]+\)  \\\$[0-9.]+"
 if [[ -n $private ]]; then
 	run "$TBWRAP" status --disable-budget-visuals
 	assert_eq "$status" 0 "one session: status (no PID) exits 0"
 	assert_match "$output" "^BUDGET STATUS \(warn mode\)
-Overall: [0-9]+% [0-9.]+K/1\.0M
+Overall: [0-9]+% [0-9.]+K/1\.0M, \\\$[0-9.]+
 Command Budgets:
-  /test +[0-9]+% [0-9.]+K/500\.0K, 1 agent
+  /test +[0-9]+% [0-9.]+K/500\.0K, \\\$[0-9.]+, 1 agent
 Agents:
 $AGENT_LINE\$" "one session: the report shows the budgets and the running agent"
 	assert_eq "$errout" "" "one session: nothing on stderr"

@@ -14,7 +14,7 @@ AGENTS=$(agent_dir)
 #   /test 34K:   70 % (23.8K) at call 6 (25.5K), 90 % (30.6K) at call 8 (34.0K), >100 % at call 9
 #   overall 42K: 70 % (29.4K) at call 7 (29.75K), 90 % (37.8K) at call 9, >100 % at call 10
 for i in $(seq 1 10); do
-	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
+	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","model":"claude-opus-4-8","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
 done >"$T/calls.jsonl"
 
 WANT="tbwrap: warning: /test budget at 70%: 25.5K/34.0K

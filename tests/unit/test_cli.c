@@ -121,6 +121,36 @@ struct bad_case {
 #define NAME64 NAME63 "b"
 
 static const struct bad_case bad_cases[] = {
+	{{"--overall-usd-budget", "five", "claude", NULL},
+	 "--overall-usd-budget 'five': expected an amount in USD such as 5, 0.25 or $1.50 (at most "
+	 "6 "
+	 "decimals)"},
+	{{"--overall-usd-budget", "-1", "claude", NULL},
+	 "--overall-usd-budget '-1': expected an amount in USD such as 5, 0.25 or $1.50 (at most 6 "
+	 "decimals)"},
+	{{"--overall-usd-budget", "0.0000001", "claude", NULL},
+	 "--overall-usd-budget '0.0000001': expected an amount in USD such as 5, 0.25 or $1.50 (at "
+	 "most 6 decimals)"},
+	{{"--overall-usd-budget", "1", "--overall-usd-budget", "2", "claude", NULL},
+	 "--overall-usd-budget given twice"},
+	{{"--command-usd-budget", "/test", "claude", NULL},
+	 "--command-usd-budget '/test': expected /COMMAND=USD (e.g. /test=0.50)"},
+	{{"--command-usd-budget", "/test=1e3", "claude", NULL},
+	 "--command-usd-budget '/test=1e3': expected an amount in USD such as 5, 0.25 or $1.50 (at "
+	 "most 6 decimals) after '='"},
+	{{"--command-usd-budget", "/test=1", "--command-usd-budget", "/test=2", "claude", NULL},
+	 "--command-usd-budget '/test=2': /test already has a USD budget"},
+	{{"--count", "input,tokens", "claude", NULL},
+	 "--count 'input,tokens': 'tokens' is not a class (expected a comma list of input, output, "
+	 "cache_creation, cache_read)"},
+	{{"--count", "", "claude", NULL},
+	 "--count '': '' is not a class (expected a comma list of input, output, cache_creation, "
+	 "cache_read)"},
+	{{"--count", "input,input", "claude", NULL}, "--count 'input,input': input given twice"},
+	{{"--count", "input", "--count", "output", "claude", NULL}, "--count given twice"},
+	{{"--prices", "", "claude", NULL}, "--prices '': expected a file name"},
+	{{"prices", "x", NULL},
+	 "prices: unexpected argument 'x' (usage: tbwrap prices [--prices FILE])"},
 	{{"--command-budget", "test", "--", "claude", NULL},
 	 "--command-budget 'test': expected /COMMAND=TOKENS (e.g. /test=50K)"},
 	{{"--command-budget", "=5", "claude", NULL},
@@ -454,6 +484,65 @@ static void test_accepted(void **state)
 	}
 }
 
+/* USD budgets, next to the token budgets of the same command; --count; tbwrap prices. */
+static void test_usd_options(void **state)
+{
+	(void)state;
+	const char *args[] = {"--command-budget",
+			      "/test=10K",
+			      "--command-usd-budget",
+			      "/test=0.50",
+			      "--command-usd-budget=/review=$2",
+			      "--overall-usd-budget",
+			      "$1.25",
+			      "--count",
+			      "input,output",
+			      "--prices",
+			      "mine.txt",
+			      "claude",
+			      NULL};
+	struct argv_buf b;
+	struct cli_options o;
+	char err[512] = "";
+	make_argv(&b, args);
+	if (cli_parse(b.argc, b.argv, &o, err, sizeof(err)) != 0)
+		fail_msg("refused: %s", err);
+	assert_int_equal(o.n_commands, 2);
+	assert_string_equal(o.command_names[0], "/test");
+	assert_int_equal(o.command_limits[0], 10000);
+	assert_int_equal(o.command_usd_limits[0], UINT64_C(500000000000));
+	assert_string_equal(o.command_names[1], "/review");
+	assert_true(o.command_limits[1] == LEDGER_NO_LIMIT);
+	assert_int_equal(o.command_usd_limits[1], UINT64_C(2000000000000));
+	assert_int_equal(o.overall_usd_limit, UINT64_C(1250000000000));
+	assert_true(o.overall_limit == LEDGER_NO_LIMIT);
+	assert_int_equal(o.weights[METER_INPUT], 1);
+	assert_int_equal(o.weights[METER_OUTPUT], 1);
+	assert_int_equal(o.weights[METER_CACHE_CREATION], 0);
+	assert_int_equal(o.weights[METER_CACHE_READ], 0);
+	assert_string_equal(o.prices, "mine.txt");
+
+	/* Defaults: no USD budget, all four classes, the built-in table. */
+	const char *plain[] = {"claude", NULL};
+	make_argv(&b, plain);
+	assert_int_equal(cli_parse(b.argc, b.argv, &o, err, sizeof(err)), 0);
+	assert_true(o.overall_usd_limit == LEDGER_NO_LIMIT);
+	for (int f = 0; f < METER_NFIELDS; f++)
+		assert_int_equal(o.weights[f], 1);
+	assert_null(o.prices);
+
+	const char *prices[] = {"prices", "--prices", "p.txt", NULL};
+	make_argv(&b, prices);
+	assert_int_equal(cli_parse(b.argc, b.argv, &o, err, sizeof(err)), 0);
+	assert_int_equal(o.action, CLI_PRICES);
+	assert_string_equal(o.prices, "p.txt");
+	const char *prices0[] = {"prices", NULL};
+	make_argv(&b, prices0);
+	assert_int_equal(cli_parse(b.argc, b.argv, &o, err, sizeof(err)), 0);
+	assert_int_equal(o.action, CLI_PRICES);
+	assert_null(o.prices);
+}
+
 /* ---- --help ---- */
 
 static char *usage_text(void)
@@ -479,9 +568,14 @@ static void test_usage_matches_parser(void **state)
 		"--dry-run",
 		"--match NAME",
 		"--report-json FILE",
+		"--overall-usd-budget USD",
+		"--command-usd-budget /COMMAND=USD",
+		"--prices FILE",
+		"--count CLASSES",
 		"-h, --help",
 		"--version",
 		"tbwrap status [--disable-budget-visuals] [PID]",
+		"tbwrap prices [--prices FILE]",
 		"(prompt)=TOKENS",
 		"0 means no agent may run",
 		"(default 1000)",
@@ -492,7 +586,7 @@ static void test_usage_matches_parser(void **state)
 			fail_msg("--help does not mention \"%s\"", flags[i]);
 
 	/* Every flag the help names is one the parser accepts. */
-	for (size_t i = 0; i < 10; i++) {
+	for (size_t i = 0; i < 14; i++) {
 		char word[64];
 		sscanf(flags[i], "%63[^ ,]", word);
 		char *argv[] = {(char *)"tbwrap", word, (char *)"1", (char *)"x", NULL};
@@ -522,7 +616,7 @@ int main(void)
 		cmocka_unit_test(test_parse_count),	     cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_too_many_budgets),     cmocka_unit_test(test_too_many_match),
 		cmocka_unit_test(test_small_err_buffer),     cmocka_unit_test(test_accepted),
-		cmocka_unit_test(test_usage_matches_parser),
+		cmocka_unit_test(test_usage_matches_parser), cmocka_unit_test(test_usd_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,9 @@
 
 #include "tbwrap/ledger.h"
 
+/* A token amount (no USD). */
+#define TOK(n) ((struct amount){{(n), 0}})
+
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
@@ -290,7 +293,8 @@ static void test_admit_block_overall(void **state)
 	create_or_fail(&l, &cfg);
 	/* /review has no budget of its own: only the overall one applies. */
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(ledger_admit(&l, 1, 1000 + i, 300, &why, &slot), LEDGER_ADMITTED);
+		assert_int_equal(ledger_admit(&l, 1, 1000 + i, TOK(300), &why, &slot),
+				 LEDGER_ADMITTED);
 		assert_int_equal(slot, i);
 	}
 	struct ledger_instance *in = &l.h->instances[1];
@@ -311,7 +315,7 @@ static void test_admit_block_overall(void **state)
 	assert_int_equal(l.h->commands[1].agents, 3);
 
 	/* 900 + 100 == 1000 fits exactly; 900 + 101 does not. */
-	assert_int_equal(ledger_admit(&l, 1, 2000, 101, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 1, 2000, TOK(101), &why, &slot), LEDGER_REFUSED);
 	assert_int_equal(slot, 3);
 	assert_true(why.is_overall);
 	assert_string_equal(why.name, "");
@@ -335,14 +339,14 @@ static void test_admit_block_overall(void **state)
 	assert_int_equal(l.h->overall.agents, 3);
 	assert_int_equal(l.h->commands[1].agents, 3);
 
-	assert_int_equal(ledger_admit(&l, 1, 2001, 100, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2001, TOK(100), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 4);
 	assert_int_equal(l.h->overall.reserved, 1000);
 	/* A bad command index records nothing. */
 	slot = 99;
-	assert_int_equal(ledger_admit(&l, 7, 2002, 0, &why, &slot), LEDGER_TABLE_FULL);
+	assert_int_equal(ledger_admit(&l, 7, 2002, TOK(0), &why, &slot), LEDGER_TABLE_FULL);
 	assert_int_equal(slot, -1);
-	assert_int_equal(ledger_admit(&l, -1, 2002, 0, &why, &slot), LEDGER_TABLE_FULL);
+	assert_int_equal(ledger_admit(&l, -1, 2002, TOK(0), &why, &slot), LEDGER_TABLE_FULL);
 	assert_int_equal(slot, -1);
 	assert_int_equal(l.h->n_instances, 5);
 	assert_int_equal(l.h->overall.refused, 1);
@@ -358,19 +362,19 @@ static void test_admit_block_command(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 10, 200, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 10, TOK(200), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 0);
 	struct meter_usage d = {{100, 50, 50, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	/* Usage does not release the reservation: the supervisor sets it (its estimate is
 	 * covered). */
 	assert_int_equal(l.h->commands[0].reserved, 200);
-	ledger_set_reserved(&l, 0, 0);
+	ledger_set_reserved(&l, 0, TOK(0));
 	assert_int_equal(l.h->commands[0].reserved, 0);
 	/* /test: used 200 + reserved 0 + 300 = 500 fits; then 200 + 300 + 1 does not. */
-	assert_int_equal(ledger_admit(&l, 0, 11, 300, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 11, TOK(300), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 1);
-	assert_int_equal(ledger_admit(&l, 0, 12, 1, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 0, 12, TOK(1), &why, &slot), LEDGER_REFUSED);
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
 	assert_int_equal(why.limit, 500);
@@ -383,7 +387,7 @@ static void test_admit_block_command(void **state)
 	assert_int_equal(l.h->overall.refused, 1);
 	assert_int_equal(l.h->commands[0].agents, 2);
 	/* Another command is not affected by /test's budget. */
-	assert_int_equal(ledger_admit(&l, 1, 13, 100000, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 13, TOK(100000), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 3);
 	assert_int_equal(l.h->instances[3].status, LEDGER_INST_RUNNING);
 	assert_int_equal(l.h->commands[1].refused, 0);
@@ -400,13 +404,13 @@ static void test_admit_both_exceeded_names_overall(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 2000, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(2000), &why, &slot), LEDGER_REFUSED);
 	assert_true(why.is_overall);
 	assert_string_equal(why.name, "");
 	assert_int_equal(why.limit, 1000);
 	assert_int_equal(why.estimate, 2000);
 	/* Only the command budget exceeded: it is named. */
-	assert_int_equal(ledger_admit(&l, 0, 2, 600, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 0, 2, TOK(600), &why, &slot), LEDGER_REFUSED);
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
 	assert_int_equal(why.limit, 500);
@@ -425,10 +429,10 @@ static void test_admit_warn_mode(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 600, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(600), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 0);
 	memset(&why, 0x5a, sizeof(why));
-	assert_int_equal(ledger_admit(&l, 1, 2, 600, &why, &slot), LEDGER_ADMITTED_OVER);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(600), &why, &slot), LEDGER_ADMITTED_OVER);
 	assert_int_equal(slot, 1);
 	assert_true(why.is_overall);
 	assert_string_equal(why.name, "");
@@ -444,13 +448,13 @@ static void test_admit_warn_mode(void **state)
 	assert_int_equal(l.h->overall.refused, 0);
 	assert_int_equal(l.h->commands[1].refused, 0);
 	/* why may be NULL. */
-	assert_int_equal(ledger_admit(&l, 1, 3, 600, NULL, &slot), LEDGER_ADMITTED_OVER);
+	assert_int_equal(ledger_admit(&l, 1, 3, TOK(600), NULL, &slot), LEDGER_ADMITTED_OVER);
 	assert_int_equal(slot, 2);
 	/* A command budget alone exceeded names the command. */
 	struct ledger_config cfg2 = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_WARN, 0);
 	struct ledger l2;
 	create_or_fail(&l2, &cfg2);
-	assert_int_equal(ledger_admit(&l2, 0, 4, 501, &why, &slot), LEDGER_ADMITTED_OVER);
+	assert_int_equal(ledger_admit(&l2, 0, 4, TOK(501), &why, &slot), LEDGER_ADMITTED_OVER);
 	assert_int_equal(slot, 0);
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
@@ -475,21 +479,21 @@ static void test_used_up_admits_nobody(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(0), &why, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{999, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	/* 999 used: an estimate of 1 fits exactly, 0 fits, 2 does not. */
-	assert_int_equal(ledger_admit(&l, 1, 2, 0, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 3, 1, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(0), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 3, TOK(1), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(l.h->overall.reserved, 1);
 	ledger_settle(&l, 2, LEDGER_INST_EXITED, 0);
 	assert_int_equal(l.h->overall.reserved, 0);
-	assert_int_equal(ledger_admit(&l, 1, 4, 2, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 1, 4, TOK(2), &why, &slot), LEDGER_REFUSED);
 	d = (struct meter_usage){{0, 1, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(l.h->overall.used.total, 1000);
 	assert_false(ledger_over_limit(&l, 0, NULL));
-	assert_int_equal(ledger_admit(&l, 1, 5, 0, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 1, 5, TOK(0), &why, &slot), LEDGER_REFUSED);
 	assert_int_equal(slot, 4);
 	assert_true(why.is_overall);
 	assert_int_equal(why.limit, 1000);
@@ -501,24 +505,24 @@ static void test_used_up_admits_nobody(void **state)
 	struct ledger_config c2 = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 0);
 	struct ledger m;
 	create_or_fail(&m, &c2);
-	assert_int_equal(ledger_admit(&m, 0, 1, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&m, 0, 1, TOK(0), &why, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{500, 0, 0, 0}};
-	ledger_record_delta(&m, 0, &d);
-	assert_int_equal(ledger_admit(&m, 0, 2, 0, &why, &slot), LEDGER_REFUSED);
+	ledger_record_delta(&m, 0, &d, 0);
+	assert_int_equal(ledger_admit(&m, 0, 2, TOK(0), &why, &slot), LEDGER_REFUSED);
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
 	assert_int_equal(why.used, 500);
 	assert_int_equal(why.estimate, 0);
-	assert_int_equal(ledger_admit(&m, 1, 3, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&m, 1, 3, TOK(0), &why, &slot), LEDGER_ADMITTED);
 	ledger_close(&m);
 
 	/* Warn mode: admitted, but said to be over. */
 	struct ledger_config c3 = base_config(1000, LEDGER_MODE_WARN, 0);
 	create_or_fail(&w, &c3);
-	assert_int_equal(ledger_admit(&w, 1, 1, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&w, 1, 1, TOK(0), &why, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{1000, 0, 0, 0}};
-	ledger_record_delta(&w, 0, &d);
-	assert_int_equal(ledger_admit(&w, 1, 2, 0, &why, &slot), LEDGER_ADMITTED_OVER);
+	ledger_record_delta(&w, 0, &d, 0);
+	assert_int_equal(ledger_admit(&w, 1, 2, TOK(0), &why, &slot), LEDGER_ADMITTED_OVER);
 	assert_true(why.is_overall);
 	assert_int_equal(why.used, 1000);
 	ledger_close(&w);
@@ -526,7 +530,7 @@ static void test_used_up_admits_nobody(void **state)
 	/* A zero budget ("no agent may run") with an estimate of 0. */
 	struct ledger_config c4 = base_config(0, LEDGER_MODE_BLOCK, 0);
 	create_or_fail(&z, &c4);
-	assert_int_equal(ledger_admit(&z, 1, 1, 0, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&z, 1, 1, TOK(0), &why, &slot), LEDGER_REFUSED);
 	assert_true(why.is_overall);
 	assert_int_equal(why.limit, 0);
 	assert_int_equal(why.used, 0);
@@ -546,10 +550,10 @@ static void test_admit_table_full(void **state)
 	(void)state;
 	create_or_fail(&l, &cfg);
 	for (int i = 0; i < LEDGER_MAX_INSTANCES; i++) {
-		assert_int_equal(ledger_admit(&l, 1, i + 1, 1, &why, &slot), LEDGER_ADMITTED);
+		assert_int_equal(ledger_admit(&l, 1, i + 1, TOK(1), &why, &slot), LEDGER_ADMITTED);
 		assert_int_equal(slot, i);
 	}
-	assert_int_equal(ledger_admit(&l, 1, 999, 1, &why, &slot), LEDGER_TABLE_FULL);
+	assert_int_equal(ledger_admit(&l, 1, 999, TOK(1), &why, &slot), LEDGER_TABLE_FULL);
 	assert_int_equal(slot, -1);
 	/* Nothing recorded: no agent, no reservation. */
 	assert_int_equal(l.h->n_instances, LEDGER_MAX_INSTANCES);
@@ -559,7 +563,7 @@ static void test_admit_table_full(void **state)
 	assert_int_equal(l.h->unlisted, 0);
 	/* Refused with a full table: still refused and counted, no slot to record it in. */
 	slot = 5;
-	assert_int_equal(ledger_admit(&l, 0, 999, 501, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 0, 999, TOK(501), &why, &slot), LEDGER_REFUSED);
 	assert_int_equal(slot, -1);
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
@@ -572,8 +576,8 @@ static void test_admit_table_full(void **state)
 	cfg.mode = LEDGER_MODE_WARN;
 	create_or_fail(&w, &cfg);
 	for (int i = 0; i < LEDGER_MAX_INSTANCES; i++)
-		assert_int_equal(ledger_admit(&w, 1, i + 1, 1, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&w, 0, 999, 501, &why, &slot), LEDGER_TABLE_FULL);
+		assert_int_equal(ledger_admit(&w, 1, i + 1, TOK(1), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&w, 0, 999, TOK(501), &why, &slot), LEDGER_TABLE_FULL);
 	assert_int_equal(slot, -1);
 	assert_int_equal(w.h->commands[0].agents, 0);
 	assert_int_equal(w.h->commands[0].reserved, 0);
@@ -679,13 +683,13 @@ static void test_record_delta_and_settle(void **state)
 	cfg.weights[METER_OUTPUT] = 5;
 	cfg.weights[METER_CACHE_READ] = 0;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 400, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 1000, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(400), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(1000), NULL, &slot), LEDGER_ADMITTED);
 	assert_int_equal(l.h->overall.reserved, 1400);
 
 	/* 100 + 5*20 + 30 + 0*1000 = 230 weighted. */
 	struct meter_usage d = {{100, 20, 30, 1000}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	struct ledger_instance *in = &l.h->instances[0];
 	assert_int_equal(in->used.n[METER_INPUT], 100);
 	assert_int_equal(in->used.n[METER_OUTPUT], 20);
@@ -702,25 +706,25 @@ static void test_record_delta_and_settle(void **state)
 	assert_int_equal(l.h->commands[0].reserved, 400);
 	assert_int_equal(l.h->commands[1].reserved, 1000);
 	assert_int_equal(l.h->overall.reserved, 1400);
-	ledger_set_reserved(&l, 0, 170);
+	ledger_set_reserved(&l, 0, TOK(170));
 	assert_int_equal(in->reserved, 170);
 	assert_int_equal(l.h->commands[0].reserved, 170);
 	assert_int_equal(l.h->commands[1].reserved, 1000);
 	assert_int_equal(l.h->overall.reserved, 1170);
 
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(in->used.total, 460);
 	assert_int_equal(in->reserved, 170);
-	ledger_set_reserved(&l, 0, 0);
+	ledger_set_reserved(&l, 0, TOK(0));
 	assert_int_equal(in->reserved, 0);
 	assert_int_equal(l.h->commands[0].reserved, 0);
 	assert_int_equal(l.h->overall.reserved, 1000);
 
 	/* Settling releases the rest of a reservation. */
 	struct meter_usage d2 = {{300, 0, 0, 0}};
-	ledger_record_delta(&l, 1, &d2);
+	ledger_record_delta(&l, 1, &d2, 0);
 	assert_int_equal(l.h->overall.reserved, 1000);
-	ledger_set_reserved(&l, 1, 700);
+	ledger_set_reserved(&l, 1, TOK(700));
 	assert_int_equal(l.h->overall.reserved, 700);
 	ledger_settle(&l, 1, LEDGER_INST_EXITED, 3);
 	assert_int_equal(l.h->instances[1].reserved, 0);
@@ -737,8 +741,8 @@ static void test_record_delta_and_settle(void **state)
 	assert_int_equal(l.h->instances[1].exit_code, 3);
 
 	/* Out-of-range instances change nothing. */
-	ledger_record_delta(&l, 2, &d);
-	ledger_record_delta(&l, -1, &d);
+	ledger_record_delta(&l, 2, &d, 0);
+	ledger_record_delta(&l, -1, &d, 0);
 	ledger_settle(&l, 5, LEDGER_INST_STOPPED, 0);
 	ledger_settle(&l, -1, LEDGER_INST_STOPPED, 0);
 	assert_int_equal(l.h->overall.used.total, 760);
@@ -757,8 +761,8 @@ static void test_settle_counts_stop_once(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 100, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(100), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(100), NULL, &slot), LEDGER_ADMITTED);
 	struct ledger_instance *in = &l.h->instances[0];
 	ledger_settle(&l, 0, LEDGER_INST_STOPPED, -1);
 	assert_int_equal(in->status, LEDGER_INST_STOPPED);
@@ -788,7 +792,7 @@ static void test_settle_keeps_refused(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 1000, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(1000), &why, &slot), LEDGER_REFUSED);
 	assert_int_equal(slot, 0);
 	ledger_settle(&l, 0, LEDGER_INST_EXITED, 86);
 	assert_int_equal(l.h->instances[0].status, LEDGER_INST_REFUSED);
@@ -816,17 +820,17 @@ static void test_counts_never_wrap(void **state)
 	(void)state;
 	cfg.weights[METER_OUTPUT] = 5;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 10, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(10), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(0), &why, &slot), LEDGER_ADMITTED);
 	struct meter_usage d = {{UINT64_MAX - 5, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	struct ledger_instance *in = &l.h->instances[0];
 	assert_true(in->used.n[METER_INPUT] == UINT64_MAX - 5);
 	assert_true(in->used.total == UINT64_MAX - 5);
 	assert_int_equal(in->reserved, 10);
 	assert_int_equal(l.h->overall.reserved, 10);
 	d = (struct meter_usage){{10, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	/* A wrap would leave 4. */
 	assert_true(in->used.n[METER_INPUT] == UINT64_MAX);
 	assert_true(in->used.total == UINT64_MAX);
@@ -836,7 +840,7 @@ static void test_counts_never_wrap(void **state)
 	assert_true(why.used == UINT64_MAX);
 	/* The weighted total saturates too: 5 * 2^62 wrapped would be 2^62. */
 	d = (struct meter_usage){{0, UINT64_C(1) << 62, 0, 0}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	assert_true(l.h->instances[1].used.n[METER_OUTPUT] == UINT64_C(1) << 62);
 	assert_true(l.h->instances[1].used.total == UINT64_MAX);
 	assert_true(l.h->overall.used.total == UINT64_MAX);
@@ -845,11 +849,11 @@ static void test_counts_never_wrap(void **state)
 	/* Reservations: setting one agent's moves only its own; settling twice releases once. */
 	cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 0);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 100, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 0, 2, 100, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(100), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 2, TOK(100), &why, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{500, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
-	ledger_set_reserved(&l, 0, 0);
+	ledger_record_delta(&l, 0, &d, 0);
+	ledger_set_reserved(&l, 0, TOK(0));
 	assert_int_equal(l.h->instances[0].reserved, 0);
 	assert_int_equal(l.h->commands[0].reserved, 100);
 	assert_int_equal(l.h->overall.reserved, 100);
@@ -867,8 +871,8 @@ static void test_counts_never_wrap(void **state)
 	/* used + reserved + estimate saturates: a sum that would wrap past zero must not fit. */
 	cfg = base_config(UINT64_MAX - 1, LEDGER_MODE_BLOCK, 0);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, UINT64_MAX - 1, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 2, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(UINT64_MAX - 1), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(2), &why, &slot), LEDGER_REFUSED);
 	assert_true(why.is_overall);
 	assert_true(why.reserved == UINT64_MAX - 1);
 	assert_int_equal(why.estimate, 2);
@@ -877,8 +881,8 @@ static void test_counts_never_wrap(void **state)
 	cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_WARN, 0);
 	struct ledger w;
 	create_or_fail(&w, &cfg);
-	assert_int_equal(ledger_admit(&w, 1, 1, UINT64_MAX - 1, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&w, 1, 2, 10, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&w, 1, 1, TOK(UINT64_MAX - 1), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&w, 1, 2, TOK(10), &why, &slot), LEDGER_ADMITTED);
 	assert_true(w.h->overall.reserved == UINT64_MAX);
 	assert_true(w.h->commands[1].reserved == UINT64_MAX);
 	ledger_close(&w);
@@ -895,16 +899,16 @@ static void test_over_limit_boundary(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 7, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(7), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(0), &why, &slot), LEDGER_ADMITTED);
 
 	/* Command /test: limit 500. Exactly 500 is not over, 501 is. */
 	d = (struct meter_usage){{500, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
-	ledger_set_reserved(&l, 0, 0);
+	ledger_record_delta(&l, 0, &d, 0);
+	ledger_set_reserved(&l, 0, TOK(0));
 	assert_false(ledger_over_limit(&l, 0, &why));
 	d = (struct meter_usage){{0, 1, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	memset(&why, 0, sizeof(why));
 	assert_true(ledger_over_limit(&l, 0, &why));
 	assert_false(why.is_overall);
@@ -920,11 +924,11 @@ static void test_over_limit_boundary(void **state)
 
 	/* Overall: exactly 1000 is not over, 1001 is, for every instance. */
 	d = (struct meter_usage){{0, 0, 499, 0}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	assert_int_equal(l.h->overall.used.total, 1000);
 	assert_false(ledger_over_limit(&l, 1, &why));
 	d = (struct meter_usage){{0, 0, 0, 1}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	assert_true(ledger_over_limit(&l, 1, &why));
 	assert_true(why.is_overall);
 	assert_string_equal(why.name, "");
@@ -954,11 +958,11 @@ static void test_no_limit_never_over(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 1000000, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(1000000), &why, &slot), LEDGER_ADMITTED);
 	struct meter_usage d = {{1000000, 1000000, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_false(ledger_over_limit(&l, 0, &why));
-	assert_int_equal(ledger_admit(&l, 1, 2, UINT64_MAX / 2, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(UINT64_MAX / 2), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 1);
 	ledger_close(&l);
 }
@@ -975,12 +979,12 @@ static void test_rebind(void **state)
 	int catch_all = ledger_command_index(&l, LEDGER_CATCH_ALL, true);
 	assert_int_equal(catch_all, 2);
 	/* A prompt on stdin: starts under (prompt), bound later. */
-	assert_int_equal(ledger_admit(&l, catch_all, 1, 300, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, catch_all, 1, TOK(300), &why, &slot), LEDGER_ADMITTED);
 	ledger_mark(&l, 0, LEDGER_F_UNBOUND | LEDGER_F_NESTED, NULL);
 	struct meter_usage d = {{100, 20, 30, 50}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	/* As the supervisor sets it: what is left of the estimate. */
-	ledger_set_reserved(&l, 0, 100);
+	ledger_set_reserved(&l, 0, TOK(100));
 	struct ledger_instance *in = &l.h->instances[0];
 	assert_int_equal(in->reserved, 100);
 
@@ -1008,8 +1012,8 @@ static void test_rebind(void **state)
 	assert_false(ledger_over_limit(&l, 0, &why));
 	/* Later usage goes to the new command. */
 	d = (struct meter_usage){{10, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
-	ledger_set_reserved(&l, 0, 90);
+	ledger_record_delta(&l, 0, &d, 0);
+	ledger_set_reserved(&l, 0, TOK(90));
 	assert_int_equal(rv->used.total, 210);
 	assert_int_equal(pr->used.total, 0);
 	assert_int_equal(rv->reserved, 90);
@@ -1026,9 +1030,9 @@ static void test_rebind(void **state)
 
 	/* /test (limit 500) already holds 200 of another agent. Moving 210 used + 90 reserved
 	 * into it makes exactly 500: launch admission would have let it in. */
-	assert_int_equal(ledger_admit(&l, 0, 2, 0, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 2, TOK(0), &why, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{200, 0, 0, 0}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	assert_true(ledger_rebind(&l, 0, 0));
 	assert_int_equal(l.h->commands[0].used.total, 410);
 	assert_int_equal(l.h->commands[0].reserved, 90);
@@ -1039,7 +1043,7 @@ static void test_rebind(void **state)
 
 	/* One more token of estimate does not fit: bound over its budget, stopped in block
 	 * mode although /test's usage (410 of 500) is not over. */
-	assert_int_equal(ledger_admit(&l, catch_all, 3, 1, &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, catch_all, 3, TOK(1), &why, &slot), LEDGER_ADMITTED);
 	assert_int_equal(slot, 2);
 	ledger_mark(&l, 2, LEDGER_F_UNBOUND, NULL);
 	assert_true(ledger_rebind(&l, 2, 0));
@@ -1069,9 +1073,9 @@ static void test_set_reserved(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 50, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 0, 3, 30, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(100), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(50), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 3, TOK(30), NULL, &slot), LEDGER_ADMITTED);
 	struct ledger_instance *a = &l.h->instances[0], *b = &l.h->instances[1],
 			       *c = &l.h->instances[2];
 	assert_int_equal(l.h->overall.reserved, 180);
@@ -1079,7 +1083,7 @@ static void test_set_reserved(void **state)
 	assert_int_equal(l.h->commands[1].reserved, 50);
 
 	/* Up by 150. */
-	ledger_set_reserved(&l, 0, 250);
+	ledger_set_reserved(&l, 0, TOK(250));
 	assert_int_equal(a->reserved, 250);
 	assert_int_equal(l.h->commands[0].reserved, 280);
 	assert_int_equal(l.h->overall.reserved, 330);
@@ -1087,21 +1091,21 @@ static void test_set_reserved(void **state)
 	assert_int_equal(b->reserved, 50);
 	assert_int_equal(c->reserved, 30);
 	/* The same value: nothing moves. */
-	ledger_set_reserved(&l, 0, 250);
+	ledger_set_reserved(&l, 0, TOK(250));
 	assert_int_equal(a->reserved, 250);
 	assert_int_equal(l.h->commands[0].reserved, 280);
 	assert_int_equal(l.h->overall.reserved, 330);
 	/* Down by 210, then to 0. */
-	ledger_set_reserved(&l, 0, 40);
+	ledger_set_reserved(&l, 0, TOK(40));
 	assert_int_equal(a->reserved, 40);
 	assert_int_equal(l.h->commands[0].reserved, 70);
 	assert_int_equal(l.h->overall.reserved, 120);
-	ledger_set_reserved(&l, 0, 0);
+	ledger_set_reserved(&l, 0, TOK(0));
 	assert_int_equal(a->reserved, 0);
 	assert_int_equal(l.h->commands[0].reserved, 30);
 	assert_int_equal(l.h->overall.reserved, 80);
 	/* Another command's instance moves its own command only. */
-	ledger_set_reserved(&l, 1, 75);
+	ledger_set_reserved(&l, 1, TOK(75));
 	assert_int_equal(b->reserved, 75);
 	assert_int_equal(l.h->commands[1].reserved, 75);
 	assert_int_equal(l.h->commands[0].reserved, 30);
@@ -1114,28 +1118,28 @@ static void test_set_reserved(void **state)
 	/* A budget holding less than the difference (never the case unless the counts are
 	 * damaged) stops at 0 rather than wrapping to 2^64 - 1. */
 	l.h->commands[0].reserved = 10;
-	ledger_set_reserved(&l, 2, 0);
+	ledger_set_reserved(&l, 2, TOK(0));
 	assert_int_equal(c->reserved, 0);
 	assert_int_equal(l.h->commands[0].reserved, 0);
 	assert_int_equal(l.h->overall.reserved, 75);
 	l.h->overall.reserved = 5;
-	ledger_set_reserved(&l, 1, 0);
+	ledger_set_reserved(&l, 1, TOK(0));
 	assert_int_equal(b->reserved, 0);
 	assert_int_equal(l.h->overall.reserved, 0);
 	assert_int_equal(l.h->commands[1].reserved, 0);
 
 	/* Out of range: nothing. */
-	ledger_set_reserved(&l, 1, 10);
+	ledger_set_reserved(&l, 1, TOK(10));
 	assert_int_equal(l.h->overall.reserved, 10);
-	ledger_set_reserved(&l, 3, 500);
-	ledger_set_reserved(&l, -1, 500);
+	ledger_set_reserved(&l, 3, TOK(500));
+	ledger_set_reserved(&l, -1, TOK(500));
 	assert_int_equal(l.h->overall.reserved, 10);
 	assert_int_equal(l.h->commands[0].reserved, 0);
 	assert_int_equal(l.h->commands[1].reserved, 10);
 	assert_int_equal(l.h->instances[3].reserved, 0);
 
 	/* Up saturates rather than wrapping to a small number. */
-	ledger_set_reserved(&l, 0, UINT64_MAX);
+	ledger_set_reserved(&l, 0, TOK(UINT64_MAX));
 	assert_true(a->reserved == UINT64_MAX);
 	assert_true(l.h->overall.reserved == UINT64_MAX);
 	assert_true(l.h->commands[0].reserved == UINT64_MAX);
@@ -1157,18 +1161,18 @@ static void test_admit_request(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 200, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(100), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(200), NULL, &slot), LEDGER_ADMITTED);
 	struct meter_usage d = {{150, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	d = (struct meter_usage){{0, 100, 0, 0}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	struct ledger_instance *t = &l.h->instances[0], *r = &l.h->instances[1];
 	/* Overall: used 250, reserved 300; /test: used 150, reserved 100. */
 
 	/* /test's agent: its own 100 is replaced, not added to. The command budget allows
 	 * 150 + 350 = 500 exactly; the overall one 250 + 200 + 350 = 800. */
-	assert_true(ledger_admit_request(&l, 0, 350, 350, &why));
+	assert_true(ledger_admit_request(&l, 0, TOK(350), TOK(350), &why));
 	assert_int_equal(t->reserved, 350);
 	assert_int_equal(l.h->commands[0].reserved, 350);
 	assert_int_equal(l.h->overall.reserved, 550);
@@ -1176,7 +1180,7 @@ static void test_admit_request(void **state)
 
 	/* One more token does not fit /test: named with what the agent's other requests hold. */
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_admit_request(&l, 0, 351, 1, &why));
+	assert_false(ledger_admit_request(&l, 0, TOK(351), TOK(1), &why));
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
 	assert_int_equal(why.limit, 500);
@@ -1193,12 +1197,12 @@ static void test_admit_request(void **state)
 	assert_int_equal(t->status, LEDGER_INST_RUNNING);
 
 	/* /review's agent, overall only: 250 + (550 - 200) + 400 = 1000 fits exactly. */
-	assert_true(ledger_admit_request(&l, 1, 400, 150, &why));
+	assert_true(ledger_admit_request(&l, 1, TOK(400), TOK(150), &why));
 	assert_int_equal(r->reserved, 400);
 	assert_int_equal(l.h->commands[1].reserved, 400);
 	assert_int_equal(l.h->overall.reserved, 750);
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_admit_request(&l, 1, 401, 101, &why));
+	assert_false(ledger_admit_request(&l, 1, TOK(401), TOK(101), &why));
 	assert_true(why.is_overall);
 	assert_string_equal(why.name, "");
 	assert_int_equal(why.limit, 1000);
@@ -1214,7 +1218,7 @@ static void test_admit_request(void **state)
 	/* Both refuse: the overall budget is named. /test: 150 + 1000 > 500; overall:
 	 * 250 + 400 + 1000 > 1000. */
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_admit_request(&l, 0, 1000, 600, &why));
+	assert_false(ledger_admit_request(&l, 0, TOK(1000), TOK(600), &why));
 	assert_true(why.is_overall);
 	assert_string_equal(why.name, "");
 	assert_int_equal(why.used, 250);
@@ -1224,7 +1228,7 @@ static void test_admit_request(void **state)
 	assert_int_equal(t->reserved, 350);
 
 	/* A smaller reservation is admitted and lowers the budgets. */
-	assert_true(ledger_admit_request(&l, 0, 100, 100, &why));
+	assert_true(ledger_admit_request(&l, 0, TOK(100), TOK(100), &why));
 	assert_int_equal(t->reserved, 100);
 	assert_int_equal(l.h->commands[0].reserved, 100);
 	assert_int_equal(l.h->overall.reserved, 500);
@@ -1232,10 +1236,10 @@ static void test_admit_request(void **state)
 	assert_int_equal(t->refused_prediction, 600);
 
 	/* why may be NULL; a bad instance is refused and records nothing. */
-	assert_false(ledger_admit_request(&l, 0, 10000, 5, NULL));
+	assert_false(ledger_admit_request(&l, 0, TOK(10000), TOK(5), NULL));
 	assert_int_equal(t->refused_prediction, 5);
-	assert_false(ledger_admit_request(&l, 2, 0, 0, &why));
-	assert_false(ledger_admit_request(&l, -1, 0, 0, &why));
+	assert_false(ledger_admit_request(&l, 2, TOK(0), TOK(0), &why));
+	assert_false(ledger_admit_request(&l, -1, TOK(0), TOK(0), &why));
 	assert_int_equal(l.h->instances[2].refused_prediction, 0);
 	assert_int_equal(l.h->instances[2].reserved, 0);
 	assert_int_equal(l.h->overall.reserved, 500);
@@ -1253,35 +1257,35 @@ static void test_admit_request_used_up(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{999, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	/* 999 used: 1 fits exactly, 2 does not. */
-	assert_false(ledger_admit_request(&l, 0, 2, 2, &why));
-	assert_true(ledger_admit_request(&l, 0, 1, 1, &why));
-	assert_true(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_false(ledger_admit_request(&l, 0, TOK(2), TOK(2), &why));
+	assert_true(ledger_admit_request(&l, 0, TOK(1), TOK(1), &why));
+	assert_true(ledger_admit_request(&l, 0, TOK(0), TOK(0), &why));
 	d = (struct meter_usage){{1, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(l.h->overall.used.total, 1000);
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_false(ledger_admit_request(&l, 0, TOK(0), TOK(0), &why));
 	assert_true(why.is_overall);
 	assert_int_equal(why.limit, 1000);
 	assert_int_equal(why.used, 1000);
 	assert_int_equal(why.reserved, 0);
 	assert_int_equal(why.estimate, 0);
-	assert_false(ledger_request_fits(&l, 0, 0, 0, NULL));
+	assert_false(ledger_request_fits(&l, 0, TOK(0), TOK(0), NULL));
 	ledger_close(&l);
 
 	/* A used-up command budget, the overall one far from it. */
 	cfg = base_config(100000, LEDGER_MODE_BLOCK, 0);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{500, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_false(ledger_admit_request(&l, 0, TOK(0), TOK(0), &why));
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
 	assert_int_equal(why.limit, 500);
@@ -1289,14 +1293,14 @@ static void test_admit_request_used_up(void **state)
 	assert_int_equal(why.reserved, 0);
 	assert_int_equal(why.estimate, 0);
 	/* /review's agent is not held to /test's budget. */
-	assert_true(ledger_admit_request(&l, 1, 5000, 5000, &why));
+	assert_true(ledger_admit_request(&l, 1, TOK(5000), TOK(5000), &why));
 	ledger_close(&l);
 
 	/* A zero budget (warn mode lets the agent start at all). */
 	cfg = base_config(0, LEDGER_MODE_WARN, 0);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 0, NULL, &slot), LEDGER_ADMITTED_OVER);
-	assert_false(ledger_admit_request(&l, 0, 0, 0, &why));
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED_OVER);
+	assert_false(ledger_admit_request(&l, 0, TOK(0), TOK(0), &why));
 	assert_true(why.is_overall);
 	assert_int_equal(why.limit, 0);
 	ledger_close(&l);
@@ -1312,20 +1316,20 @@ static void test_request_fits_no_side_effects(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 100, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 300, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(100), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(300), NULL, &slot), LEDGER_ADMITTED);
 	struct meter_usage d = {{200, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
-	ledger_note_refused(&l, 0, 77);
+	ledger_record_delta(&l, 0, &d, 0);
+	ledger_note_refused(&l, 0, TOK(77));
 	struct ledger_header *before = malloc(HS);
 	assert_non_null(before);
 	memcpy(before, l.h, HS);
 
 	/* /test: 200 + 300 = 500 fits; 301 does not. */
-	assert_true(ledger_request_fits(&l, 0, 300, 300, &why));
+	assert_true(ledger_request_fits(&l, 0, TOK(300), TOK(300), &why));
 	assert_memory_equal(l.h, before, HS);
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_request_fits(&l, 0, 301, 201, &why));
+	assert_false(ledger_request_fits(&l, 0, TOK(301), TOK(201), &why));
 	assert_memory_equal(l.h, before, HS);
 	assert_false(why.is_overall);
 	assert_string_equal(why.name, "/test");
@@ -1334,28 +1338,28 @@ static void test_request_fits_no_side_effects(void **state)
 	assert_int_equal(why.reserved, 100);
 	assert_int_equal(why.estimate, 201);
 	/* /review's agent, overall only: 200 + 100 + 700 = 1000 fits; 701 does not. */
-	assert_true(ledger_request_fits(&l, 1, 700, 200, &why));
-	assert_false(ledger_request_fits(&l, 1, 701, 200, &why));
+	assert_true(ledger_request_fits(&l, 1, TOK(700), TOK(200), &why));
+	assert_false(ledger_request_fits(&l, 1, TOK(701), TOK(200), &why));
 	assert_true(why.is_overall);
 	assert_int_equal(why.used, 200);
 	assert_int_equal(why.reserved, 100 + 501);
 	assert_int_equal(why.estimate, 200);
-	assert_false(ledger_request_fits(&l, 1, 701, 200, NULL));
+	assert_false(ledger_request_fits(&l, 1, TOK(701), TOK(200), NULL));
 	/* A prediction above the whole reservation is taken as all of it: the agent's other
 	 * requests hold 0, not 2^64 - 100. */
-	assert_false(ledger_request_fits(&l, 1, 800, 900, &why));
+	assert_false(ledger_request_fits(&l, 1, TOK(800), TOK(900), &why));
 	assert_true(why.is_overall);
 	assert_int_equal(why.reserved, 100);
 	assert_int_equal(why.estimate, 800);
-	assert_false(ledger_request_fits(&l, 2, 0, 0, &why));
-	assert_false(ledger_request_fits(&l, -1, 0, 0, &why));
+	assert_false(ledger_request_fits(&l, 2, TOK(0), TOK(0), &why));
+	assert_false(ledger_request_fits(&l, -1, TOK(0), TOK(0), &why));
 	assert_memory_equal(l.h, before, HS);
 
 	/* The same answer, and the same refusal, as admission gives. */
 	memset(&why2, 0x5a, sizeof(why2));
-	assert_false(ledger_admit_request(&l, 0, 301, 201, &why2));
+	assert_false(ledger_admit_request(&l, 0, TOK(301), TOK(201), &why2));
 	memset(&why, 0x5a, sizeof(why));
-	assert_false(ledger_request_fits(&l, 0, 301, 201, &why));
+	assert_false(ledger_request_fits(&l, 0, TOK(301), TOK(201), &why));
 	assert_memory_equal(&why, &why2, sizeof(why));
 	free(before);
 	ledger_close(&l);
@@ -1373,39 +1377,39 @@ static void test_overshoot(void **state)
 	(void)state;
 	create_or_fail(&l, &cfg);
 	int catch_all = ledger_command_index(&l, LEDGER_CATCH_ALL, true);
-	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	const struct ledger_budget *ov = &l.h->overall, *t = &l.h->commands[0],
 				   *r = &l.h->commands[1];
 
 	/* Within, then exactly at /test's 500: none. */
 	d = (struct meter_usage){{400, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(t->overshoot, 0);
 	d = (struct meter_usage){{0, 100, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(t->used.total, 500);
 	assert_int_equal(t->overshoot, 0);
 	assert_int_equal(ov->overshoot, 0);
 	/* 30 over /test, overall (530 of 1000) within. */
 	d = (struct meter_usage){{0, 0, 30, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(t->overshoot, 30);
 	assert_int_equal(ov->overshoot, 0);
 	/* Overall exactly at 1000, then 20 over; /review has no limit and never overshoots;
 	 * /test's stays. */
 	d = (struct meter_usage){{470, 0, 0, 0}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	assert_int_equal(ov->used.total, 1000);
 	assert_int_equal(ov->overshoot, 0);
 	d = (struct meter_usage){{0, 0, 0, 20}};
-	ledger_record_delta(&l, 1, &d);
+	ledger_record_delta(&l, 1, &d, 0);
 	assert_int_equal(ov->overshoot, 20);
 	assert_int_equal(r->overshoot, 0);
 	assert_int_equal(t->overshoot, 30);
 	/* Weighted like the total it is measured on. */
 	d = (struct meter_usage){{5, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(t->overshoot, 35);
 	assert_int_equal(ov->overshoot, 25);
 
@@ -1415,14 +1419,14 @@ static void test_overshoot(void **state)
 	assert_int_equal(t->used.total, 0);
 	assert_int_equal(t->overshoot, 35);
 	assert_int_equal(l.h->commands[catch_all].overshoot, 0);
-	assert_int_equal(ledger_admit(&l, 0, 3, 0, NULL, &slot), LEDGER_ADMITTED_OVER);
+	assert_int_equal(ledger_admit(&l, 0, 3, TOK(0), NULL, &slot), LEDGER_ADMITTED_OVER);
 	assert_int_equal(slot, 2);
 	d = (struct meter_usage){{510, 0, 0, 0}};
-	ledger_record_delta(&l, slot, &d);
+	ledger_record_delta(&l, slot, &d, 0);
 	assert_int_equal(t->overshoot, 35);
 	assert_int_equal(ov->overshoot, 535);
 	d = (struct meter_usage){{40, 0, 0, 0}};
-	ledger_record_delta(&l, slot, &d);
+	ledger_record_delta(&l, slot, &d, 0);
 	assert_int_equal(t->overshoot, 50);
 
 	/* Usage rebound into a budget takes it over as well. */
@@ -1434,9 +1438,9 @@ static void test_overshoot(void **state)
 	/* No overall limit: never. */
 	cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_WARN, 0);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	d = (struct meter_usage){{UINT64_MAX / 2, 0, 0, 0}};
-	ledger_record_delta(&l, 0, &d);
+	ledger_record_delta(&l, 0, &d, 0);
 	assert_int_equal(l.h->overall.overshoot, 0);
 	assert_int_equal(l.h->commands[1].overshoot, 0);
 	ledger_close(&l);
@@ -1450,22 +1454,22 @@ static void test_note_requests_and_refused(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 1, 2, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, 2, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	struct ledger_instance *in = &l.h->instances[0];
 	assert_int_equal(in->requests, 0);
 	assert_int_equal(in->max_under, 0);
 	assert_int_equal(in->refused_prediction, 0);
-	ledger_note_requests(&l, 0, 3, 1234);
+	ledger_note_requests(&l, 0, 3, TOK(1234));
 	assert_int_equal(in->requests, 3);
 	assert_int_equal(in->max_under, 1234);
 	/* Stored as given (the supervisor's book holds the figures), not accumulated. */
-	ledger_note_requests(&l, 0, 5, 17);
+	ledger_note_requests(&l, 0, 5, TOK(17));
 	assert_int_equal(in->requests, 5);
 	assert_int_equal(in->max_under, 17);
-	ledger_note_refused(&l, 0, 4321);
+	ledger_note_refused(&l, 0, TOK(4321));
 	assert_int_equal(in->refused_prediction, 4321);
-	ledger_note_refused(&l, 0, 99);
+	ledger_note_refused(&l, 0, TOK(99));
 	assert_int_equal(in->refused_prediction, 99);
 	assert_int_equal(in->requests, 5);
 	/* Neither touches usage, reservations or another instance. */
@@ -1475,10 +1479,10 @@ static void test_note_requests_and_refused(void **state)
 	assert_int_equal(l.h->instances[1].refused_prediction, 0);
 	assert_int_equal(l.h->instances[1].max_under, 0);
 	/* Out of range: nothing. */
-	ledger_note_requests(&l, 2, 9, 9);
-	ledger_note_requests(&l, -1, 9, 9);
-	ledger_note_refused(&l, 2, 9);
-	ledger_note_refused(&l, -1, 9);
+	ledger_note_requests(&l, 2, 9, TOK(9));
+	ledger_note_requests(&l, -1, 9, TOK(9));
+	ledger_note_refused(&l, 2, TOK(9));
+	ledger_note_refused(&l, -1, TOK(9));
 	assert_int_equal(l.h->instances[2].requests, 0);
 	assert_int_equal(l.h->instances[2].max_under, 0);
 	assert_int_equal(l.h->instances[2].refused_prediction, 0);
@@ -1495,7 +1499,7 @@ static void test_mark_and_exit_code(void **state)
 
 	(void)state;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	struct ledger_instance *in = &l.h->instances[0];
 	ledger_mark(&l, 0, LEDGER_F_NESTED, NULL);
 	assert_int_equal(in->flags, LEDGER_F_NESTED);
@@ -1546,7 +1550,7 @@ static void test_publish_meter(void **state)
 	(void)state;
 	assert_non_null(core);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	core->cost_micro_usd = 36000;
 	core->results = 2;
 	for (int k = 0; k < METER_NANOMALY; k++)
@@ -1619,8 +1623,8 @@ static void test_describe_refusal(void **state)
 	struct ledger l;
 	int slot;
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 0, 1, 400, &why, &slot), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&l, 0, 2, 101, &why, &slot), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(&l, 0, 1, TOK(400), &why, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 2, TOK(101), &why, &slot), LEDGER_REFUSED);
 	ledger_describe_refusal(&why, buf, sizeof(buf));
 	assert_string_equal(buf, "command budget /test: used 0 + reserved 400 + estimate 101 > "
 				 "limit 500");
@@ -1745,18 +1749,23 @@ static void test_map_readonly_refuses_bad_magic(void **state)
 	h->magic = UINT64_C(0x0123456789abcdef);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x0123456789abcdef, expected "
-			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
-	/* The version 1 and 2 ledgers' magics ("TTBWRLG1", "TTBWRLG2"). */
+	/* The version 1 to 3 ledgers' magics ("TTBWRLG1" ... "TTBWRLG3"). */
 	h->magic = UINT64_C(0x31474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x31474c5257425454, expected "
-			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	h->magic = UINT64_C(0x32474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x32474c5257425454, expected "
-			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "version");
+	h->magic = UINT64_C(0x33474c5257425454);
+	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
+			   "ledger has a bad magic number (0x33474c5257425454, expected "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	free(h);
 }
@@ -1766,12 +1775,12 @@ static void test_map_readonly_refuses_wrong_version(void **state)
 	struct ledger_header *h = good_header();
 
 	(void)state;
-	h->version = 2;
+	h->version = 3;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 2, this tbwrap reads version 3");
-	h->version = 4;
+			   "ledger has version 3, this tbwrap reads version 4");
+	h->version = 5;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 4, this tbwrap reads version 3");
+			   "ledger has version 5, this tbwrap reads version 4");
 	free(h);
 }
 
@@ -1836,7 +1845,7 @@ static void test_map_readonly_accepts_created(void **state)
 	assert_memory_equal(r.h, l.h, HS);
 
 	/* What the writer does afterwards shows through: one memory. */
-	assert_int_equal(ledger_admit(&l, 0, 77, 300, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 0, 77, TOK(300), NULL, &slot), LEDGER_ADMITTED);
 	assert_int_equal(ledger_n_instances(r.h), 1);
 	assert_int_equal(r.h->instances[0].pid, 77);
 	assert_int_equal(ledger_load(&r.h->overall.reserved), 300);
@@ -1870,7 +1879,7 @@ static void test_map_readonly_accepts_created(void **state)
 static void warn_reservation(struct ledger *l, int inst)
 {
 	uint64_t used = l->h->instances[inst].used.total, est = l->h->estimate;
-	ledger_set_reserved(l, inst, est > used ? est - used : 0);
+	ledger_set_reserved(l, inst, TOK(est > used ? est - used : 0));
 }
 
 static void test_meter_feed_fixture(void **state)
@@ -1888,7 +1897,7 @@ static void test_meter_feed_fixture(void **state)
 	(void)state;
 	assert_non_null(core);
 	create_or_fail(&l, &cfg);
-	assert_int_equal(ledger_admit(&l, 1, getpid(), 5000, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&l, 1, getpid(), TOK(5000), NULL, &slot), LEDGER_ADMITTED);
 	meter_stream_init(&s, METER_LINE_MAX_DEFAULT);
 	fd = open(FIXTURE_DIR "stdout.stream-json.jsonl", O_RDONLY);
 	assert_true(fd >= 0);
@@ -1896,14 +1905,14 @@ static void test_meter_feed_fixture(void **state)
 	while ((n = read(fd, buf, 997)) > 0) {
 		delta = (struct meter_usage){{0}};
 		assert_true(meter_feed(core, &s, pos, buf, (size_t)n, &delta));
-		ledger_record_delta(&l, 0, &delta);
+		ledger_record_delta(&l, 0, &delta, 0);
 		warn_reservation(&l, 0);
 		pos += (uint64_t)n;
 	}
 	close(fd);
 	delta = (struct meter_usage){{0}};
 	meter_finish(core, &s, &delta);
-	ledger_record_delta(&l, 0, &delta);
+	ledger_record_delta(&l, 0, &delta, 0);
 	warn_reservation(&l, 0);
 	ledger_publish_meter(&l, 0, core);
 
@@ -1916,7 +1925,7 @@ static void test_meter_feed_fixture(void **state)
 	delta = (struct meter_usage){{0}};
 	assert_true(meter_feed(core, &s, 0, buf, (size_t)n, &delta));
 	assert_int_equal(meter_usage_total(&delta, NULL), 0);
-	ledger_record_delta(&l, 0, &delta);
+	ledger_record_delta(&l, 0, &delta, 0);
 	meter_stream_free(&s);
 
 	const struct ledger_counts *o = &l.h->overall.used;

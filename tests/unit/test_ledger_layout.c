@@ -38,6 +38,13 @@ ALIGNED8(ledger_instance, unreported);
 ALIGNED8(ledger_instance, cost_micro_usd);
 ALIGNED8(ledger_instance, results);
 ALIGNED8(ledger_instance, anomalies);
+ALIGNED8(ledger_instance, usd_estimate);
+ALIGNED8(ledger_instance, usd_reserved);
+ALIGNED8(ledger_instance, usd_refused_prediction);
+ALIGNED8(ledger_instance, usd_max_under);
+ALIGNED8(ledger_budget, usd_limit);
+ALIGNED8(ledger_budget, usd_reserved);
+ALIGNED8(ledger_budget, usd_overshoot);
 ALIGNED8(ledger_header, magic);
 ALIGNED8(ledger_header, size);
 ALIGNED8(ledger_header, creator_pid);
@@ -54,6 +61,7 @@ _Static_assert(_Alignof(struct ledger_header) == 8, "ledger_header alignment");
 _Static_assert(offsetof(struct ledger_header, n_commands) % 4 == 0, "n_commands");
 _Static_assert(offsetof(struct ledger_header, n_instances) % 4 == 0, "n_instances");
 _Static_assert(offsetof(struct ledger_budget, warned) % 4 == 0, "warned");
+_Static_assert(offsetof(struct ledger_budget, usd_warned) % 4 == 0, "usd_warned");
 _Static_assert(offsetof(struct ledger_instance, command) % 4 == 0, "command");
 _Static_assert(offsetof(struct ledger_instance, status) % 4 == 0, "status");
 _Static_assert(offsetof(struct ledger_instance, exit_code) % 4 == 0, "exit_code");
@@ -65,12 +73,13 @@ static void test_sizes(void **state)
 {
 	(void)state;
 	assert_int_equal(sizeof(struct meter_usage), 32);
-	assert_int_equal(sizeof(struct ledger_counts), 40);
-	assert_int_equal(sizeof(struct ledger_budget), 160);
-	assert_int_equal(sizeof(struct ledger_instance), 336);
-	assert_int_equal(sizeof(struct ledger_header), 354544);
-	assert_int_equal(LEDGER_VERSION, 3);
-	assert_true(LEDGER_MAGIC == UINT64_C(0x33474c5257425454));
+	assert_int_equal(sizeof(struct ledger_counts), 48);
+	assert_int_equal(sizeof(struct ledger_budget), 192);
+	assert_int_equal(sizeof(struct ledger_instance), 440);
+	assert_int_equal(sizeof(struct ledger_header), 463120);
+	assert_int_equal(LEDGER_VERSION, 4);
+	assert_true(LEDGER_MAGIC == UINT64_C(0x34474c5257425454));
+	assert_int_equal(METER_MODEL_LEN, 64);
 	assert_int_equal(LEDGER_MAX_COMMANDS, 64);
 	assert_int_equal(LEDGER_MAX_INSTANCES, 1024);
 	assert_int_equal(LEDGER_NAME_LEN, 64);
@@ -85,6 +94,7 @@ static void test_counts(void **state)
 	(void)state;
 	OFF(ledger_counts, n, 0);
 	OFF(ledger_counts, total, 32);
+	OFF(ledger_counts, pusd, 40);
 }
 
 static void test_budget(void **state)
@@ -93,15 +103,18 @@ static void test_budget(void **state)
 	OFF(ledger_budget, name, 0);
 	OFF(ledger_budget, limit, 64);
 	OFF(ledger_budget, used, 72);
-	OFF(ledger_budget, reserved, 112);
-	OFF(ledger_budget, agents, 120);
-	OFF(ledger_budget, refused, 128);
-	OFF(ledger_budget, stopped, 136);
-	OFF(ledger_budget, overshoot, 144);
-	OFF(ledger_budget, warned, 152);
-	OFF(ledger_budget, pad, 156);
-	/* pad ends the struct: no trailing padding. */
-	assert_int_equal(offsetof(struct ledger_budget, pad) + sizeof(uint32_t),
+	OFF(ledger_budget, reserved, 120);
+	OFF(ledger_budget, agents, 128);
+	OFF(ledger_budget, refused, 136);
+	OFF(ledger_budget, stopped, 144);
+	OFF(ledger_budget, overshoot, 152);
+	OFF(ledger_budget, warned, 160);
+	OFF(ledger_budget, usd_warned, 164);
+	OFF(ledger_budget, usd_limit, 168);
+	OFF(ledger_budget, usd_reserved, 176);
+	OFF(ledger_budget, usd_overshoot, 184);
+	/* usd_overshoot ends the struct: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_budget, usd_overshoot) + sizeof(uint64_t),
 			 sizeof(struct ledger_budget));
 }
 
@@ -121,14 +134,19 @@ static void test_instance(void **state)
 	OFF(ledger_instance, refused_prediction, 64);
 	OFF(ledger_instance, max_under, 72);
 	OFF(ledger_instance, unreported, 80);
-	OFF(ledger_instance, used, 88);
-	OFF(ledger_instance, cost_micro_usd, 128);
-	OFF(ledger_instance, results, 136);
-	OFF(ledger_instance, anomalies, 144);
-	OFF(ledger_instance, result_subtype, 184);
-	OFF(ledger_instance, note, 216);
-	/* The note is the last field and ends the struct: no trailing padding. */
-	assert_int_equal(offsetof(struct ledger_instance, note) + LEDGER_NOTE_LEN,
+	OFF(ledger_instance, usd_estimate, 88);
+	OFF(ledger_instance, usd_reserved, 96);
+	OFF(ledger_instance, usd_refused_prediction, 104);
+	OFF(ledger_instance, usd_max_under, 112);
+	OFF(ledger_instance, used, 120);
+	OFF(ledger_instance, cost_micro_usd, 168);
+	OFF(ledger_instance, results, 176);
+	OFF(ledger_instance, anomalies, 184);
+	OFF(ledger_instance, result_subtype, 224);
+	OFF(ledger_instance, note, 256);
+	OFF(ledger_instance, model, 376);
+	/* The model is the last field and ends the struct: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_instance, model) + METER_MODEL_LEN,
 			 sizeof(struct ledger_instance));
 }
 
@@ -148,8 +166,8 @@ static void test_header(void **state)
 	OFF(ledger_header, n_instances, 68);
 	OFF(ledger_header, unlisted, 72);
 	OFF(ledger_header, overall, 80);
-	OFF(ledger_header, commands, 240);
-	OFF(ledger_header, instances, 10480);
+	OFF(ledger_header, commands, 272);
+	OFF(ledger_header, instances, 12560);
 	/* The last instance ends exactly at the end of the header: no trailing padding. */
 	assert_int_equal(offsetof(struct ledger_header, instances) +
 				 LEDGER_MAX_INSTANCES * sizeof(struct ledger_instance),
@@ -172,6 +190,7 @@ static void test_enums(void **state)
 	assert_int_equal(LEDGER_F_OVER_AT_BIND, 4);
 	assert_int_equal(LEDGER_F_UNMETERED, 8);
 	assert_int_equal(LEDGER_F_ADOPTED, 16);
+	assert_int_equal(LEDGER_F_UNPRICED, 32);
 	assert_int_equal(METER_INPUT, 0);
 	assert_int_equal(METER_OUTPUT, 1);
 	assert_int_equal(METER_CACHE_CREATION, 2);

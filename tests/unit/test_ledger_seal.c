@@ -34,6 +34,9 @@
 
 #include "tbwrap/ledger.h"
 
+/* A token amount (no USD). */
+#define TOK(n) ((struct amount){{(n), 0}})
+
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
@@ -351,10 +354,10 @@ static int setup(void **state)
 		free(f);
 		return -1;
 	}
-	ledger_admit(&f->l, 0, 100, 1000, NULL, &slot);
+	ledger_admit(&f->l, 0, 100, TOK(1000), NULL, &slot);
 	struct meter_usage d = {{1200, 34, 500, 3000}};
-	ledger_record_delta(&f->l, slot, &d);
-	ledger_admit(&f->l, 0, 101, 9000, NULL, &slot);
+	ledger_record_delta(&f->l, slot, &d, 0);
+	ledger_admit(&f->l, 0, 101, TOK(9000), NULL, &slot);
 	ledger_mark(&f->l, slot, 0, "over budget");
 	f->snapshot = malloc(f->l.size);
 	if (!f->snapshot)
@@ -507,7 +510,7 @@ static void test_supervisor_still_writes(void **state)
 	uint64_t reader_before = checksum(r.h, r.size);
 	assert_true(reader_before == f->sum);
 	struct meter_usage d = {{1, 0, 0, 0}};
-	ledger_record_delta(&f->l, 0, &d);
+	ledger_record_delta(&f->l, 0, &d, 0);
 	assert_true(checksum(f->l.h, f->l.size) != f->sum);
 	assert_true(checksum(r.h, r.size) != reader_before);
 	assert_int_equal(ledger_load(&r.h->instances[0].used.n[METER_INPUT]), 1201);

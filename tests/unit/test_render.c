@@ -96,6 +96,7 @@ struct bar_case {
 #define X RENDER_RESET
 #define F4 F F F F
 #define E4 E E E E
+#define F2 F F
 
 static const struct bar_case bar_cases[] = {
 	{0, 100, false, 20, "[" E4 E4 E4 E4 E4 "] 0%"},
@@ -180,6 +181,18 @@ static struct ledger_instance *add_instance(struct ledger_header *h, int64_t pid
 	return in;
 }
 
+/* A zeroed header, with no USD budget anywhere (0 would be a zero budget). */
+static struct ledger_header *new_header(void)
+{
+	struct ledger_header *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->overall.usd_limit = LEDGER_NO_LIMIT;
+	for (int i = 0; i < LEDGER_MAX_COMMANDS; i++)
+		h->commands[i].usd_limit = LEDGER_NO_LIMIT;
+	return h;
+}
+
 /*
  * A session in block mode: overall 50K with 20K used and 1K reserved; /test 10K with 8K used
  * (three agents: one exited, one stopped, one refused); the catch-all without a budget (one
@@ -187,7 +200,7 @@ static struct ledger_instance *add_instance(struct ledger_header *h, int64_t pid
  */
 static int setup_ledger(void **state)
 {
-	struct ledger_header *h = calloc(1, sizeof(*h));
+	struct ledger_header *h = new_header();
 	if (!h)
 		return -1;
 	h->mode = LEDGER_MODE_BLOCK;
@@ -210,6 +223,7 @@ static int setup_ledger(void **state)
 
 	struct ledger_instance *in = add_instance(h, 1234, 0, LEDGER_INST_EXITED, 0);
 	set_counts(&in->used, 4000, 200, 800, 12000);
+	in->used.pusd = UINT64_C(18375000000); /* $0.018375 */
 	in->cost_micro_usd = 36000;
 	in->results = 1;
 	in = add_instance(h, 1235, 0, LEDGER_INST_STOPPED, 143);
@@ -235,7 +249,7 @@ static int teardown_ledger(void **state)
 #define AGENTS                                                                                     \
 	"Agents:\n"                                                                                \
 	"  pid 1234  /test  exited 0  17.0K tokens (input 4000, output 200, cache creation 800, "  \
-	"cache read 12000)  $0.036\n"                                                              \
+	"cache read 12000)  $0.018375 (the CLI said $0.036)\n"                                     \
 	"  pid 1235  /test  stopped 143  8.5K tokens (input 2000, output 100, cache creation "     \
 	"400, cache read 6000)\n"                                                                  \
 	"  pid 1236  (prompt)  running  1.2K tokens (input 1000, output 50, cache creation 150, "  \
@@ -295,7 +309,7 @@ static void test_report_no_bars(void **state)
 static void test_report_empty(void **state)
 {
 	(void)state;
-	struct ledger_header *h = calloc(1, sizeof(*h));
+	struct ledger_header *h = new_header();
 	assert_non_null(h);
 	h->mode = LEDGER_MODE_WARN;
 	h->overall.limit = LEDGER_NO_LIMIT;
@@ -341,7 +355,7 @@ static void test_report_empty(void **state)
 static void test_report_unmetered(void **state)
 {
 	(void)state;
-	struct ledger_header *h = calloc(1, sizeof(*h));
+	struct ledger_header *h = new_header();
 	assert_non_null(h);
 	h->mode = LEDGER_MODE_WARN;
 	h->overall.limit = LEDGER_NO_LIMIT;
@@ -385,7 +399,7 @@ static void test_report_unmetered(void **state)
 		"  pid 42  /test  running  NOT METERED (reason unknown)  0 tokens (input 0, output "
 		"0, cache creation 0, cache read 0)  (nested)\n"
 		"  pid 43  /test  exited 1  12 tokens (input 10, output 2, cache creation 0, cache "
-		"read 0)  $0.00\n"
+		"read 0)  $0.00 (the CLI said $0.00)\n"
 		"  pid 44  /test  stopped 137  NOT METERED (%s)  0 tokens (input 0, output 0, "
 		"cache "
 		"creation 0, cache read 0)\n",
@@ -410,12 +424,65 @@ static void test_status_line(void **state)
 			  "1 refused, 1 stopped");
 	free(line);
 
-	struct ledger_header *h = calloc(1, sizeof(*h));
+	struct ledger_header *h = new_header();
 	assert_non_null(h);
 	h->overall.limit = LEDGER_NO_LIMIT;
 	set_counts(&h->overall.used, 1500, 0, 0, 0);
 	line = render_status_line(h, &o);
 	expect_text(line, "tbwrap: overall 1.5K (no budget) | 0 running");
+	free(line);
+	free(h);
+}
+
+/* USD budgets: a bar of their own after the token one, "$" amounts, reservations and overshoot;
+ * a budget with only a USD limit shows it on the live line without a token bar; an agent refused
+ * at a request shows both figures of its prediction; an unpriced model is named. */
+static void test_usd(void **state)
+{
+	(void)state;
+	struct ledger_header *h = new_header();
+	assert_non_null(h);
+	h->mode = LEDGER_MODE_BLOCK;
+	h->overall.limit = LEDGER_NO_LIMIT;
+	h->overall.usd_limit = UINT64_C(1000000000000); /* $1 */
+	set_counts(&h->overall.used, 1000, 0, 0, 0);
+	h->overall.used.pusd = UINT64_C(250000000000);	 /* $0.25 */
+	h->overall.usd_reserved = UINT64_C(20000000000); /* $0.02 */
+	h->overall.usd_overshoot = 0;
+	h->n_commands = 1;
+	strcpy(h->commands[0].name, "/test");
+	h->commands[0].limit = 2000;
+	h->commands[0].usd_limit = UINT64_C(200000000000); /* $0.20 */
+	set_counts(&h->commands[0].used, 1000, 0, 0, 0);
+	h->commands[0].used.pusd = UINT64_C(250000000000);
+	h->commands[0].usd_overshoot = UINT64_C(50000000000);
+	h->commands[0].agents = 1;
+	struct ledger_instance *in = add_instance(h, 7, 0, LEDGER_INST_STOPPED, 87);
+	set_counts(&in->used, 1000, 0, 0, 0);
+	in->used.pusd = UINT64_C(250000000000);
+	in->refused_prediction = 1200;
+	in->usd_refused_prediction = UINT64_C(15000000000);
+	in->flags = LEDGER_F_UNPRICED;
+	strcpy(in->model, "claude-future-9");
+	struct render_opts o = {.color = false, .bars = true, .width = 10};
+	char *text = render_report(h, &o);
+	expect_text(
+		text,
+		"BUDGET STATUS (block mode)\n"
+		"Overall: 1.0K (no budget) | USD [" F2 E4 E4 "] 25% $0.25/$1.00, $0.02 "
+		"reserved\n"
+		"Command Budgets:\n"
+		"  /test    [" F4 F E E E E E "] 50% 1.0K/2.0K | USD [" F4 F4 F2 "] 125% "
+		"$0.25/$0.20, over by $0.05, 1 agent\n"
+		"Agents:\n"
+		"  pid 7  /test  stopped 87  1.0K tokens (input 1000, output 0, cache creation 0, "
+		"cache read 0)  $0.25  UNPRICED MODEL claude-future-9 (at the highest rates)  next "
+		"request (predicted 1.2K, $0.015) refused\n");
+	free(text);
+	h->commands[0].limit = LEDGER_NO_LIMIT;
+	char *line = render_status_line(h, &o);
+	expect_text(line, "tbwrap: overall [" F2 E4 E4 "] 25% $0.25/$1.00 | /test [" F4 F4 F2
+			  "] 125% $0.25/$0.20 | 0 running, 1 stopped");
 	free(line);
 	free(h);
 }
@@ -460,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_report_empty),
 		cmocka_unit_test(test_report_unmetered),
 		cmocka_unit_test_setup_teardown(test_status_line, setup_ledger, teardown_ledger),
+		cmocka_unit_test(test_usd),
 		cmocka_unit_test(test_use_color),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

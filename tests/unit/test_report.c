@@ -30,10 +30,14 @@
 #include <cmocka.h>
 
 #include "tbwrap/ledger.h"
+#include "tbwrap/prices.h"
 #include "tbwrap/proto.h"
 #include "tbwrap/render.h"
 #include "tbwrap/report.h"
 #include "tbwrap/status.h"
+
+/* A token amount (no USD). */
+#define TOK(n) ((struct amount){{(n), 0}})
 
 #define FIXTURE "tests/fixtures/claude-code-2.1.197/stdout.stream-json.jsonl"
 
@@ -46,9 +50,21 @@ struct fixture {
 static const char *const names[] = {"/test", "/review"};
 static const uint64_t limits[] = {20000, LEDGER_NO_LIMIT};
 
+/* The built-in price table, as the supervisor prices calls. */
+static struct price_table prices;
+
+static uint64_t price_call(void *ctx, const char *model, const struct meter_usage *u,
+			   uint64_t cache_1h)
+{
+	(void)ctx;
+	return prices_cost(&prices, model, u, cache_1h, prices_today(), NULL);
+}
+
 static void feed_file(struct ledger *l, int inst, const char *path)
 {
 	struct meter_core *core = calloc(1, sizeof(*core));
+	if (!prices.rows && prices_load_builtin(&prices, NULL, 0) < 0)
+		fail_msg("the built-in price table does not load");
 	struct meter_usage delta;
 	struct meter_stream s;
 	char buf[997]; /* odd size: lines split across feeds */
@@ -58,17 +74,21 @@ static void feed_file(struct ledger *l, int inst, const char *path)
 
 	assert_non_null(core);
 	assert_true(fd >= 0);
+	core->price = price_call;
 	meter_stream_init(&s, METER_LINE_MAX_DEFAULT);
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		delta = (struct meter_usage){{0}};
+		uint64_t before = core->pusd_total;
 		meter_feed(core, &s, pos, buf, (size_t)n, &delta);
-		ledger_record_delta(l, inst, &delta);
+		ledger_record_delta(l, inst, &delta, core->pusd_total - before);
 		pos += (uint64_t)n;
 	}
 	close(fd);
 	delta = (struct meter_usage){{0}};
+	uint64_t before = core->pusd_total;
 	meter_finish(core, &s, &delta);
-	ledger_record_delta(l, inst, &delta);
+	ledger_record_delta(l, inst, &delta, core->pusd_total - before);
+	ledger_set_model(l, inst, meter_last_model(core), false);
 	ledger_publish_meter(l, inst, core);
 	meter_stream_free(&s);
 	free(core);
@@ -116,25 +136,25 @@ static void fill(struct ledger *l)
 	char text[256];
 	int a, b, c, d, e;
 
-	assert_int_equal(ledger_admit(l, 0, 101, 1000, &why, &a), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(l, 0, 101, TOK(1000), &why, &a), LEDGER_ADMITTED);
 	assert_int_equal(a, 0);
 	feed_file(l, a, FIXTURE);
 	/* As the supervisor's request book reports them: 4 calls, the worst 250 above its
 	 * prediction. */
-	ledger_note_requests(l, a, 4, 250);
+	ledger_note_requests(l, a, 4, TOK(250));
 	ledger_settle(l, a, LEDGER_INST_EXITED, 0);
 
-	assert_int_equal(ledger_admit(l, 1, 102, 1000, &why, &b), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(l, 1, 102, TOK(1000), &why, &b), LEDGER_ADMITTED);
 	assert_int_equal(b, 1);
 	struct meter_usage u = {.n = {10, 1, 0, 0}};
-	ledger_record_delta(l, b, &u);
+	ledger_record_delta(l, b, &u, 0);
 	/* The reservation is the supervisor's: what is left of the estimate. */
-	ledger_set_reserved(l, b, 989);
-	ledger_note_requests(l, b, 1, 0);
+	ledger_set_reserved(l, b, TOK(989));
+	ledger_note_requests(l, b, 1, TOK(0));
 	ledger_mark(l, b, LEDGER_F_NESTED, NULL);
 
 	/* As the supervisor records a refusal: its exit status and why. */
-	assert_int_equal(ledger_admit(l, 0, 103, 10000, &why, &c), LEDGER_REFUSED);
+	assert_int_equal(ledger_admit(l, 0, 103, TOK(10000), &why, &c), LEDGER_REFUSED);
 	assert_int_equal(c, 2);
 	ledger_describe_refusal(&why, text, sizeof(text));
 	assert_string_equal(text, refusal_103);
@@ -143,17 +163,17 @@ static void fill(struct ledger *l)
 
 	int cmd = ledger_command_index(l, LEDGER_CATCH_ALL, true);
 	assert_int_equal(cmd, 2);
-	assert_int_equal(ledger_admit(l, cmd, 104, 1000, &why, &d), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(l, cmd, 104, TOK(1000), &why, &d), LEDGER_ADMITTED);
 	assert_int_equal(d, 3);
 	struct meter_usage u2 = {.n = {5, 0, 0, 0}};
-	ledger_record_delta(l, d, &u2);
-	ledger_note_requests(l, d, 2, 7);
+	ledger_record_delta(l, d, &u2, 0);
+	ledger_note_requests(l, d, 2, TOK(7));
 	/* Its next request was refused before it was sent. */
-	ledger_note_refused(l, d, 1500);
+	ledger_note_refused(l, d, TOK(1500));
 	ledger_mark(l, d, 0, "stopped: overall budget");
 	ledger_settle(l, d, LEDGER_INST_STOPPED, 143);
 	/* Stopped with a call whose usage nothing reported: its prediction stays held. */
-	ledger_hold_unreported(l, d, 1, 1200);
+	ledger_hold_unreported(l, d, 1, TOK(1200));
 
 	e = ledger_record_unadmitted(l, 1, 105, LEDGER_INST_RUNNING,
 				     "no libtbwrap.so in it:\tstatic binary");
@@ -260,7 +280,7 @@ static void assert_usage(const cJSON *obj, const char *key, double in, double ou
 			 double cr)
 {
 	const cJSON *u = cJSON_GetObjectItemCaseSensitive(obj, key);
-	KEYS(u, "input", "output", "cache_creation", "cache_read", "total");
+	KEYS(u, "input", "output", "cache_creation", "cache_read", "total", "usd");
 	assert_true(num(u, "input") == in);
 	assert_true(num(u, "output") == out);
 	assert_true(num(u, "cache_creation") == cw);
@@ -290,9 +310,10 @@ static void assert_requests(const cJSON *a, double requests, double refused, dou
 }
 
 #define AGENT_KEYS                                                                                 \
-	"pid", "command", "status", "exit_code", "usage", "cost_usd", "result_subtype",            \
-		"anomalies", "requests", "refused_prediction", "max_prediction_error",             \
-		"unreported_calls", "held", "nested", "adopted", "metered", "note"
+	"pid", "command", "status", "exit_code", "usage", "model", "priced", "cost_usd",           \
+		"result_subtype", "anomalies", "requests", "refused_prediction",                   \
+		"refused_prediction_usd", "max_prediction_error", "max_prediction_error_usd",      \
+		"unreported_calls", "held", "held_usd", "nested", "adopted", "metered", "note"
 
 static void assert_no_anomalies(const cJSON *a)
 {
@@ -307,14 +328,18 @@ static void check_report(const char *text)
 	cJSON *root = cJSON_Parse(text);
 	if (!root)
 		fail_msg("not JSON:\n%s", text);
-	KEYS(root, "version", "mode", "estimate", "overall", "unlisted", "commands", "agents");
-	assert_true(num(root, "version") == 3);
+	KEYS(root, "version", "mode", "estimate", "counted", "overall", "unlisted", "commands",
+	     "agents");
+	assert_true(num(root, "version") == 4);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "counted")), 4);
 	assert_string_equal(str(root, "mode"), "block");
 	assert_true(num(root, "estimate") == 1000);
 	assert_true(num(root, "unlisted") == 3);
 
 	const cJSON *ov = cJSON_GetObjectItemCaseSensitive(root, "overall");
-	KEYS(ov, "limit", "used", "reserved", "agents", "refused", "stopped", "overshoot");
+	KEYS(ov, "limit", "used", "reserved", "agents", "refused", "stopped", "overshoot",
+	     "usd_limit", "usd_reserved", "usd_overshoot");
+	assert_null_field(ov, "usd_limit");
 	assert_true(num(ov, "limit") == 50000);
 	assert_usage(ov, "used", 4015, 201, 800, 12000);
 	/* pid 102: 1000 estimate - 11 used; pid 105 reserved nothing. */
@@ -324,7 +349,8 @@ static void check_report(const char *text)
 	assert_true(cJSON_IsArray(cmds));
 	assert_int_equal(cJSON_GetArraySize(cmds), 3);
 	const cJSON *t = cJSON_GetArrayItem(cmds, 0);
-	KEYS(t, "name", "limit", "used", "reserved", "agents", "refused", "stopped", "overshoot");
+	KEYS(t, "name", "limit", "used", "reserved", "agents", "refused", "stopped", "overshoot",
+	     "usd_limit", "usd_reserved", "usd_overshoot");
 	assert_string_equal(str(t, "name"), "/test");
 	assert_true(num(t, "limit") == 20000);
 	assert_usage(t, "used", 4000, 200, 800, 12000);
@@ -352,6 +378,12 @@ static void check_report(const char *text)
 	assert_true(num(a, "exit_code") == 0);
 	assert_usage(a, "usage", 4000, 200, 800, 12000);
 	assert_true(num(a, "cost_usd") == 0.036);
+	/* tbwrap's price of the same four calls of claude-opus-4-8 (5 / 6.25 / 0.50 / 25 per
+	 * MTok): 4000 x 5 + 800 x 6.25 + 12000 x 0.50 + 200 x 25 = 36000 micro-USD, as the CLI
+	 * said. */
+	assert_true(num(cJSON_GetObjectItemCaseSensitive(a, "usage"), "usd") == 0.036);
+	assert_string_equal(str(a, "model"), "claude-opus-4-8");
+	assert_bool(a, "priced", true);
 	assert_string_equal(str(a, "result_subtype"), "success");
 	assert_no_anomalies(a);
 	assert_requests(a, 4, -1, 250);
@@ -442,7 +474,7 @@ static void test_json_sanitizes_subtype(void **state)
 	int slot;
 
 	assert_non_null(core);
-	assert_int_equal(ledger_admit(&f->l, 1, 7, 0, NULL, &slot), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&f->l, 1, 7, TOK(0), NULL, &slot), LEDGER_ADMITTED);
 	core->results = 1;
 	memcpy(core->result_subtype, "ok\x01\xff\"x", 7);
 	ledger_publish_meter(&f->l, slot, core);
@@ -466,15 +498,15 @@ static void test_json_overshoot(void **state)
 	struct ledger_refusal why;
 	int a, b;
 
-	assert_int_equal(ledger_admit(&f->l, 0, 201, 1000, &why, &a), LEDGER_ADMITTED);
-	assert_int_equal(ledger_admit(&f->l, 1, 202, 1000, &why, &b), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&f->l, 0, 201, TOK(1000), &why, &a), LEDGER_ADMITTED);
+	assert_int_equal(ledger_admit(&f->l, 1, 202, TOK(1000), &why, &b), LEDGER_ADMITTED);
 	struct meter_usage u = {.n = {20700, 0, 0, 0}};
-	ledger_record_delta(&f->l, a, &u);
+	ledger_record_delta(&f->l, a, &u, 0);
 	u = (struct meter_usage){.n = {0, 29800, 0, 0}};
-	ledger_record_delta(&f->l, b, &u);
+	ledger_record_delta(&f->l, b, &u, 0);
 	u = (struct meter_usage){.n = {0, 0, 100, 0}};
-	ledger_record_delta(&f->l, a, &u);
-	assert_false(ledger_admit_request(&f->l, a, 5000, 5000, &why));
+	ledger_record_delta(&f->l, a, &u, 0);
+	assert_false(ledger_admit_request(&f->l, a, TOK(5000), TOK(5000), &why));
 
 	char *text = report_json(f->l.h);
 	assert_non_null(text);
@@ -1062,7 +1094,8 @@ static void test_status_main_shows_the_ledger(void **state)
 	char *want = render_report(f->l.h, &o);
 	assert_string_equal(out, want);
 	assert_non_null(strstr(out, "  pid 101  /test  exited 0  17.0K tokens (input 4000, "
-				    "output 200, cache creation 800, cache read 12000)  $0.036\n"));
+				    "output 200, cache creation 800, cache read 12000)  $0.036 "
+				    "(the CLI said $0.036)\n"));
 	assert_non_null(strstr(out, "  pid 105  /review  running  NOT METERED (no libtbwrap.so in "
 				    "it:"));
 	free(want);

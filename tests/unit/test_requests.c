@@ -30,10 +30,26 @@ static bool fake_usage(void *ctx, uint64_t id, struct meter_usage *out)
 	return false;
 }
 
-static uint64_t fake_cost(void *ctx, const struct meter_usage *u)
+static uint64_t tokens_of(const struct meter_usage *u)
+{
+	return u->n[0] + u->n[1] + u->n[2] + u->n[3];
+}
+
+/* Tokens, and a price that depends on the model the prediction is priced at: ten pico-USD a
+ * token at call 1's model, one elsewhere. */
+static struct amount fake_cost(void *ctx, const struct meter_usage *u, uint64_t model_ref)
 {
 	(void)ctx;
-	return u->n[0] + u->n[1] + u->n[2] + u->n[3];
+	uint64_t t = tokens_of(u);
+	return (struct amount){{t, model_ref == 1 ? 10 * t : t}};
+}
+
+static struct amount fake_call_cost(void *ctx, uint64_t id)
+{
+	struct meter_usage u;
+	if (!fake_usage(ctx, id, &u))
+		return (struct amount){{0, 0}};
+	return fake_cost(ctx, &u, id);
 }
 
 static void set_call(struct fake *f, uint64_t id, uint64_t in, uint64_t out, uint64_t cc,
@@ -48,7 +64,7 @@ static void set_call(struct fake *f, uint64_t id, uint64_t in, uint64_t out, uin
 	f->u[f->n++] = (struct meter_usage){{in, out, cc, cr}};
 }
 
-#define ENV(f) const struct req_env env = {fake_usage, fake_cost, &(f)}
+#define ENV(f) const struct req_env env = {fake_usage, fake_cost, fake_call_cost, &(f)}
 
 static void test_launch_then_first_call(void **state)
 {
@@ -60,26 +76,26 @@ static void test_launch_then_first_call(void **state)
 	struct meter_usage pred;
 	int conv;
 
-	req_init(&b, 1000);
+	req_init(&b, 1000, (struct amount){{1000, 1000}});
 	/* Before any request: the launch estimate is what is held. */
-	assert_int_equal(req_reserved(&b, &env), 1000);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 1000);
 	assert_false(req_unanswered(&b));
 	/* Nothing known: a new conversation, predicted as the estimate. */
 	req_predict(&b, 7, tools, &env, &pred, &conv);
 	assert_int_equal(conv, -1);
-	assert_int_equal(fake_cost(NULL, &pred), 1000);
+	assert_int_equal(tokens_of(&pred), 1000);
 	assert_true(req_start(&b, 7, &pred, conv));
 	assert_int_equal(b.requests, 1);
 	assert_true(req_unanswered(&b));
-	assert_int_equal(req_reserved(&b, &env), 1000);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 1000);
 	/* Its call shows up (a message_start snapshot, output 1): what is held shrinks by it. */
 	set_call(&f, 11, 100, 1, 0, 300);
 	req_message(&b, 0, 11, 0);
 	assert_false(req_unanswered(&b));
-	assert_int_equal(req_reserved(&b, &env), 1000 - 401);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 1000 - 401);
 	/* Larger than predicted: nothing is held any more (never below zero). */
 	set_call(&f, 11, 1000, 50, 200, 3000);
-	assert_int_equal(req_reserved(&b, &env), 0);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 0);
 }
 
 static void test_next_call_rule(void **state)
@@ -92,7 +108,7 @@ static void test_next_call_rule(void **state)
 	struct meter_usage pred;
 	int conv;
 
-	req_init(&b, 1000);
+	req_init(&b, 1000, (struct amount){{1000, 1000}});
 	req_predict(&b, 7, tools, &env, &pred, &conv);
 	req_start(&b, 7, &pred, conv);
 	set_call(&f, 11, 1000, 50, 200, 3000);
@@ -108,7 +124,7 @@ static void test_next_call_rule(void **state)
 	assert_int_equal(pred.n[METER_OUTPUT], 50);
 	/* The same connection: the first request is over, its error recorded (4250 - 1000). */
 	assert_int_equal(b.n_open, 0);
-	assert_int_equal(b.max_under, 3250);
+	assert_int_equal(b.max_under.v[AMOUNT_TOKENS], 3250);
 	/* The output allowance is the largest output the conversation has shown. */
 	req_start(&b, 7, &pred, conv);
 	set_call(&f, 12, 1000, 400, 151, 3200);
@@ -119,7 +135,7 @@ static void test_next_call_rule(void **state)
 	req_predict(&b, 7, tools, &env, &pred, &conv);
 	assert_int_equal(pred.n[METER_OUTPUT], 400);
 	/* The error of call 12 (4751 against a prediction of 4401) is below the first one's. */
-	assert_int_equal(b.max_under, 3250);
+	assert_int_equal(b.max_under.v[AMOUNT_TOKENS], 3250);
 }
 
 static void test_parallel_conversations(void **state)
@@ -132,7 +148,7 @@ static void test_parallel_conversations(void **state)
 	struct meter_usage pred;
 	int conv;
 
-	req_init(&b, 1000);
+	req_init(&b, 1000, (struct amount){{1000, 1000}});
 	req_predict(&b, 1, tools, &env, &pred, &conv);
 	req_start(&b, 1, &pred, conv);
 	set_call(&f, 11, 1000, 50, 200, 3000);
@@ -147,31 +163,31 @@ static void test_parallel_conversations(void **state)
 	assert_int_equal(sub2, 2);
 	req_predict(&b, 2, tools, &env, &pred, &conv);
 	assert_int_equal(conv, 0);
-	assert_int_equal(fake_cost(NULL, &pred), 1000 + 3200 + 50 + 50);
+	assert_int_equal(tokens_of(&pred), 1000 + 3200 + 50 + 50);
 	req_start(&b, 2, &pred, conv);
 	req_predict(&b, 3, tools, &env, &pred, &conv);
 	assert_int_equal(conv, -1);
-	assert_int_equal(fake_cost(NULL, &pred), 4250);
+	assert_int_equal(tokens_of(&pred), 4250);
 	req_start(&b, 3, &pred, conv);
 	assert_int_equal(b.n_open, 3);
 	/* Held: the main call's remainder (0) and both predictions. */
-	assert_int_equal(req_reserved(&b, &env), 4300 + 4250);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 4300 + 4250);
 	/* Subagent 2's call shows first: it answers the oldest request predicted as new. */
 	set_call(&f, 22, 500, 20, 100, 700);
 	req_message(&b, sub2, 22, 0);
 	assert_int_equal(b.open[2].msg_id, 22);
 	assert_int_equal(b.open[2].conv, sub2);
-	assert_int_equal(req_reserved(&b, &env), 4300 + (4250 - 1320));
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 4300 + (4250 - 1320));
 	/* The next call of subagent 2 is predicted from its own call, not from main's. */
-	uint64_t others;
+	struct amount others;
 	assert_true(req_predict_next(&b, sub2, tools, &env, &pred, &others));
-	assert_int_equal(fake_cost(NULL, &pred), 500 + 800 + 20 + 20);
+	assert_int_equal(tokens_of(&pred), 500 + 800 + 20 + 20);
 	/* What the others hold: the request predicted for main, main's remainder (0). */
-	assert_int_equal(others, 4300);
+	assert_int_equal(others.v[AMOUNT_TOKENS], 4300);
 	assert_false(req_predict_next(&b, sub1, tools, &env, &pred, &others));
 	req_close_all(&b, &env);
 	assert_int_equal(b.n_open, 0);
-	assert_int_equal(req_reserved(&b, &env), 0);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 0);
 }
 
 static void test_unmatched_call_and_limits(void **state)
@@ -183,7 +199,7 @@ static void test_unmatched_call_and_limits(void **state)
 	uint64_t tools[REQ_MAX_CONV] = {0};
 	struct meter_usage pred = {{10, 0, 0, 0}};
 
-	req_init(&b, 0);
+	req_init(&b, 0, (struct amount){{0, 0}});
 	/* A call with no request seen (the agent's first, before it registered): nothing to
 	 * match, but the conversation knows it. */
 	set_call(&f, 5, 1, 1, 1, 1);
@@ -197,7 +213,7 @@ static void test_unmatched_call_and_limits(void **state)
 	for (int i = 0; i < REQ_MAX_OPEN; i++)
 		assert_true(req_start(&b, (uint64_t)(100 + i), &pred, -1));
 	assert_false(req_start(&b, 999, &pred, -1));
-	assert_int_equal(req_reserved(&b, &env), 10 * REQ_MAX_OPEN);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 10 * REQ_MAX_OPEN);
 	for (int c = 1; c < REQ_MAX_CONV; c++)
 		assert_int_equal(req_conv_new(&b), c);
 	assert_int_equal(req_conv_new(&b), -1);
@@ -217,12 +233,12 @@ static void test_followed_until_final(void **state)
 	struct meter_usage pred;
 	int conv;
 
-	req_init(&b, 5000);
+	req_init(&b, 5000, (struct amount){{5000, 5000}});
 	req_predict(&b, 7, tools, &env, &pred, &conv);
 	assert_true(req_start(&b, 7, &pred, conv));
 	set_call(&f, 11, 1000, 1, 200, 3000); /* the snapshot */
 	req_message(&b, 0, 11, 0);
-	assert_int_equal(req_reserved(&b, &env), 5000 - 4201);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 5000 - 4201);
 	/* The next request on the same connection: call 11 is over, not final, still held. */
 	req_predict(&b, 7, tools, &env, &pred, &conv);
 	assert_int_equal(conv, 0);
@@ -230,12 +246,12 @@ static void test_followed_until_final(void **state)
 	assert_true(b.open[0].followed);
 	assert_false(req_unanswered(&b));
 	assert_true(req_start(&b, 7, &pred, conv));
-	uint64_t next = fake_cost(NULL, &pred);
-	assert_int_equal(req_reserved(&b, &env), 799 + next);
+	uint64_t next = tokens_of(&pred);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 799 + next);
 	/* Its final line: what it cost is known, nothing more is held for it. */
 	set_call(&f, 11, 1000, 600, 200, 3000);
 	req_final(&b, 11);
-	assert_int_equal(req_reserved(&b, &env), next);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], next);
 	/* The connection's request after: call 11 is dropped; it cost 4800 of the 5000 predicted,
 	 * no prediction error. */
 	set_call(&f, 12, 1000, 1, 200, 3000);
@@ -243,7 +259,7 @@ static void test_followed_until_final(void **state)
 	req_predict(&b, 7, tools, &env, &pred, &conv);
 	assert_int_equal(b.n_open, 1);
 	assert_int_equal(b.open[0].msg_id, 12);
-	assert_int_equal(b.max_under, 0);
+	assert_int_equal(b.max_under.v[AMOUNT_TOKENS], 0);
 	/* A call whose final line never comes is dropped at the connection's second request
 	 * after it (it cannot hold the book forever). */
 	assert_true(req_start(&b, 7, &pred, conv));
@@ -266,8 +282,8 @@ static void test_orphans_unreported(void **state)
 	struct meter_usage pred;
 	int conv;
 
-	req_init(&b, 500);
-	assert_int_equal(req_unreported(&b, &env, &n), 0);
+	req_init(&b, 500, (struct amount){{500, 500}});
+	assert_int_equal(req_unreported(&b, &env, &n).v[AMOUNT_TOKENS], 0);
 	assert_int_equal(n, 0);
 	/* The main call on connection 1, answered. */
 	req_predict(&b, 1, tools, &env, &pred, &conv);
@@ -280,7 +296,7 @@ static void test_orphans_unreported(void **state)
 	 * call. It is never reported. */
 	req_predict(&b, 2, tools, &env, &pred, &conv);
 	assert_int_equal(conv, 0);
-	assert_int_equal(fake_cost(NULL, &pred), 100 + 10 + 10);
+	assert_int_equal(tokens_of(&pred), 100 + 10 + 10);
 	assert_true(req_start(&b, 2, &pred, conv));
 	assert_true(req_unanswered(&b));
 	/* The next request on connection 2: the side call is an orphan, answered as far as the
@@ -288,15 +304,15 @@ static void test_orphans_unreported(void **state)
 	req_predict(&b, 2, tools, &env, &pred, &conv);
 	assert_false(req_unanswered(&b));
 	assert_true(req_settled(&b));
-	assert_int_equal(req_reserved(&b, &env), 120);
-	assert_int_equal(req_unreported(&b, &env, &n), 120);
+	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 120);
+	assert_int_equal(req_unreported(&b, &env, &n).v[AMOUNT_TOKENS], 120);
 	assert_int_equal(n, 1);
 	/* Another one, never reported either: both are summed (the answered main call is not). */
 	assert_true(req_start(&b, 2, &pred, conv));
-	assert_int_equal(req_unreported(&b, &env, &n), 240);
+	assert_int_equal(req_unreported(&b, &env, &n).v[AMOUNT_TOKENS], 240);
 	assert_int_equal(n, 2);
 	req_close_all(&b, &env);
-	assert_int_equal(req_unreported(&b, &env, &n), 0);
+	assert_int_equal(req_unreported(&b, &env, &n).v[AMOUNT_TOKENS], 0);
 	assert_int_equal(n, 0);
 }
 

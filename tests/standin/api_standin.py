@@ -52,6 +52,10 @@ DEFAULTS = {
     "usage_from_body": False,
     # Added to usage.output per turn (turn k answers usage.output + k * output_step).
     "output_step": 0,
+    # Of each call's cache creation, this many tokens are written to a 1-hour cache (the rest
+    # to a 5-minute one): usage.cache_creation.{ephemeral_5m,ephemeral_1h}_input_tokens, as
+    # the real API reports it. None: no split is sent (as 2.1.197's stand-in calls had none).
+    "cache_1h": None,
 }
 USAGE_FIELDS = ("input", "cache_creation", "cache_read", "output")
 SCENARIO_FIELDS = set(DEFAULTS) | {"by_command"}
@@ -89,6 +93,10 @@ def check_fields(fields, where):
             raise ScenarioError(f"{where}: '{name}' must be an integer >= 0")
     if "usage_from_body" in fields and not isinstance(fields["usage_from_body"], bool):
         raise ScenarioError(f"{where}: 'usage_from_body' must be true or false")
+    if "cache_1h" in fields and fields["cache_1h"] is not None and (
+            not isinstance(fields["cache_1h"], int) or isinstance(fields["cache_1h"], bool)
+            or fields["cache_1h"] < 0):
+        raise ScenarioError(f"{where}: 'cache_1h' must be null or an integer >= 0")
     if "output_step" in fields and (not isinstance(fields["output_step"], int)
                                     or isinstance(fields["output_step"], bool) or fields["output_step"] < 0):
         raise ScenarioError(f"{where}: 'output_step' must be an integer >= 0")
@@ -379,6 +387,8 @@ class Handler(BaseHTTPRequestHandler):
         # CLI's result `usage` and its session transcript hold only the main calls; its
         # modelUsage holds them all (tests/e2e/test_standin.sh checks both).
         billed = {k: usage[k] for k in USAGE_FIELDS} if stream else None
+        if billed is not None and sc["cache_1h"] is not None:
+            billed["cache_1h"] = min(sc["cache_1h"], usage["cache_creation"])
         seq = self.server.log({"method": "POST", "path": self.path, "stream": stream, "kind": kind,
                                "command": command, "turn": turn, "message_id": msg_id, "billed": billed,
                                "session": session, "model": model,
@@ -396,7 +406,7 @@ class Handler(BaseHTTPRequestHandler):
                           "cache_read_input_tokens": 0, "output_tokens": 0},
             })
             return
-        self.stream_message(msg_id, model, plan, text, usage, sc["delay_ms"])
+        self.stream_message(msg_id, model, plan, text, usage, sc["delay_ms"], sc["cache_1h"])
 
     @staticmethod
     def plan(sc, kind, agent, messages, body, stream):
@@ -430,14 +440,18 @@ class Handler(BaseHTTPRequestHandler):
             plan = ("bash", bash if isinstance(bash, str) else bash[min(turn, len(bash) - 1)])
         return plan, turn, sc["text"].replace("{turn}", str(turn)), sc["usage"]
 
-    def stream_message(self, msg_id, model, plan, text, usage, delay_ms):
+    def stream_message(self, msg_id, model, plan, text, usage, delay_ms, cache_1h=None):
+        start_usage = {"input_tokens": usage["input"],
+                       "cache_creation_input_tokens": usage["cache_creation"],
+                       "cache_read_input_tokens": usage["cache_read"],
+                       "output_tokens": 1}
+        if cache_1h is not None:
+            h1 = min(cache_1h, usage["cache_creation"])
+            start_usage["cache_creation"] = {"ephemeral_5m_input_tokens": usage["cache_creation"] - h1,
+                                             "ephemeral_1h_input_tokens": h1}
         events = [("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": usage["input"],
-                      "cache_creation_input_tokens": usage["cache_creation"],
-                      "cache_read_input_tokens": usage["cache_read"],
-                      "output_tokens": 1}}})]
+            "stop_reason": None, "stop_sequence": None, "usage": start_usage}})]
         events += [
             ("content_block_start", {"type": "content_block_start", "index": 0,
                                      "content_block": {"type": "text", "text": ""}}),

@@ -370,7 +370,7 @@ static void fill_refusal(struct ledger_refusal *why, const struct ledger_budget 
 static bool budget_exceeded(const struct ledger_budget *b, uint64_t estimate, bool is_overall,
 			    struct ledger_refusal *why)
 {
-	uint64_t used = b->used.total, reserved = b->reserved;
+	uint64_t used = ledger_budget_used(b), reserved = b->reserved;
 	/* Room for the estimate, and room at all: with --estimate 0 a budget that is used up (or
 	 * 0, "no agent may run") must still refuse. */
 	uint64_t held = sat_add(used, reserved);
@@ -484,9 +484,9 @@ static void add_counts(struct ledger_counts *c, const struct meter_usage *d, uin
 
 static void note_overshoot(struct ledger_budget *b)
 {
-	if (b->limit != LEDGER_NO_LIMIT && b->used.total > b->limit &&
-	    b->used.total - b->limit > b->overshoot)
-		store64(&b->overshoot, b->used.total - b->limit);
+	uint64_t used = ledger_budget_used(b);
+	if (b->limit != LEDGER_NO_LIMIT && used > b->limit && used - b->limit > b->overshoot)
+		store64(&b->overshoot, used - b->limit);
 }
 
 static void release_reserved(struct ledger *l, struct ledger_instance *in, uint64_t amount)
@@ -544,11 +544,12 @@ static bool request_fits(const struct ledger_budget *b, bool is_overall, uint64_
 	if (b->limit == LEDGER_NO_LIMIT)
 		return true;
 	uint64_t others = b->reserved > mine ? b->reserved - mine : 0;
-	uint64_t held = sat_add(b->used.total, sat_add(others, want));
-	if (held <= b->limit && b->used.total < b->limit)
+	uint64_t used = ledger_budget_used(b);
+	uint64_t held = sat_add(used, sat_add(others, want));
+	if (held <= b->limit && used < b->limit)
 		return true;
 	if (why) {
-		fill_refusal(why, b, is_overall, b->used.total, sat_add(others, want - prediction),
+		fill_refusal(why, b, is_overall, used, sat_add(others, want - prediction),
 			     prediction);
 	}
 	return false;
@@ -665,7 +666,7 @@ void ledger_mark(struct ledger *l, int inst, uint32_t flags, const char *note)
 static bool budget_over(const struct ledger_budget *b, bool is_overall, uint64_t estimate,
 			struct ledger_refusal *why)
 {
-	uint64_t used = b->used.total;
+	uint64_t used = ledger_budget_used(b);
 
 	if (b->limit == LEDGER_NO_LIMIT || used <= b->limit)
 		return false;
@@ -692,7 +693,8 @@ bool ledger_over_limit(const struct ledger *l, int inst, struct ledger_refusal *
 	 * it would have been refused at launch. */
 	if (in->flags & LEDGER_F_OVER_AT_BIND) {
 		if (why)
-			fill_refusal(why, b, false, b->used.total, b->reserved, in->estimate);
+			fill_refusal(why, b, false, ledger_budget_used(b), b->reserved,
+				     in->estimate);
 		return true;
 	}
 	return false;
@@ -733,7 +735,8 @@ bool ledger_rebind(struct ledger *l, int inst, int cmd)
 	/* The check admission would have made: the command's used + reserved now include this
 	 * agent's usage and what is left of its estimate, so "> limit" is "used + reserved +
 	 * estimate > limit" at launch. Block mode stops it (ledger_over_limit). */
-	if (to->limit != LEDGER_NO_LIMIT && sat_add(to->used.total, to->reserved) > to->limit)
+	if (to->limit != LEDGER_NO_LIMIT &&
+	    sat_add(ledger_budget_used(to), to->reserved) > to->limit)
 		__atomic_or_fetch(&in->flags, LEDGER_F_OVER_AT_BIND, __ATOMIC_RELEASE);
 	return true;
 }
@@ -753,4 +756,23 @@ void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t
 		snprintf(buf, len,
 			 "command budget %s: used %s + reserved %s + estimate %s > limit %s",
 			 why->name, used, res, est, lim);
+}
+
+uint64_t ledger_budget_used(const struct ledger_budget *b)
+{
+	return sat_add(ledger_load(&b->used.total), ledger_load(&b->others));
+}
+
+void ledger_set_others(struct ledger *l, int idx, uint64_t others)
+{
+	struct ledger_budget *b;
+
+	if (idx < 0)
+		b = &l->h->overall;
+	else if (valid_command(l, (uint32_t)idx))
+		b = &l->h->commands[idx];
+	else
+		return;
+	store64(&b->others, others);
+	note_overshoot(b);
 }

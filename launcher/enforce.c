@@ -128,7 +128,7 @@ static void warn_thresholds(struct sup *s, struct ledger_budget *b)
 	uint64_t limit = b->limit;
 	if (limit == LEDGER_NO_LIMIT || limit == 0)
 		return;
-	uint64_t used = ledger_load(&b->used.total);
+	uint64_t used = ledger_budget_used(b);
 	for (unsigned i = 0; i < 3; i++) {
 		/* 100 % means exceeded (used > limit), like block mode's stop. */
 		bool crossed = pct[i] == 100 ? used > limit

@@ -26,8 +26,8 @@
 
 #include "tbwrap/meter.h"
 
-#define LEDGER_MAGIC UINT64_C(0x33474c5257425454) /* "TTBWRLG3" little-endian */
-#define LEDGER_VERSION 3u
+#define LEDGER_MAGIC UINT64_C(0x34474c5257425454) /* "TTBWRLG4" little-endian */
+#define LEDGER_VERSION 4u
 #define LEDGER_MAX_COMMANDS 64
 /* Budgets the command line may set: one entry of the table stays for the catch-all key. */
 #define LEDGER_MAX_BUDGETS (LEDGER_MAX_COMMANDS - 1)
@@ -66,6 +66,10 @@ struct ledger_budget {
 	uint64_t overshoot; /* largest amount used ever went over limit (0: never) */
 	uint32_t warned;    /* bit i: threshold i (70, 90, 100 %) already reported */
 	uint32_t pad;
+	/* Rolling windows (--window): what other runs of the scope used inside the window, read
+	 * from the history. Admission, stops and thresholds count it on top of used; 0 without a
+	 * window. */
+	uint64_t others;
 };
 
 struct ledger_instance {
@@ -245,5 +249,12 @@ uint32_t ledger_load32(const uint32_t *p);
 /* Bounded counts of a mapped header (a reader never loops on a number it did not check). */
 uint32_t ledger_n_commands(const struct ledger_header *h);
 uint32_t ledger_n_instances(const struct ledger_header *h);
+
+/* Rolling windows: sets what other runs used of budget idx (-1: overall, else a command index).
+ * Only the supervisor calls it. */
+void ledger_set_others(struct ledger *l, int idx, uint64_t others);
+
+/* What counts against budget b: this run's usage plus other runs' in the window. */
+uint64_t ledger_budget_used(const struct ledger_budget *b);
 
 #endif

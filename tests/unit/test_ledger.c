@@ -349,6 +349,42 @@ static void test_admit_block_overall(void **state)
 	ledger_close(&l);
 }
 
+/* Rolling windows: other runs' usage counts against a budget at launch, per request and in the
+ * over-limit check, and is not this run's usage. */
+static void test_window_others(void **state)
+{
+	struct ledger_config cfg = base_config(10000, LEDGER_MODE_BLOCK, 1000);
+	struct ledger_refusal why;
+	struct ledger l;
+	int slot;
+	char buf[160];
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	ledger_set_others(&l, -1, 8500);
+	assert_int_equal(ledger_budget_used(&l.h->overall), 8500);
+	assert_int_equal(l.h->overall.used.total, 0);
+	assert_int_equal(ledger_admit(&l, 1, 100, 1000, &why, &slot), LEDGER_ADMITTED);
+	/* 8500 + 1000 reserved + 1000 > 10000 */
+	assert_int_equal(ledger_admit(&l, 1, 101, 1000, &why, &slot), LEDGER_REFUSED);
+	ledger_describe_refusal(&why, buf, sizeof(buf));
+	assert_string_equal(buf,
+			    "overall budget: used 8.5K + reserved 1.0K + estimate 1.0K > limit "
+			    "10.0K");
+	assert_false(ledger_request_fits(&l, 0, 1600, 1600, &why));
+	assert_true(ledger_request_fits(&l, 0, 1500, 1500, &why));
+	assert_false(ledger_over_limit(&l, 0, &why));
+	ledger_set_others(&l, -1, 10001);
+	assert_true(ledger_over_limit(&l, 0, &why));
+	assert_int_equal(why.used, 10001);
+	assert_int_equal(l.h->overall.overshoot, 1);
+	/* A command's own: index 1 is /review, unbudgeted; out of range changes nothing. */
+	ledger_set_others(&l, 1, 77);
+	assert_int_equal(l.h->commands[1].others, 77);
+	ledger_set_others(&l, 60, 5);
+	ledger_close(&l);
+}
+
 static void test_admit_block_command(void **state)
 {
 	struct ledger_config cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 200);
@@ -1745,18 +1781,18 @@ static void test_map_readonly_refuses_bad_magic(void **state)
 	h->magic = UINT64_C(0x0123456789abcdef);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x0123456789abcdef, expected "
-			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	/* The version 1 and 2 ledgers' magics ("TTBWRLG1", "TTBWRLG2"). */
 	h->magic = UINT64_C(0x31474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x31474c5257425454, expected "
-			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	h->magic = UINT64_C(0x32474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x32474c5257425454, expected "
-			   "0x33474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	free(h);
 }
@@ -1768,10 +1804,10 @@ static void test_map_readonly_refuses_wrong_version(void **state)
 	(void)state;
 	h->version = 2;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 2, this tbwrap reads version 3");
-	h->version = 4;
+			   "ledger has version 2, this tbwrap reads version 4");
+	h->version = 5;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 4, this tbwrap reads version 3");
+			   "ledger has version 5, this tbwrap reads version 4");
 	free(h);
 }
 
@@ -1949,6 +1985,7 @@ int main(void)
 		cmocka_unit_test(test_config_validation),
 		cmocka_unit_test(test_command_index),
 		cmocka_unit_test(test_admit_block_overall),
+		cmocka_unit_test(test_window_others),
 		cmocka_unit_test(test_admit_block_command),
 		cmocka_unit_test(test_admit_both_exceeded_names_overall),
 		cmocka_unit_test(test_admit_warn_mode),

@@ -25,6 +25,7 @@ ALIGNED8(ledger_budget, agents);
 ALIGNED8(ledger_budget, refused);
 ALIGNED8(ledger_budget, stopped);
 ALIGNED8(ledger_budget, overshoot);
+ALIGNED8(ledger_budget, others);
 ALIGNED8(ledger_instance, pid);
 ALIGNED8(ledger_instance, start_ns);
 ALIGNED8(ledger_instance, end_ns);
@@ -66,11 +67,11 @@ static void test_sizes(void **state)
 	(void)state;
 	assert_int_equal(sizeof(struct meter_usage), 32);
 	assert_int_equal(sizeof(struct ledger_counts), 40);
-	assert_int_equal(sizeof(struct ledger_budget), 160);
+	assert_int_equal(sizeof(struct ledger_budget), 168);
 	assert_int_equal(sizeof(struct ledger_instance), 336);
-	assert_int_equal(sizeof(struct ledger_header), 354544);
-	assert_int_equal(LEDGER_VERSION, 3);
-	assert_true(LEDGER_MAGIC == UINT64_C(0x33474c5257425454));
+	assert_int_equal(sizeof(struct ledger_header), 355064);
+	assert_int_equal(LEDGER_VERSION, 4);
+	assert_true(LEDGER_MAGIC == UINT64_C(0x34474c5257425454));
 	assert_int_equal(LEDGER_MAX_COMMANDS, 64);
 	assert_int_equal(LEDGER_MAX_INSTANCES, 1024);
 	assert_int_equal(LEDGER_NAME_LEN, 64);
@@ -100,8 +101,9 @@ static void test_budget(void **state)
 	OFF(ledger_budget, overshoot, 144);
 	OFF(ledger_budget, warned, 152);
 	OFF(ledger_budget, pad, 156);
-	/* pad ends the struct: no trailing padding. */
-	assert_int_equal(offsetof(struct ledger_budget, pad) + sizeof(uint32_t),
+	OFF(ledger_budget, others, 160);
+	/* others ends the struct: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_budget, others) + sizeof(uint64_t),
 			 sizeof(struct ledger_budget));
 }
 
@@ -148,8 +150,8 @@ static void test_header(void **state)
 	OFF(ledger_header, n_instances, 68);
 	OFF(ledger_header, unlisted, 72);
 	OFF(ledger_header, overall, 80);
-	OFF(ledger_header, commands, 240);
-	OFF(ledger_header, instances, 10480);
+	OFF(ledger_header, commands, 248);
+	OFF(ledger_header, instances, 11000);
 	/* The last instance ends exactly at the end of the header: no trailing padding. */
 	assert_int_equal(offsetof(struct ledger_header, instances) +
 				 LEDGER_MAX_INSTANCES * sizeof(struct ledger_instance),

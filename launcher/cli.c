@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "tbwrap/env.h"
+#include "tbwrap/history.h"
 #include "tbwrap/log.h"
 
 #define FORM_COUNT "a token count such as 50000, 50K or 1.5M"
@@ -30,6 +31,12 @@ enum opt_id {
 	OPT_REPORT_JSON,
 	OPT_HELP,
 	OPT_VERSION,
+	OPT_HISTORY,
+	OPT_NO_HISTORY,
+	OPT_WINDOW,
+	OPT_SCOPE,
+	OPT_PROFILES,
+	OPT_PROFILE,
 };
 
 struct opt {
@@ -50,6 +57,12 @@ static const struct opt opts[] = {
 	{"--help", NULL, OPT_HELP},
 	{"-h", NULL, OPT_HELP},
 	{"--version", NULL, OPT_VERSION},
+	{"--history", "FILE", OPT_HISTORY},
+	{"--no-history", NULL, OPT_NO_HISTORY},
+	{"--window", "DURATION", OPT_WINDOW},
+	{"--scope", "NAME", OPT_SCOPE},
+	{"--profiles", "FILE", OPT_PROFILES},
+	{"--profile", "NAME", OPT_PROFILE},
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
@@ -211,6 +224,7 @@ static void set_defaults(struct cli_options *o)
 	o->estimate = CLI_DEFAULT_ESTIMATE;
 	o->n_match = 1;
 	o->match[0] = TBWRAP_DEFAULT_MATCH;
+	o->profile_overall_pusd = CLI_NO_USD;
 }
 
 /* `tbwrap status [--disable-budget-visuals] [PID]` */
@@ -267,6 +281,53 @@ static const struct opt *find_opt(const char *a, const char **inline_value)
 		}
 	}
 	return NULL;
+}
+
+/* A file name, a profile or scope name: given once, not empty. */
+static int set_once(const char **slot, const char *name, const char *v, char *err, size_t errlen)
+{
+	if (*slot)
+		return fail(err, errlen, "%s given twice", name);
+	if (v[0] == '\0')
+		return fail(err, errlen, "%s '': expected a non-empty value", name);
+	*slot = v;
+	return 0;
+}
+
+/* The options of budgets that remember: --history, --no-history, --window, --scope,
+ * --profiles, --profile. */
+static int parse_memory_option(struct cli_options *o, const struct opt *opt, const char *v,
+			       char *err, size_t errlen)
+{
+	switch (opt->id) {
+	case OPT_HISTORY:
+		return set_once(&o->history, opt->name, v, err, errlen);
+	case OPT_NO_HISTORY:
+		o->no_history = true;
+		return 0;
+	case OPT_WINDOW:
+		if (o->window_s)
+			return fail(err, errlen, "--window given twice");
+		if (history_parse_duration(v, &o->window_s) < 0)
+			return fail(err, errlen,
+				    "--window '%s': expected a duration such as 90m, 24h or 7d "
+				    "(a whole number and s, m, h, d or w)",
+				    v);
+		return 0;
+	case OPT_SCOPE:
+		if (set_once(&o->scope, opt->name, v, err, errlen) < 0)
+			return -1;
+		if (strlen(v) >= HISTORY_SCOPE_MAX)
+			return fail(err, errlen, "--scope '%s': longer than %d bytes", v,
+				    HISTORY_SCOPE_MAX - 1);
+		return 0;
+	case OPT_PROFILES:
+		return set_once(&o->profiles, opt->name, v, err, errlen);
+	case OPT_PROFILE:
+		return set_once(&o->profile, opt->name, v, err, errlen);
+	default:
+		return 0;
+	}
 }
 
 int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t errlen)
@@ -338,9 +399,13 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			if (estimate_given)
 				return fail(err, errlen, "--estimate given twice");
 			estimate_given = true;
+			if (strcmp(v, "auto") == 0) {
+				o->estimate_auto = true;
+				break;
+			}
 			why = count_error(v, &o->estimate);
 			if (why)
-				return fail(err, errlen, "--estimate '%s': %s", v, why);
+				return fail(err, errlen, "--estimate '%s': %s (or auto)", v, why);
 			break;
 		case OPT_DRY_RUN:
 			o->dry_run = true;
@@ -364,8 +429,20 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 		case OPT_VERSION:
 			o->action = CLI_VERSION;
 			return 0;
+		case OPT_HISTORY:
+		case OPT_NO_HISTORY:
+		case OPT_WINDOW:
+		case OPT_SCOPE:
+		case OPT_PROFILES:
+		case OPT_PROFILE:
+			if (parse_memory_option(o, opt, v, err, errlen) < 0)
+				return -1;
+			break;
 		}
 	}
+	o->overall_given = overall_given;
+	o->mode_given = mode_given;
+	o->estimate_given = estimate_given;
 
 	if (i >= argc)
 		return fail(err, errlen,
@@ -444,4 +521,9 @@ void cli_usage(FILE *f)
 		LEDGER_MAX_BUDGETS, LEDGER_CATCH_ALL, CLI_DEFAULT_ESTIMATE, TBWRAP_DEFAULT_MATCH,
 		TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED, TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST,
 		TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC, TBWRAP_EXIT_NOTFOUND);
+}
+
+bool cli_is_command_name(const char *name, size_t len)
+{
+	return is_command_name(name, len);
 }

@@ -260,6 +260,10 @@ static void judge_next_call(struct sup *s, struct agent *a, struct source *src);
 uint64_t enforce_launch_estimate(const struct sup *s, int cmd)
 {
 	uint64_t est = s->l->h->estimate, seen = s->first_call_any;
+	/* --estimate auto: the p75 of the command's last runs (history_estimate_for). */
+	if (s->cfg->estimates && cmd >= 0 && (uint32_t)cmd < ledger_n_commands(s->l->h))
+		est = history_estimate_for(s->cfg->estimates, s->l->h->commands[cmd].name, est,
+					   NULL);
 	if (cmd >= 0 && cmd < LEDGER_MAX_COMMANDS && s->first_call[cmd])
 		seen = s->first_call[cmd];
 	return seen > est ? seen : est;

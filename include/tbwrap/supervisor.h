@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "tbwrap/history.h"
 #include "tbwrap/ledger.h"
 #include "tbwrap/render.h"
 
@@ -22,6 +23,12 @@ struct supervisor_config {
 	bool live;	   /* draw the live status line on stderr */
 	const char *match; /* ':'-separated agent names (as TBWRAP_MATCH) */
 	struct render_opts render;
+	/* --estimate auto: each command's launch estimate from the history; NULL: --estimate. */
+	const struct history_estimates *estimates;
+	/* Called on every tick (the history's sync: this run's usage out, other runs' in through
+	 * ledger_set_others); NULL for none. */
+	void (*tick_hook)(void *ctx, struct ledger *l);
+	void *tick_ctx;
 };
 
 /* Runs until the command has exited and no registered agent is left. Returns tbwrap's exit

@@ -265,7 +265,7 @@ static int parse_doc(struct ctx *c, const char *name, struct profile *out)
 		return fail_at(c, NULL, "empty file (expected 'profiles:' and a profile below it)");
 	if (want_mapping(c, root, "the file") < 0)
 		return -1;
-	const yaml_node_t *profiles = NULL;
+	const yaml_node_t *profiles = NULL, *profiles_key = NULL;
 	for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
 	     pr < root->data.mapping.pairs.top; pr++) {
 		const yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
@@ -276,6 +276,7 @@ static int parse_doc(struct ctx *c, const char *name, struct profile *out)
 		if (profiles)
 			return fail_at(c, k, "profiles given twice");
 		profiles = yaml_document_get_node(c->doc, pr->value);
+		profiles_key = k;
 	}
 	if (!profiles)
 		return fail_at(c, root, "no 'profiles:' mapping");
@@ -311,7 +312,7 @@ static int parse_doc(struct ctx *c, const char *name, struct profile *out)
 	}
 	free(p);
 	if (!found)
-		return fail_at(c, profiles, "no profile '%s' (it has: %s)", name,
+		return fail_at(c, profiles_key, "no profile '%s' (it has: %s)", name,
 			       names[0] ? names : "none");
 	return 0;
 }

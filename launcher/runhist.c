@@ -21,19 +21,18 @@ static const char *scope_of(const struct cli_options *o)
 	return o->scope ? o->scope : HISTORY_DEFAULT_SCOPE;
 }
 
-/* "24h", "90m", "7d": the largest unit that divides the window. */
+/* "24h", "90m", "7d": days from two days on, else the largest unit that divides the window. */
 static void window_text(char *buf, size_t len, uint64_t s)
 {
-	static const struct {
-		char unit;
-		uint64_t seconds;
-	} units[] = {{'w', 604800}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (s % units[i].seconds == 0) {
-			snprintf(buf, len, "%llu%c", (unsigned long long)(s / units[i].seconds),
-				 units[i].unit);
-			return;
-		}
+	unsigned long long n = (unsigned long long)s;
+	if (n % 86400 == 0 && n >= 2 * 86400)
+		snprintf(buf, len, "%llud", n / 86400);
+	else if (n % 3600 == 0)
+		snprintf(buf, len, "%lluh", n / 3600);
+	else if (n % 60 == 0)
+		snprintf(buf, len, "%llum", n / 60);
+	else
+		snprintf(buf, len, "%llus", n);
 }
 
 static void join_command(char *buf, size_t len, const struct cli_options *o)
@@ -138,7 +137,7 @@ int runhist_start(struct runhist *r, struct ledger *l, const struct cli_options 
 		/* The test ledger_admit makes: no room for one agent's estimate, or none at all. */
 		if (b->limit != LEDGER_NO_LIMIT &&
 		    (used >= b->limit || used + o->estimate > b->limit)) {
-			char u[32], e[32], lim[32], w[16];
+			char u[32], e[32], lim[32], w[32];
 			render_tokens(u, sizeof(u), used);
 			render_tokens(e, sizeof(e), o->estimate);
 			render_tokens(lim, sizeof(lim), b->limit);
@@ -236,7 +235,7 @@ void runhist_finish(struct runhist *r, struct ledger *l, int exit_status)
 	if (history_sync(r->h, r->run_id, l->h, &r->info, true, exit_status, err, sizeof(err)) < 0)
 		log_warn("warning: %s: this run's usage is not recorded", err);
 	if (r->has_window) {
-		char own[32], others[32], w[16], lim[32];
+		char own[32], others[32], w[32], lim[32];
 		render_tokens(own, sizeof(own), ledger_load(&l->h->overall.used.total));
 		render_tokens(others, sizeof(others), ledger_load(&l->h->overall.others));
 		window_text(w, sizeof(w), r->window_s);
@@ -253,7 +252,7 @@ void runhist_finish(struct runhist *r, struct ledger *l, int exit_status)
 
 void runhist_print_dry_run(const struct runhist *r, const struct cli_options *o)
 {
-	char t[32], w[16];
+	char t[32], w[32];
 	if (r->has_window) {
 		window_text(w, sizeof(w), r->window_s);
 		printf("window: %s, scope %s\n", w, r->scope);

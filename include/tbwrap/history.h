@@ -34,7 +34,7 @@
 #define HISTORY_SYNC_MS 1000
 /* How long a write waits for another run's (ms): at launch and at the end, and inside the
  * supervisor's loop, which must not stall its agents for longer. */
-#define HISTORY_BUSY_MS 3000
+#define HISTORY_BUSY_MS 2000
 #define HISTORY_BUSY_LOOP_MS 50
 #define HISTORY_SCOPE_MAX 64
 #define HISTORY_MAX_ESTIMATES LEDGER_MAX_COMMANDS

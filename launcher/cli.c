@@ -15,6 +15,7 @@
 
 #include "tbwrap/env.h"
 #include "tbwrap/history.h"
+#include "tbwrap/histreport.h"
 #include "tbwrap/log.h"
 
 #define FORM_COUNT "a token count such as 50000, 50K or 1.5M"
@@ -458,6 +459,10 @@ void cli_usage(FILE *f)
 	fprintf(f,
 		"Usage: tbwrap [OPTIONS] [--] COMMAND [ARGS...]\n"
 		"       tbwrap status [--disable-budget-visuals] [PID]\n"
+		"       tbwrap report [--json] [--html FILE] [--since DURATION] [--command /CMD]\n"
+		"                     [--scope NAME] [--history FILE]\n"
+		"       tbwrap suggest [--margin PCT] [--since DURATION] [--command /CMD]\n"
+		"                      [--scope NAME] [--history FILE]\n"
 		"\n"
 		"Runs COMMAND with token budgets on every AI coding agent started below it "
 		"(Claude\n"
@@ -497,30 +502,58 @@ void cli_usage(FILE *f)
 		"  -h, --help                        show this text\n"
 		"  --version                         show the version\n"
 		"\n"
+		"Budgets that remember (history in $XDG_STATE_HOME/tbwrap/history.db, else\n"
+		"~/.local/state/tbwrap/history.db; profiles in $XDG_CONFIG_HOME/tbwrap/\n"
+		"budget-profiles.yaml, else ~/.config/tbwrap/budget-profiles.yaml):\n"
+		"  --estimate auto                   each agent's launch estimate is the p75 of "
+		"the\n"
+		"                                    last %d runs of its command (fewer than %d "
+		"runs:\n"
+		"                                    the fixed estimate)\n"
+		"  --window DURATION                 the budgets count every run of the scope in "
+		"the\n"
+		"                                    last DURATION (90m, 24h, 7d: s, m, h, d or "
+		"w)\n"
+		"  --scope NAME                      the runs a window counts (default '%s')\n"
+		"  --history FILE                    the history database to record into and read\n"
+		"  --no-history                      record nothing, read nothing\n"
+		"  --profile NAME                    the budgets of profile NAME; options given "
+		"on\n"
+		"                                    the command line override them\n"
+		"  --profiles FILE                   the profiles file\n"
+		"\n"
 		"TOKENS is a whole number, optionally with K (1000) or M (1000000): 50000, 50K, "
 		"1.5M.\n"
 		"Options end at '--' or at the first word that is not an option; a command named\n"
-		"'status' needs '--' before it.\n"
+		"'status', 'report' or 'suggest' needs '--' before it.\n"
 		"\n"
 		"tbwrap status [PID] shows the budgets and agents of a running tbwrap of this "
 		"user\n"
 		"(the only one, or the one whose process id is PID).\n"
+		"tbwrap report shows the history per command: runs, tokens, USD, p50/p75/p95 per\n"
+		"run, stopped and refused (--json: as JSON; --html FILE: a page with a chart).\n"
+		"tbwrap suggest proposes per-command budgets from it: p95 + PCT %% (default %d).\n"
 		"\n"
 		"Exit status: the command's own status, or\n"
-		"  %3d  bad command line, or a --report-json path that cannot be written\n"
+		"  %3d  bad command line, a bad --profile (file and line named), or a\n"
+		"       --report-json path that cannot be written\n"
 		"       (nothing was run)\n"
-		"  %3d  an agent was refused at launch (block mode)\n"
+		"  %3d  an agent was refused at launch (block mode), or the run was: its\n"
+		"       window's overall budget is spent (nothing was started)\n"
 		"  %3d  an agent was stopped for its budget (block mode)\n"
 		"  %3d  the supervisor went away under a running agent, or could not be reached\n"
-		"  %3d  tbwrap itself failed\n"
+		"  %3d  tbwrap itself failed, or a window's history cannot be used\n"
 		"  %3d  the command could not be executed\n"
 		"  %3d  the command was not found\n"
 		"tbwrap status exits 0, 1 when no tbwrap is running, 2 when several are and no "
 		"PID\n"
-		"was given.\n",
+		"was given. tbwrap report and suggest exit 0, 1 when the history cannot be read,\n"
+		"2 for a bad command line.\n",
 		LEDGER_MAX_BUDGETS, LEDGER_CATCH_ALL, CLI_DEFAULT_ESTIMATE, TBWRAP_DEFAULT_MATCH,
-		TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED, TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST,
-		TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC, TBWRAP_EXIT_NOTFOUND);
+		HISTORY_ESTIMATE_RUNS, HISTORY_ESTIMATE_MIN_RUNS, HISTORY_DEFAULT_SCOPE,
+		HISTREPORT_DEFAULT_MARGIN, TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED,
+		TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST, TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC,
+		TBWRAP_EXIT_NOTFOUND);
 }
 
 bool cli_is_command_name(const char *name, size_t len)

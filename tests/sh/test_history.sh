@@ -194,6 +194,53 @@ run "$TBWRAP" report --history "$H" --html "$T/report.html"
 assert_eq "$status" 0 "report --html writes the page"
 assert_contains "$(cat "$T/report.html")" '<polyline class="series" data-command="/test"' "the page has a chart line per command"
 assert_not_contains "$(cat "$T/report.html")" "src=" "the page loads nothing from elsewhere"
+# The page as a browser renders it: the DOM Chromium builds holds a line per command, and its
+# screenshot has the chart's lines drawn in their colours (/review #1f77b4, /test #d62728).
+if has_cmd chromium; then
+	CHROME=(chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-extensions
+		--user-data-dir="$T/chromium" --window-size=1000,800)
+	dom=$(timeout 60 "${CHROME[@]}" --dump-dom "file://$T/report.html" 2>/dev/null)
+	assert_eq "$(grep -o '<polyline class="series" data-command="[^"]*"' <<<"$dom" | sed 's/.*="//; s/"$//' | tr '\n' ' ')" \
+		"/review /test " "chromium: the page's DOM has the chart's two lines"
+	timeout 60 "${CHROME[@]}" --screenshot="$T/report.png" "file://$T/report.html" >/dev/null 2>&1
+	assert_eq "$(python3 - "$T/report.png" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n"
+pos, idat, w = 8, b"", 0
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+        bpp = {2: 3, 6: 4}[ctype]
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+raw, stride = zlib.decompress(idat), w * bpp
+prev, seen = bytearray(stride), set()
+for y in range(h):
+    f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+    for i in range(stride):
+        a = line[i - bpp] if i >= bpp else 0
+        b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+        if f == 1: line[i] = (line[i] + a) & 255
+        elif f == 2: line[i] = (line[i] + b) & 255
+        elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    for x in range(0, stride, bpp):
+        seen.add(bytes(line[x:x + 3]))
+    prev = line
+print(" ".join(name for name, rgb in (("/review", b"\x1f\x77\xb4"), ("/test", b"\xd6\x27\x28")) if rgb in seen))
+PY
+)" "/review /test" "chromium: the screenshot shows both lines in their colours"
+else
+	skip "the page renders in chromium" "chromium is not installed (scripts/install-deps installs it)"
+	skip "the screenshot shows the chart" "chromium is not installed"
+fi
 assert_status 2 "report: a bad --since exits 2" "$TBWRAP" report --history "$H" --since 3x
 assert_status 1 "report: a missing history exits 1" "$TBWRAP" report --history "$T/none.db"
 

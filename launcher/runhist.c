@@ -257,7 +257,9 @@ void runhist_print_dry_run(const struct runhist *r, const struct cli_options *o)
 		window_text(w, sizeof(w), r->window_s);
 		printf("window: %s, scope %s\n", w, r->scope);
 	}
-	printf("history: %s\n", o->no_history ? "none (--no-history)" : r->path);
+	/* Said when it matters to this run; the default recording goes without a line. */
+	if (o->history || r->has_window || o->estimate_auto)
+		printf("history: %s\n", r->path);
 	if (!o->estimate_auto)
 		return;
 	render_tokens(t, sizeof(t), o->estimate);

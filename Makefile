@@ -9,11 +9,15 @@
 
 BUILD   ?= build
 CC      ?= cc
-PKGS    := libseccomp libcjson
+PKGS    := libseccomp libcjson sqlite3 yaml-0.1
+# What libtbwrap.so links: it is loaded into every process under tbwrap, so not the history's
+# SQLite nor the profiles' YAML parser (only the launcher uses those).
+PRELOAD_PKGS := libseccomp libcjson
 SAN     ?=
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PRELOAD_PKG_LIBS := $(shell pkg-config --libs $(PRELOAD_PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
@@ -65,7 +69,7 @@ $(BUILD)/launcher/prices_data.o: launcher/prices_data.S data/prices.txt
 	$(CC) -c $< -o $@
 
 $(BUILD)/libtbwrap.so: $(PRELOAD_OBJ) $(COMMON_OBJ)
-	$(CC) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lpthread
+	$(CC) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ $(LDFLAGS_ALL) $(PRELOAD_PKG_LIBS) -ldl -lpthread
 
 $(BUILD)/tbwrap: $(BUILD)/launcher/main.o $(LAUNCHER_LIB_OBJ) $(COMMON_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(PKG_LIBS) -lpthread -lm

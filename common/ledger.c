@@ -363,9 +363,12 @@ static uint64_t limit_of(const struct ledger_budget *b, int u)
 	return u == AMOUNT_USD ? ledger_load(&b->usd_limit) : ledger_load(&b->limit);
 }
 
+/* What counts against b: this run's usage and, with a window, other runs'. */
 static uint64_t used_of(const struct ledger_budget *b, int u)
 {
-	return u == AMOUNT_USD ? ledger_load(&b->used.pusd) : ledger_load(&b->used.total);
+	if (u == AMOUNT_USD)
+		return sat_add(ledger_load(&b->used.pusd), ledger_load(&b->usd_others));
+	return sat_add(ledger_load(&b->used.total), ledger_load(&b->others));
 }
 
 static uint64_t *reserved_of(struct ledger_budget *b, int u)
@@ -529,12 +532,12 @@ static void add_counts(struct ledger_counts *c, const struct meter_usage *d, uin
 
 static void note_overshoot(struct ledger_budget *b)
 {
-	if (b->limit != LEDGER_NO_LIMIT && b->used.total > b->limit &&
-	    b->used.total - b->limit > b->overshoot)
-		store64(&b->overshoot, b->used.total - b->limit);
-	if (b->usd_limit != LEDGER_NO_LIMIT && b->used.pusd > b->usd_limit &&
-	    b->used.pusd - b->usd_limit > b->usd_overshoot)
-		store64(&b->usd_overshoot, b->used.pusd - b->usd_limit);
+	uint64_t used = used_of(b, AMOUNT_TOKENS), pusd = used_of(b, AMOUNT_USD);
+	if (b->limit != LEDGER_NO_LIMIT && used > b->limit && used - b->limit > b->overshoot)
+		store64(&b->overshoot, used - b->limit);
+	if (b->usd_limit != LEDGER_NO_LIMIT && pusd > b->usd_limit &&
+	    pusd - b->usd_limit > b->usd_overshoot)
+		store64(&b->usd_overshoot, pusd - b->usd_limit);
 }
 
 static void release_reserved(struct ledger *l, struct ledger_instance *in, int u, uint64_t amount)
@@ -838,4 +841,34 @@ void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t
 		snprintf(buf, len,
 			 "command%s budget %s: used %s + reserved %s + estimate %s > limit %s",
 			 kind, why->name, used, res, est, lim);
+}
+
+uint64_t ledger_budget_used(const struct ledger_budget *b)
+{
+	return used_of(b, AMOUNT_TOKENS);
+}
+
+static struct ledger_budget *budget_at(struct ledger *l, int idx)
+{
+	if (idx < 0)
+		return &l->h->overall;
+	return valid_command(l, (uint32_t)idx) ? &l->h->commands[idx] : NULL;
+}
+
+void ledger_set_others(struct ledger *l, int idx, uint64_t others)
+{
+	struct ledger_budget *b = budget_at(l, idx);
+	if (!b)
+		return;
+	store64(&b->others, others);
+	note_overshoot(b);
+}
+
+void ledger_set_others_usd(struct ledger *l, int idx, uint64_t pusd)
+{
+	struct ledger_budget *b = budget_at(l, idx);
+	if (!b)
+		return;
+	store64(&b->usd_others, pusd);
+	note_overshoot(b);
 }

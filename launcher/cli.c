@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "tbwrap/env.h"
+#include "tbwrap/history.h"
+#include "tbwrap/histreport.h"
 #include "tbwrap/log.h"
 #include "tbwrap/prices.h"
 
@@ -38,6 +40,12 @@ enum opt_id {
 	OPT_COUNT,
 	OPT_HELP,
 	OPT_VERSION,
+	OPT_HISTORY,
+	OPT_NO_HISTORY,
+	OPT_WINDOW,
+	OPT_SCOPE,
+	OPT_PROFILES,
+	OPT_PROFILE,
 };
 
 struct opt {
@@ -62,6 +70,12 @@ static const struct opt opts[] = {
 	{"--help", NULL, OPT_HELP},
 	{"-h", NULL, OPT_HELP},
 	{"--version", NULL, OPT_VERSION},
+	{"--history", "FILE", OPT_HISTORY},
+	{"--no-history", NULL, OPT_NO_HISTORY},
+	{"--window", "DURATION", OPT_WINDOW},
+	{"--scope", "NAME", OPT_SCOPE},
+	{"--profiles", "FILE", OPT_PROFILES},
+	{"--profile", "NAME", OPT_PROFILE},
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
@@ -278,6 +292,7 @@ static void set_defaults(struct cli_options *o)
 	o->estimate = CLI_DEFAULT_ESTIMATE;
 	o->n_match = 1;
 	o->match[0] = TBWRAP_DEFAULT_MATCH;
+	o->profile_overall_pusd = CLI_NO_USD;
 }
 
 /* `tbwrap status [--disable-budget-visuals] [PID]` */
@@ -369,6 +384,53 @@ static const struct opt *find_opt(const char *a, const char **inline_value)
 		}
 	}
 	return NULL;
+}
+
+/* A file name, a profile or scope name: given once, not empty. */
+static int set_once(const char **slot, const char *name, const char *v, char *err, size_t errlen)
+{
+	if (*slot)
+		return fail(err, errlen, "%s given twice", name);
+	if (v[0] == '\0')
+		return fail(err, errlen, "%s '': expected a non-empty value", name);
+	*slot = v;
+	return 0;
+}
+
+/* The options of budgets that remember: --history, --no-history, --window, --scope,
+ * --profiles, --profile. */
+static int parse_memory_option(struct cli_options *o, const struct opt *opt, const char *v,
+			       char *err, size_t errlen)
+{
+	switch (opt->id) {
+	case OPT_HISTORY:
+		return set_once(&o->history, opt->name, v, err, errlen);
+	case OPT_NO_HISTORY:
+		o->no_history = true;
+		return 0;
+	case OPT_WINDOW:
+		if (o->window_s)
+			return fail(err, errlen, "--window given twice");
+		if (history_parse_duration(v, &o->window_s) < 0)
+			return fail(err, errlen,
+				    "--window '%s': expected a duration such as 90m, 24h or 7d "
+				    "(a whole number and s, m, h, d or w)",
+				    v);
+		return 0;
+	case OPT_SCOPE:
+		if (set_once(&o->scope, opt->name, v, err, errlen) < 0)
+			return -1;
+		if (strlen(v) >= HISTORY_SCOPE_MAX)
+			return fail(err, errlen, "--scope '%s': longer than %d bytes", v,
+				    HISTORY_SCOPE_MAX - 1);
+		return 0;
+	case OPT_PROFILES:
+		return set_once(&o->profiles, opt->name, v, err, errlen);
+	case OPT_PROFILE:
+		return set_once(&o->profile, opt->name, v, err, errlen);
+	default:
+		return 0;
+	}
 }
 
 int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t errlen)
@@ -466,9 +528,13 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			if (estimate_given)
 				return fail(err, errlen, "--estimate given twice");
 			estimate_given = true;
+			if (strcmp(v, "auto") == 0) {
+				o->estimate_auto = true;
+				break;
+			}
 			why = count_error(v, &o->estimate);
 			if (why)
-				return fail(err, errlen, "--estimate '%s': %s", v, why);
+				return fail(err, errlen, "--estimate '%s': %s (or auto)", v, why);
 			break;
 		case OPT_DRY_RUN:
 			o->dry_run = true;
@@ -492,8 +558,20 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 		case OPT_VERSION:
 			o->action = CLI_VERSION;
 			return 0;
+		case OPT_HISTORY:
+		case OPT_NO_HISTORY:
+		case OPT_WINDOW:
+		case OPT_SCOPE:
+		case OPT_PROFILES:
+		case OPT_PROFILE:
+			if (parse_memory_option(o, opt, v, err, errlen) < 0)
+				return -1;
+			break;
 		}
 	}
+	o->overall_given = overall_given;
+	o->mode_given = mode_given;
+	o->estimate_given = estimate_given;
 
 	if (i >= argc)
 		return fail(err, errlen,
@@ -510,6 +588,10 @@ void cli_usage(FILE *f)
 		"Usage: tbwrap [OPTIONS] [--] COMMAND [ARGS...]\n"
 		"       tbwrap status [--disable-budget-visuals] [PID]\n"
 		"       tbwrap prices [--prices FILE]\n"
+		"       tbwrap report [--json] [--html FILE] [--since DURATION] [--command /CMD]\n"
+		"                     [--scope NAME] [--history FILE]\n"
+		"       tbwrap suggest [--margin PCT] [--since DURATION] [--command /CMD]\n"
+		"                      [--scope NAME] [--history FILE]\n"
 		"\n"
 		"Runs COMMAND with token budgets on every AI coding agent started below it "
 		"(Claude\n"
@@ -565,10 +647,30 @@ void cli_usage(FILE *f)
 		"  -h, --help                        show this text\n"
 		"  --version                         show the version\n"
 		"\n"
+		"Budgets that remember (history in $XDG_STATE_HOME/tbwrap/history.db, else\n"
+		"~/.local/state/tbwrap/history.db; profiles in $XDG_CONFIG_HOME/tbwrap/\n"
+		"budget-profiles.yaml, else ~/.config/tbwrap/budget-profiles.yaml):\n"
+		"  --estimate auto                   each agent's launch estimate is the p75 of "
+		"the\n"
+		"                                    last %d runs of its command (fewer than %d "
+		"runs:\n"
+		"                                    the fixed estimate)\n"
+		"  --window DURATION                 the budgets count every run of the scope in "
+		"the\n"
+		"                                    last DURATION (90m, 24h, 7d: s, m, h, d or "
+		"w)\n"
+		"  --scope NAME                      the runs a window counts (default '%s')\n"
+		"  --history FILE                    the history database to record into and read\n"
+		"  --no-history                      record nothing, read nothing\n"
+		"  --profile NAME                    the budgets of profile NAME; options given "
+		"on\n"
+		"                                    the command line override them\n"
+		"  --profiles FILE                   the profiles file\n"
+		"\n"
 		"TOKENS is a whole number, optionally with K (1000) or M (1000000): 50000, 50K, "
 		"1.5M.\n"
 		"Options end at '--' or at the first word that is not an option; a command named\n"
-		"'status' needs '--' before it.\n"
+		"'status', 'report' or 'suggest' needs '--' before it.\n"
 		"\n"
 		"tbwrap status [PID] shows the budgets and agents of a running tbwrap of this "
 		"user\n"
@@ -577,21 +679,34 @@ void cli_usage(FILE *f)
 		"sourced); a model it lacks is priced at its highest rates, and stops an agent "
 		"under\n"
 		"a USD budget in block mode.\n"
+		"tbwrap report shows the history per command: runs, tokens, USD, p50/p75/p95 per\n"
+		"run, stopped and refused (--json: as JSON; --html FILE: a page with a chart).\n"
+		"tbwrap suggest proposes per-command budgets from it: p95 + PCT %% (default %d).\n"
 		"\n"
 		"Exit status: the command's own status, or\n"
-		"  %3d  bad command line, a --report-json path that cannot be written, or a\n"
-		"       --prices file that cannot be read (its line is named)\n"
+		"  %3d  bad command line, a bad --profile (file and line named), a --report-json\n"
+		"       path that cannot be written, or a --prices file that cannot be read (its\n"
+		"       line is named)\n"
 		"       (nothing was run)\n"
-		"  %3d  an agent was refused at launch (block mode)\n"
+		"  %3d  an agent was refused at launch (block mode), or the run was: its\n"
+		"       window's overall budget is spent (nothing was started)\n"
 		"  %3d  an agent was stopped for its budget (block mode)\n"
 		"  %3d  the supervisor went away under a running agent, or could not be reached\n"
-		"  %3d  tbwrap itself failed\n"
+		"  %3d  tbwrap itself failed, or a window's history cannot be used\n"
 		"  %3d  the command could not be executed\n"
 		"  %3d  the command was not found\n"
 		"tbwrap status exits 0, 1 when no tbwrap is running, 2 when several are and no "
 		"PID\n"
-		"was given.\n",
+		"was given. tbwrap report and suggest exit 0, 1 when the history cannot be read,\n"
+		"2 for a bad command line.\n",
 		LEDGER_MAX_BUDGETS, LEDGER_CATCH_ALL, CLI_DEFAULT_ESTIMATE, TBWRAP_DEFAULT_MATCH,
-		TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED, TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST,
-		TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC, TBWRAP_EXIT_NOTFOUND);
+		HISTORY_ESTIMATE_RUNS, HISTORY_ESTIMATE_MIN_RUNS, HISTORY_DEFAULT_SCOPE,
+		HISTREPORT_DEFAULT_MARGIN, TBWRAP_EXIT_USAGE, TBWRAP_EXIT_REFUSED,
+		TBWRAP_EXIT_STOPPED, TBWRAP_EXIT_LOST, TBWRAP_EXIT_INTERNAL, TBWRAP_EXIT_NOEXEC,
+		TBWRAP_EXIT_NOTFOUND);
+}
+
+bool cli_is_command_name(const char *name, size_t len)
+{
+	return is_command_name(name, len);
 }

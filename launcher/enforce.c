@@ -152,7 +152,8 @@ static void warn_thresholds(struct sup *s, struct ledger_budget *b, enum amount_
 	uint32_t *warned = is_usd ? &b->usd_warned : &b->warned;
 	if (limit == LEDGER_NO_LIMIT || limit == 0)
 		return;
-	uint64_t used = ledger_load(is_usd ? &b->used.pusd : &b->used.total);
+	uint64_t used = is_usd ? ledger_load(&b->used.pusd) + ledger_load(&b->usd_others)
+			       : ledger_budget_used(b);
 	for (unsigned i = 0; i < 3; i++) {
 		/* 100 % means exceeded (used > limit), like block mode's stop. */
 		bool crossed = pct[i] == 100 ? used > limit
@@ -312,10 +313,15 @@ static void judge_next_call(struct sup *s, struct agent *a, struct source *src);
 
 struct amount enforce_launch_estimate(const struct sup *s, int cmd)
 {
-	/* --estimate's tokens, priced as input at the table's highest input rate. */
+	/* --estimate's tokens (with --estimate auto: the p75 of the command's last runs,
+	 * history_estimate_for), priced as input at the table's highest input rate. */
+	uint64_t tokens = s->l->h->estimate;
+	if (s->cfg->estimates && cmd >= 0 && (uint32_t)cmd < ledger_n_commands(s->l->h))
+		tokens = history_estimate_for(s->cfg->estimates, s->l->h->commands[cmd].name,
+					      tokens, NULL);
 	struct meter_usage as_input = {{0}};
-	as_input.n[METER_INPUT] = s->l->h->estimate;
-	struct amount est = {{s->l->h->estimate, 0}};
+	as_input.n[METER_INPUT] = tokens;
+	struct amount est = {{tokens, 0}};
 	if (s->cfg->prices)
 		est.v[AMOUNT_USD] = prices_cost(s->cfg->prices, "", &as_input, 0, 0, NULL);
 	struct amount seen = s->first_call_any;

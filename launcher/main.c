@@ -24,12 +24,15 @@
 
 #include "tbwrap/cli.h"
 #include "tbwrap/env.h"
+#include "tbwrap/histreport.h"
 #include "tbwrap/ledger.h"
 #include "tbwrap/log.h"
 #include "tbwrap/prices.h"
+#include "tbwrap/profiles.h"
 #include "tbwrap/proto.h"
 #include "tbwrap/render.h"
 #include "tbwrap/report.h"
+#include "tbwrap/runhist.h"
 #include "tbwrap/status.h"
 #include "tbwrap/supervisor.h"
 
@@ -199,10 +202,19 @@ static int run(const struct cli_options *o)
 		log_warn("%s", err);
 		return TBWRAP_EXIT_USAGE;
 	}
+	struct runhist hist;
+	int hrc = runhist_prepare(&hist, o, o->dry_run);
+	if (hrc) {
+		if (has_report)
+			report_abandon(&report);
+		return hrc;
+	}
 	if (o->dry_run) {
 		if (has_report)
 			report_abandon(&report);
 		print_dry_run(o, lib, &prices);
+		runhist_print_dry_run(&hist, o);
+		runhist_finish(&hist, NULL, 0);
 		prices_free(&prices);
 		return 0;
 	}
@@ -239,6 +251,13 @@ static int run(const struct cli_options *o)
 		if (has_report)
 			report_abandon(&report);
 		log_die(TBWRAP_EXIT_INTERNAL, "%s", err);
+	}
+	hrc = runhist_start(&hist, &l, o);
+	if (hrc) {
+		if (has_report)
+			report_abandon(&report);
+		ledger_close(&l);
+		return hrc;
 	}
 	char sock[PROTO_NAME_LEN];
 	int lfd = open_socket(sock, sizeof(sock));
@@ -277,6 +296,9 @@ static int run(const struct cli_options *o)
 		.live = o->visuals && isatty(STDERR_FILENO),
 		.render = {.color = render_use_color(STDERR_FILENO), .bars = o->visuals},
 		.prices = &prices,
+		.estimates = hist.has_estimates ? &hist.est : NULL,
+		.tick_hook = runhist_tick,
+		.tick_ctx = &hist,
 	};
 	int rc = supervisor_run(&sc);
 	close(lfd);
@@ -291,15 +313,45 @@ static int run(const struct cli_options *o)
 		if (rc == 0)
 			rc = TBWRAP_EXIT_INTERNAL;
 	}
+	runhist_finish(&hist, &l, rc);
 	ledger_close(&l);
 	prices_free(&prices);
 	return rc;
 }
 
+/* --profile NAME: its budgets under the command line's. */
+static int apply_profile(struct cli_options *o, struct profile *p)
+{
+	char path[PATH_MAX], err[1024];
+	if (!o->profile) {
+		if (!o->profiles)
+			return 0;
+		log_warn("--profiles %s: expected --profile NAME too", o->profiles);
+		return TBWRAP_EXIT_USAGE;
+	}
+	if (o->profiles)
+		snprintf(path, sizeof(path), "%s", o->profiles);
+	else if (profiles_default_path(path, sizeof(path)) < 0) {
+		log_warn("--profile %s: neither XDG_CONFIG_HOME nor HOME is set (give the file "
+			 "with --profiles FILE)",
+			 o->profile);
+		return TBWRAP_EXIT_USAGE;
+	}
+	if (profiles_load(path, o->profile, p, err, sizeof(err)) < 0 ||
+	    profiles_apply(p, o, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		return TBWRAP_EXIT_USAGE;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct cli_options o;
+	static struct cli_options o;
+	static struct profile profile;
 	char err[512];
+	if (argc > 1 && (strcmp(argv[1], "report") == 0 || strcmp(argv[1], "suggest") == 0))
+		return histreport_main(argc - 1, argv + 1);
 	if (cli_parse(argc, argv, &o, err, sizeof(err)) < 0) {
 		log_warn("%s", err); /* one line: the bad argument and the expected form */
 		return TBWRAP_EXIT_USAGE;
@@ -324,7 +376,9 @@ int main(int argc, char **argv)
 		return status_main(o.status_pid, &ro);
 	}
 	case CLI_RUN:
-	default:
-		return run(&o);
+	default: {
+		int prc = apply_profile(&o, &profile);
+		return prc ? prc : run(&o);
+	}
 	}
 }

@@ -261,8 +261,9 @@ void enforce_agent_end(struct sup *s, struct agent *a);
 
 /* What an agent of command cmd (-1: not known) is admitted with and its first call predicted as:
  * the largest first call of an agent of that command seen so far in the session (else of any
- * command), never less than --estimate (tokens; in USD, those tokens at the table's highest
- * input-side rate). */
+ * command), never less than --estimate (with --estimate auto: the command's p75 from the
+ * history, when it has HISTORY_ESTIMATE_MIN_RUNS runs); in USD, those tokens at the table's
+ * highest input rate. */
 struct amount enforce_launch_estimate(const struct sup *s, int cmd);
 
 /* The meter's price function (struct meter_core.price; ctx is the agent's struct pricing). */

@@ -295,6 +295,8 @@ static void tick(struct sup *s)
 		if (c->agent < 0 && now >= c->since_ms + SUP_HELLO_MS)
 			close_conn(s, c);
 	}
+	if (s->cfg->tick_hook)
+		s->cfg->tick_hook(s->cfg->tick_ctx, s->l);
 	enforce_tick(s);
 	scan_tree(s);
 	sup_draw_live(s);

@@ -46,7 +46,24 @@ struct cli_options {
 	pid_t status_pid;		  /* CLI_STATUS: 0 = the only running tbwrap */
 	char **argv;			  /* CLI_RUN: the command (argv[argc] is NULL) */
 	int argc;
+	/* Budgets that remember (include/tbwrap/history.h, include/tbwrap/profiles.h). */
+	bool estimate_auto;   /* --estimate auto: each command's p75 from the history */
+	bool no_history;      /* --no-history */
+	const char *history;  /* --history FILE; NULL: the default path */
+	uint64_t window_s;    /* --window DURATION in seconds; 0: no window */
+	const char *scope;    /* --scope NAME; NULL: HISTORY_DEFAULT_SCOPE */
+	const char *profiles; /* --profiles FILE; NULL: the default path */
+	const char *profile;  /* --profile NAME; NULL: none */
+	/* Given on the command line, so that a profile does not override them. */
+	bool overall_given, mode_given, estimate_given;
+	/* A profile's USD budgets in pico-USD (CLI_NO_USD: none), for the USD ledger. */
+	uint64_t profile_overall_pusd;
+	size_t n_profile_usd;
+	char profile_usd_names[LEDGER_MAX_COMMANDS][LEDGER_NAME_LEN];
+	uint64_t profile_usd_limits[LEDGER_MAX_COMMANDS];
 };
+
+#define CLI_NO_USD UINT64_MAX
 
 /*
  * Parses argv (argv[0] is the program name) into *o. Returns 0, or -1 with one line in err (no
@@ -62,6 +79,9 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
  * exponents, trailing junk and anything above CLI_COUNT_MAX. Returns 0 or -1.
  */
 int cli_parse_count(const char *s, uint64_t *out);
+
+/* A budget key: a slash command ("/test", "/ns:cmd") or LEDGER_CATCH_ALL, len bytes. */
+bool cli_is_command_name(const char *name, size_t len);
 
 /* The --help text. */
 void cli_usage(FILE *f);

@@ -72,6 +72,11 @@ struct ledger_budget {
 	uint64_t usd_limit; /* LEDGER_NO_LIMIT when no USD budget is set */
 	uint64_t usd_reserved;
 	uint64_t usd_overshoot;
+	/* Rolling windows (--window): what other runs of the scope used inside the window, read
+	 * from the history, in tokens and pico-USD. Admission, stops and thresholds count it on top
+	 * of used; 0 without a window. */
+	uint64_t others;
+	uint64_t usd_others;
 };
 
 struct ledger_instance {
@@ -264,6 +269,14 @@ void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t
 
 /* Whether a budget has a limit in that unit. */
 bool ledger_has_limit(const struct ledger_budget *b, enum amount_unit unit);
+
+/* Rolling windows: sets what other runs used of budget idx (-1: overall, else a command index),
+ * in tokens and in pico-USD. Only the supervisor calls them. */
+void ledger_set_others(struct ledger *l, int idx, uint64_t others);
+void ledger_set_others_usd(struct ledger *l, int idx, uint64_t pusd);
+
+/* What counts against budget b in tokens: this run's usage plus other runs' in the window. */
+uint64_t ledger_budget_used(const struct ledger_budget *b);
 
 /* Atomic load helpers for readers (status, report, render). */
 uint64_t ledger_load(const uint64_t *p);

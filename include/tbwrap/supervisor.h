@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "tbwrap/history.h"
 #include "tbwrap/ledger.h"
 #include "tbwrap/prices.h"
 #include "tbwrap/render.h"
@@ -24,6 +25,12 @@ struct supervisor_config {
 	const char *match; /* ':'-separated agent names (as TBWRAP_MATCH) */
 	struct render_opts render;
 	const struct price_table *prices; /* what each call costs (USD budgets, the report) */
+	/* --estimate auto: each command's launch estimate from the history; NULL: --estimate. */
+	const struct history_estimates *estimates;
+	/* Called on every tick (the history's sync: this run's usage out, other runs' in through
+	 * ledger_set_others); NULL for none. */
+	void (*tick_hook)(void *ctx, struct ledger *l);
+	void *tick_ctx;
 };
 
 /* Runs until the command has exited and no registered agent is left. Returns tbwrap's exit

@@ -47,6 +47,8 @@ setup() {
 	# Transcripts of fake and real agents go here, never into the invoking user's ~/.claude.
 	export CLAUDE_CONFIG_DIR=$T/claude-config
 	mkdir -p "$CLAUDE_CONFIG_DIR"
+	# tbwrap's history (and profiles) too: never the invoking user's.
+	export XDG_STATE_HOME=$T/state XDG_CONFIG_HOME=$T/config
 	cd "$T" || exit 1
 }
 

@@ -26,7 +26,7 @@ rows=(
 	"tbwrap: --command-budget '/a b=5': expected /COMMAND=TOKENS (e.g. /test=50K):::--command-budget=/a@b=5"
 	"tbwrap: --overall-token-budget '50Q': expected a token count such as 50000, 50K or 1.5M:::--overall-token-budget 50Q"
 	"tbwrap: --overall-token-budget given twice:::--overall-token-budget 5 --overall-token-budget 6"
-	"tbwrap: --estimate '-3': expected a token count such as 50000, 50K or 1.5M:::--estimate -3"
+	"tbwrap: --estimate '-3': expected a token count such as 50000, 50K or 1.5M (or auto):::--estimate -3"
 	"tbwrap: unknown option '--bogus' (see tbwrap --help):::--bogus"
 	"tbwrap: unknown option '--overall' (see tbwrap --help):::--overall 5"
 	"tbwrap: --dry-run takes no value (got '1'):::--dry-run=1"

@@ -195,7 +195,7 @@ static const struct bad_case bad_cases[] = {
 	{{"--budget-enforcement-mode", "warn", "--budget-enforcement-mode", "block", "x", NULL},
 	 "--budget-enforcement-mode given twice"},
 	{{"--estimate", "lots", "claude", NULL},
-	 "--estimate 'lots': expected a token count such as 50000, 50K or 1.5M"},
+	 "--estimate 'lots': expected a token count such as 50000, 50K or 1.5M (or auto)"},
 	{{"--estimate", "1", "--estimate", "2", "claude", NULL}, "--estimate given twice"},
 	{{"--match", "", "claude", NULL},
 	 "--match '': expected a program name (no '/' or ':', at most 255 bytes)"},
@@ -610,13 +610,85 @@ static void test_usage_matches_parser(void **state)
 	free(text);
 }
 
+/* Budgets that remember: --estimate auto, --window, --scope, --history, --no-history,
+ * --profile, --profiles: parsed, refused with their form, and named by --help. */
+static void test_memory_options(void **state)
+{
+	static const struct {
+		const char *args[8];
+		const char *err;
+	} bad[] = {
+		{{"--window", "0", "x", NULL},
+		 "--window '0': expected a duration such as 90m, 24h or 7d (a whole number and s, "
+		 "m, "
+		 "h, d or w)"},
+		{{"--window", "24", "x", NULL},
+		 "--window '24': expected a duration such as 90m, 24h or 7d (a whole number and s, "
+		 "m, "
+		 "h, d or w)"},
+		{{"--window", "1h", "--window", "2h", "x", NULL}, "--window given twice"},
+		{{"--scope", "", "x", NULL}, "--scope '': expected a non-empty value"},
+		{{"--history", "a", "--history", "b", "x", NULL}, "--history given twice"},
+		{{"--profile", "", "x", NULL}, "--profile '': expected a non-empty value"},
+		{{"--no-history=1", "x", NULL}, "--no-history takes no value (got '1')"},
+		{{"--estimate", "auto", "--estimate", "5", "x", NULL}, "--estimate given twice"},
+	};
+	struct argv_buf b;
+	struct cli_options o;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		make_argv(&b, bad[i].args);
+		assert_int_equal(cli_parse(b.argc, b.argv, &o, err, sizeof(err)), -1);
+		assert_string_equal(err, bad[i].err);
+	}
+	static const char *const good[] = {"--estimate", "auto",    "--window",	  "90m",
+					   "--scope",	 "nightly", "--history",  "h.db",
+					   "--profile",	 "testing", "--profiles", "p.yaml",
+					   "x",		 NULL};
+	make_argv(&b, good);
+	assert_int_equal(cli_parse(b.argc, b.argv, &o, err, sizeof(err)), 0);
+	assert_true(o.estimate_auto);
+	assert_int_equal(o.estimate, CLI_DEFAULT_ESTIMATE);
+	assert_int_equal(o.window_s, 5400);
+	assert_string_equal(o.scope, "nightly");
+	assert_string_equal(o.history, "h.db");
+	assert_string_equal(o.profile, "testing");
+	assert_string_equal(o.profiles, "p.yaml");
+	assert_true(o.estimate_given && !o.mode_given && !o.overall_given);
+	assert_false(o.no_history);
+	assert_true(o.profile_overall_pusd == CLI_NO_USD);
+	static const char *const none[] = {"--no-history", "x", NULL};
+	make_argv(&b, none);
+	assert_int_equal(cli_parse(b.argc, b.argv, &o, err, sizeof(err)), 0);
+	assert_true(o.no_history);
+	assert_null(o.scope);
+	assert_int_equal(o.window_s, 0);
+
+	char *text = usage_text();
+	static const char *const named[] = {
+		"--estimate auto", "--window DURATION", "--scope NAME",
+		"--history FILE",  "--no-history",	"--profile NAME",
+		"--profiles FILE", "tbwrap report",	"tbwrap suggest"};
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+		if (!strstr(text, named[i]))
+			fail_msg("--help does not mention \"%s\"", named[i]);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_count),	     cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_too_many_budgets),     cmocka_unit_test(test_too_many_match),
-		cmocka_unit_test(test_small_err_buffer),     cmocka_unit_test(test_accepted),
-		cmocka_unit_test(test_usage_matches_parser), cmocka_unit_test(test_usd_options),
+		cmocka_unit_test(test_parse_count),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_too_many_budgets),
+		cmocka_unit_test(test_too_many_match),
+		cmocka_unit_test(test_memory_options),
+		cmocka_unit_test(test_small_err_buffer),
+		cmocka_unit_test(test_accepted),
+		cmocka_unit_test(test_usage_matches_parser),
+		cmocka_unit_test(test_usd_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -353,6 +353,42 @@ static void test_admit_block_overall(void **state)
 	ledger_close(&l);
 }
 
+/* Rolling windows: other runs' usage counts against a budget at launch, per request and in the
+ * over-limit check, and is not this run's usage. */
+static void test_window_others(void **state)
+{
+	struct ledger_config cfg = base_config(10000, LEDGER_MODE_BLOCK, 1000);
+	struct ledger_refusal why;
+	struct ledger l;
+	int slot;
+	char buf[160];
+
+	(void)state;
+	create_or_fail(&l, &cfg);
+	ledger_set_others(&l, -1, 8500);
+	assert_int_equal(ledger_budget_used(&l.h->overall), 8500);
+	assert_int_equal(l.h->overall.used.total, 0);
+	assert_int_equal(ledger_admit(&l, 1, 100, TOK(1000), &why, &slot), LEDGER_ADMITTED);
+	/* 8500 + 1000 reserved + 1000 > 10000 */
+	assert_int_equal(ledger_admit(&l, 1, 101, TOK(1000), &why, &slot), LEDGER_REFUSED);
+	ledger_describe_refusal(&why, buf, sizeof(buf));
+	assert_string_equal(buf,
+			    "overall budget: used 8.5K + reserved 1.0K + estimate 1.0K > limit "
+			    "10.0K");
+	assert_false(ledger_request_fits(&l, 0, TOK(1600), TOK(1600), &why));
+	assert_true(ledger_request_fits(&l, 0, TOK(1500), TOK(1500), &why));
+	assert_false(ledger_over_limit(&l, 0, &why));
+	ledger_set_others(&l, -1, 10001);
+	assert_true(ledger_over_limit(&l, 0, &why));
+	assert_int_equal(why.used, 10001);
+	assert_int_equal(l.h->overall.overshoot, 1);
+	/* A command's own: index 1 is /review, unbudgeted; out of range changes nothing. */
+	ledger_set_others(&l, 1, 77);
+	assert_int_equal(l.h->commands[1].others, 77);
+	ledger_set_others(&l, 60, 5);
+	ledger_close(&l);
+}
+
 static void test_admit_block_command(void **state)
 {
 	struct ledger_config cfg = base_config(LEDGER_NO_LIMIT, LEDGER_MODE_BLOCK, 200);
@@ -1958,6 +1994,7 @@ int main(void)
 		cmocka_unit_test(test_config_validation),
 		cmocka_unit_test(test_command_index),
 		cmocka_unit_test(test_admit_block_overall),
+		cmocka_unit_test(test_window_others),
 		cmocka_unit_test(test_admit_block_command),
 		cmocka_unit_test(test_admit_both_exceeded_names_overall),
 		cmocka_unit_test(test_admit_warn_mode),

@@ -45,6 +45,8 @@ ALIGNED8(ledger_instance, usd_max_under);
 ALIGNED8(ledger_budget, usd_limit);
 ALIGNED8(ledger_budget, usd_reserved);
 ALIGNED8(ledger_budget, usd_overshoot);
+ALIGNED8(ledger_budget, others);
+ALIGNED8(ledger_budget, usd_others);
 ALIGNED8(ledger_header, magic);
 ALIGNED8(ledger_header, size);
 ALIGNED8(ledger_header, creator_pid);
@@ -74,9 +76,9 @@ static void test_sizes(void **state)
 	(void)state;
 	assert_int_equal(sizeof(struct meter_usage), 32);
 	assert_int_equal(sizeof(struct ledger_counts), 48);
-	assert_int_equal(sizeof(struct ledger_budget), 192);
+	assert_int_equal(sizeof(struct ledger_budget), 208);
 	assert_int_equal(sizeof(struct ledger_instance), 440);
-	assert_int_equal(sizeof(struct ledger_header), 463120);
+	assert_int_equal(sizeof(struct ledger_header), 464160);
 	assert_int_equal(LEDGER_VERSION, 4);
 	assert_true(LEDGER_MAGIC == UINT64_C(0x34474c5257425454));
 	assert_int_equal(METER_MODEL_LEN, 64);
@@ -113,8 +115,10 @@ static void test_budget(void **state)
 	OFF(ledger_budget, usd_limit, 168);
 	OFF(ledger_budget, usd_reserved, 176);
 	OFF(ledger_budget, usd_overshoot, 184);
-	/* usd_overshoot ends the struct: no trailing padding. */
-	assert_int_equal(offsetof(struct ledger_budget, usd_overshoot) + sizeof(uint64_t),
+	OFF(ledger_budget, others, 192);
+	OFF(ledger_budget, usd_others, 200);
+	/* usd_others ends the struct: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_budget, usd_others) + sizeof(uint64_t),
 			 sizeof(struct ledger_budget));
 }
 
@@ -166,8 +170,8 @@ static void test_header(void **state)
 	OFF(ledger_header, n_instances, 68);
 	OFF(ledger_header, unlisted, 72);
 	OFF(ledger_header, overall, 80);
-	OFF(ledger_header, commands, 272);
-	OFF(ledger_header, instances, 12560);
+	OFF(ledger_header, commands, 288);
+	OFF(ledger_header, instances, 13600);
 	/* The last instance ends exactly at the end of the header: no trailing padding. */
 	assert_int_equal(offsetof(struct ledger_header, instances) +
 				 LEDGER_MAX_INSTANCES * sizeof(struct ledger_instance),

@@ -4,11 +4,18 @@
 #   make check      install what is missing, build, run every test (unit, ASan/UBSan, shell, e2e)
 #   make bench      benchmarks (tests/bench), ratios printed side by side with their baselines
 #   make demo       the main scene: real Claude Code instances under budgets, live bars
+#   make install    PREFIX (default /usr/local) and DESTDIR as usual; make uninstall
 #
 # Strict everywhere: the same warnings-as-errors flags for the library, the launcher and tests.
 
 BUILD   ?= build
 CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+LIBDIR  := $(PREFIX)/lib/tbwrap
+MANDIR  := $(PREFIX)/share/man/man1
+COMPDIR := $(PREFIX)/share/bash-completion/completions
 PKGS    := libseccomp libcjson sqlite3 yaml-0.1
 # What libtbwrap.so links: it is loaded into every process under tbwrap, so not the history's
 # SQLite nor the profiles' YAML parser (only the launcher uses those).
@@ -55,7 +62,7 @@ HELPER_BIN   := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(HELPER_S
 	$(patsubst tests/helpers/preload_%.c,$(BUILD)/tests/helpers/%.so,$(HELPER_SO_SRC))
 BENCH_BIN    := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check unit bench demo clean deps format format-check helpers
+.PHONY: all check unit bench demo clean deps format format-check helpers install uninstall FORCE
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/tbwrap $(BUILD)/libtbwrap.so
@@ -63,6 +70,20 @@ all: $(BUILD)/tbwrap $(BUILD)/libtbwrap.so
 $(BUILD)/%.o: %.c $(HEADERS) $(PRIVATE_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# tbwrap --version: the release (VERSION) and the commit it was built from. The header is
+# rewritten only when either changed, so that a rebuild at the same commit rebuilds nothing.
+GIT_COMMIT = $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell \
+	git diff --quiet HEAD -- 2>/dev/null || echo -modified)
+$(BUILD)/gen/version.h: VERSION FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define TBWRAP_VERSION "%s"\n#define TBWRAP_COMMIT "%s"\n' \
+		"$$(cat VERSION)" "$(GIT_COMMIT)" >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+$(BUILD)/launcher/main.o: launcher/main.c $(BUILD)/gen/version.h $(HEADERS) $(PRIVATE_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -I$(BUILD)/gen -include version.h -c $< -o $@
 
 $(BUILD)/launcher/prices_data.o: launcher/prices_data.S data/prices.txt
 	@mkdir -p $(dir $@)
@@ -126,6 +147,19 @@ format:
 
 format-check:
 	clang-format --dry-run -Werror $(FORMATTED)
+
+# The launcher finds the library at ../lib/tbwrap/libtbwrap.so from its own path.
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(COMPDIR)
+	install -m 755 $(BUILD)/tbwrap $(DESTDIR)$(BINDIR)/tbwrap
+	install -m 644 $(BUILD)/libtbwrap.so $(DESTDIR)$(LIBDIR)/libtbwrap.so
+	install -m 644 docs/tbwrap.1 $(DESTDIR)$(MANDIR)/tbwrap.1
+	install -m 644 scripts/tbwrap.bash-completion $(DESTDIR)$(COMPDIR)/tbwrap
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tbwrap $(DESTDIR)$(LIBDIR)/libtbwrap.so \
+		$(DESTDIR)$(MANDIR)/tbwrap.1 $(DESTDIR)$(COMPDIR)/tbwrap
+	-rmdir $(DESTDIR)$(LIBDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-asan

@@ -8,7 +8,7 @@
  *   --mode stdio   fputs/fwrite on stdout (glibc's stdio reaches the kernel through its internal
  *                  __write, not through the exported write symbol);
  * --ignore INT,TERM ignores those signals (an agent slow to stop: block mode escalates).
- *   --mode raw     what the Bun-compiled CLI does (DESIGN.md §1): stdout is duplicated with
+ *   --mode raw     what the Bun-compiled CLI does (docs/design.md §1): stdout is duplicated with
  *                  fcntl(1, F_DUPFD_CLOEXEC, 0) and written through the duplicate with raw
  *                  syscalls (pwritev2 + RWF_NOWAIT on a pipe, write otherwise), the transcript
  *                  with raw write on an O_APPEND fd, plus eventfd writes from the main thread and

@@ -109,7 +109,8 @@ run "$TBWRAP" --help -- touch "$MARK"
 	not_ok "--help before a command runs nothing" "status $status"
 
 run "$TBWRAP" --version
-assert_match "$status:$output" '^0:tbwrap [0-9]+\.[0-9]+\.[0-9]+$' "--version prints 'tbwrap X.Y.Z'"
+assert_match "$status:$output" '^0:tbwrap [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]{12}(-modified)?|unknown)\)$' \
+	"--version prints 'tbwrap X.Y.Z (commit HASH)'"
 
 # ---- --dry-run ----
 rm -f "$MARK"

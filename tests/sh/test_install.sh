@@ -7,7 +7,6 @@ source "$(dirname "$0")/libtest.sh"
 setup
 require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DEST=$T/dest
 PREFIX=/opt/tb
 run make -C "$ROOT" -s install DESTDIR="$DEST" PREFIX="$PREFIX"

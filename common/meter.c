@@ -1035,18 +1035,32 @@ static struct meter_msg *add_msg(struct meter_core *core, uint64_t id_hash)
 	return m;
 }
 
-/* 1 + the index of a model's name in the core's table (interned there); 0 for "" or a full
- * table (priced as unknown). */
+/* Whether a message's model names a model that answered: Claude Code writes messages it made
+ * up itself (an API error, "No response requested.") with model "<synthetic>" and no usage. */
+static bool is_real_model(const char *name)
+{
+	return name && *name && strcmp(name, "<synthetic>") != 0;
+}
+
+/* 1 + the index of a model's name in the core's table (interned there, without a trailing
+ * "[...]" tag: a result's "claude-opus-4-8[1m]" is its calls' "claude-opus-4-8"); 0 for no
+ * model or a full table (priced as unknown). */
 static uint8_t intern_model(struct meter_core *core, const char *name)
 {
-	if (!name || !*name)
+	if (!is_real_model(name))
 		return 0;
+	char key[METER_MODEL_LEN];
+	snprintf(key, sizeof(key), "%s", name);
+	size_t n = strlen(key);
+	char *tag = strchr(key, '[');
+	if (tag && n > 0 && key[n - 1] == ']' && tag > key)
+		*tag = '\0';
 	for (uint32_t i = 0; i < core->n_models && i < METER_MODELS; i++)
-		if (!strncmp(core->models[i], name, METER_MODEL_LEN))
+		if (!strncmp(core->models[i], key, METER_MODEL_LEN))
 			return (uint8_t)(i + 1);
 	if (core->n_models >= METER_MODELS)
 		return 0;
-	snprintf(core->models[core->n_models], METER_MODEL_LEN, "%s", name);
+	snprintf(core->models[core->n_models], METER_MODEL_LEN, "%s", key);
 	return (uint8_t)++core->n_models;
 }
 
@@ -1078,8 +1092,16 @@ static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct me
 		m->cache_1h = cache_1h;
 		is_raised = true;
 	}
-	if (!m->model && model && *model) {
+	if (!m->model && is_real_model(model)) {
 		m->model = intern_model(core, model);
+		/* Priced so far as a call of no model: it moves to its own. */
+		if (m->model && m->pusd) {
+			core->model_msg_pusd[0] -= m->pusd < core->model_msg_pusd[0]
+							   ? m->pusd
+							   : core->model_msg_pusd[0];
+			core->model_msg_pusd[m->model] =
+				sat_add(core->model_msg_pusd[m->model], m->pusd);
+		}
 		is_raised = true;
 	}
 	if (m->model)
@@ -1087,34 +1109,42 @@ static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct me
 	if (is_raised && core->price) {
 		struct meter_usage now;
 		memcpy(now.n, m->n, sizeof(now.n));
-		uint64_t p =
-			core->price(core->price_ctx, model_name(core, m->model), &now, m->cache_1h);
+		uint64_t p = core->price(core->price_ctx, model_name(core, m->model), &now,
+					 m->cache_1h, false);
 		if (p > m->pusd) {
-			core->pusd_msgs = sat_add(core->pusd_msgs, p - m->pusd);
+			core->model_msg_pusd[m->model] =
+				sat_add(core->model_msg_pusd[m->model], p - m->pusd);
 			m->pusd = p;
 		}
 	}
 	return is_new;
 }
 
-/* A result line's usage priced: each model of its modelUsage at that model's rates; what its
- * usage holds beyond them (no modelUsage at all, or more models than kept) at the rates of the
- * agent's latest model. No 1-hour split there: such writes are priced as 5-minute ones, which
- * the calls' own lines correct (pusd_total takes the larger). */
-static uint64_t price_result(struct meter_core *core, const struct meter_event *ev)
+/* A result line's usage priced per model: each model of its modelUsage at that model's rates,
+ * what its usage holds beyond them (no modelUsage at all, or more models than kept) at the
+ * rates of the agent's latest model. Sums over calls: no 1-hour split (priced as 5-minute
+ * writes) and no prompt-length tier; each model keeps the larger of this and its calls' sum. */
+static void price_result(struct meter_core *core, const struct meter_event *ev)
 {
+	uint64_t line[METER_MODELS + 1] = {0};
 	struct meter_usage rest = ev->usage;
-	uint64_t p = 0;
 	for (unsigned i = 0; i < ev->n_models && i < METER_RESULT_MODELS; i++) {
 		const struct meter_model_usage *m = &ev->models[i];
-		p = sat_add(p, core->price(core->price_ctx, m->name, &m->usage, 0));
+		uint8_t slot = intern_model(core, m->name);
+		line[slot] = sat_add(line[slot],
+				     core->price(core->price_ctx, m->name, &m->usage, 0, true));
 		for (int f = 0; f < METER_NFIELDS; f++)
 			rest.n[f] = rest.n[f] > m->usage.n[f] ? rest.n[f] - m->usage.n[f] : 0;
 	}
-	if (meter_usage_total(&rest, NULL))
-		p = sat_add(p, core->price(core->price_ctx, model_name(core, core->last_model),
-					   &rest, 0));
-	return p;
+	if (meter_usage_total(&rest, NULL)) {
+		uint8_t slot = core->last_model <= core->n_models ? core->last_model : 0;
+		line[slot] = sat_add(line[slot], core->price(core->price_ctx,
+							     model_name(core, core->last_model),
+							     &rest, 0, true));
+	}
+	for (int k = 0; k <= METER_MODELS; k++)
+		if (line[k] > core->model_res_pusd[k])
+			core->model_res_pusd[k] = line[k];
 }
 
 /* A call seen on s, kept for the reader when it tracks calls. */
@@ -1175,7 +1205,11 @@ unsigned meter_take_calls(struct meter_stream *s, struct meter_fresh *out, unsig
 
 static void update_total(struct meter_core *core, struct meter_usage *delta)
 {
-	uint64_t pusd = core->pusd_msgs > core->pusd_result ? core->pusd_msgs : core->pusd_result;
+	uint64_t pusd = 0;
+	for (int k = 0; k <= METER_MODELS; k++)
+		pusd = sat_add(pusd, core->model_msg_pusd[k] > core->model_res_pusd[k]
+					     ? core->model_msg_pusd[k]
+					     : core->model_res_pusd[k]);
 	if (pusd > core->pusd_total)
 		core->pusd_total = pusd;
 	for (int f = 0; f < METER_NFIELDS; f++) {
@@ -1223,11 +1257,8 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 			core->cost_micro_usd = ev->cost_micro_usd;
 		memcpy(core->result_subtype, ev->subtype, METER_SUBTYPE_LEN);
 		core->result_subtype[METER_SUBTYPE_LEN - 1] = '\0';
-		if (core->price) {
-			uint64_t p = price_result(core, ev);
-			if (p > core->pusd_result)
-				core->pusd_result = p;
-		}
+		if (core->price)
+			price_result(core, ev);
 		break;
 	}
 	update_total(core, delta);

@@ -21,7 +21,7 @@
 
 #define FORM_COUNT "a token count such as 50000, 50K or 1.5M"
 #define FORM_COMMAND_BUDGET "/COMMAND=TOKENS (e.g. /test=50K)"
-#define FORM_USD "an amount in USD such as 5, 0.25 or $1.50 (at most 6 decimals)"
+#define FORM_USD "an amount in USD such as 5, 0.25 or $1.50 (at most 6 decimals, at most $10M)"
 #define FORM_COMMAND_USD "/COMMAND=USD (e.g. /test=0.50)"
 #define FORM_COUNT_CLASSES "a comma list of input, output, cache_creation, cache_read"
 

@@ -345,16 +345,22 @@ static void learn_first_call(struct sup *s, struct agent *a)
 	s->first_call_any = amount_max(s->first_call_any, cost);
 }
 
-uint64_t enforce_price(void *ctx, const char *model, const struct meter_usage *u, uint64_t cache_1h)
+uint64_t enforce_price(void *ctx, const char *model, const struct meter_usage *u, uint64_t cache_1h,
+		       bool is_sum)
 {
 	struct pricing *p = ctx;
-	if (!p->table)
+	/* Nothing used costs nothing, whatever its model (the CLI's own "<synthetic>" messages). */
+	if (!p->table || meter_usage_total(u, NULL) == 0)
 		return 0;
 	bool known = true;
-	uint64_t c = prices_cost(p->table, model, u, cache_1h, prices_today(), &known);
-	if (!known && !p->unpriced) {
+	uint64_t c = is_sum ? prices_cost_sum(p->table, model, u, prices_today(), &known)
+			    : prices_cost(p->table, model, u, cache_1h, prices_today(), &known);
+	const char *name = model && *model ? model : "(not named)";
+	/* Each model the table lacks, once: enforce.c acts on the latest (act_on_unpriced). */
+	if (!known && strncmp(p->model, name, sizeof(p->model)) != 0) {
 		p->unpriced = true;
-		snprintf(p->model, sizeof(p->model), "%s", model && *model ? model : "(not named)");
+		p->acted = false;
+		snprintf(p->model, sizeof(p->model), "%s", name);
 	}
 	return c;
 }
@@ -376,12 +382,10 @@ static void act_on_unpriced(struct sup *s, struct agent *a)
 			a->pricing.model);
 		if (!a->stopping) {
 			sup_clear_live(s);
-			log_warn(
-				"stopping agent %d (%s): model %s is not in the price table (%s): "
-				"a "
-				"USD budget cannot hold calls of an unknown price; give its prices "
-				"with --prices FILE (block mode)",
-				(int)a->pid, command_name(s, a), a->pricing.model, origin);
+			log_warn("stopping agent %d (%s): model %s is not in the price table "
+				 "(%s): a USD budget cannot hold calls of an unknown price; give "
+				 "its prices with --prices FILE (block mode)",
+				 (int)a->pid, command_name(s, a), a->pricing.model, origin);
 			begin_stop(s, a, why);
 		}
 		return;

@@ -53,6 +53,7 @@ static const char schema[] =
 	" total INTEGER NOT NULL,"
 	" reserved INTEGER NOT NULL DEFAULT 0," /* held for it while it runs */
 	" usd_pico INTEGER NOT NULL DEFAULT 0,"
+	" usd_reserved INTEGER NOT NULL DEFAULT 0," /* the same in pico-USD */
 	" model TEXT,"
 	" duration_ms INTEGER NOT NULL,"
 	" status TEXT NOT NULL," /* running, exited, stopped, refused */
@@ -145,6 +146,26 @@ static int exec_sql(struct history *h, const char *sql, const char *what, char *
 	return rc == SQLITE_OK ? 0 : db_fail(h, rc, what, err, errlen);
 }
 
+/* A history made before a column was added gets it (with its default): rows of old runs read
+ * as they were written. */
+static int add_missing_columns(struct history *h, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	bool has = false;
+	int rc = sqlite3_prepare_v2(h->db, "SELECT 1 FROM pragma_table_info('agents') WHERE name = "
+					   "'usd_reserved'",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		has = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return db_fail(h, rc, "cannot read its tables", err, errlen);
+	if (has)
+		return 0;
+	return exec_sql(h, "ALTER TABLE agents ADD COLUMN usd_reserved INTEGER NOT NULL DEFAULT 0",
+			"cannot add a column to its tables", err, errlen);
+}
+
 int history_open(struct history **out, const char *path, bool create, int busy_ms, char *err,
 		 size_t errlen)
 {
@@ -205,6 +226,7 @@ int history_open(struct history **out, const char *path, bool create, int busy_m
 			return -1;
 		}
 		if (exec_sql(h, schema, "cannot create its tables", err, errlen) < 0 ||
+		    add_missing_columns(h, err, errlen) < 0 ||
 		    exec_sql(h, "COMMIT", "cannot create its tables", err, errlen) < 0) {
 			sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
 			history_close(h);
@@ -401,6 +423,10 @@ static int sync_agents(struct history *h, sqlite3_stmt *st, int64_t run_id,
 				   status == LEDGER_INST_RUNNING
 					   ? (sqlite3_int64)ledger_load(&in->reserved)
 					   : 0);
+		sqlite3_bind_int64(st, 20,
+				   status == LEDGER_INST_RUNNING
+					   ? (sqlite3_int64)ledger_load(&in->usd_reserved)
+					   : 0);
 		int rc = sqlite3_step(st);
 		if (rc != SQLITE_DONE)
 			return rc;
@@ -416,16 +442,15 @@ int history_sync(struct history *h, int64_t run_id, const struct ledger_header *
 	static const char upsert[] =
 		"INSERT INTO agents (run_id, slot, started_ms, scope, command, input, output, "
 		"cache_creation, cache_read, total, usd_pico, model, duration_ms, status, "
-		"exit_code, metered, pid, cwd, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-		"?, ?, "
-		"?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, slot) DO UPDATE SET command = "
+		"exit_code, metered, pid, cwd, reserved, usd_reserved) VALUES (?, ?, ?, ?, ?, ?, "
+		"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, slot) DO UPDATE SET command = "
 		"excluded.command, "
 		"input = excluded.input, output = excluded.output, "
 		"cache_creation = excluded.cache_creation, cache_read = excluded.cache_read, "
 		"total = excluded.total, usd_pico = excluded.usd_pico, model = excluded.model, "
 		"duration_ms = excluded.duration_ms, status = excluded.status, "
 		"exit_code = excluded.exit_code, metered = excluded.metered, "
-		"reserved = excluded.reserved";
+		"reserved = excluded.reserved, usd_reserved = excluded.usd_reserved";
 	sqlite3_stmt *st = NULL, *run = NULL;
 	uint64_t now = history_now_ms();
 	/* IMMEDIATE: the write lock is taken (or waited for) up front, so that a busy database
@@ -470,7 +495,8 @@ int history_window_usage(struct history *h, const char *scope, uint64_t since_ms
 	memset(u, 0, sizeof(*u));
 	int rc = sqlite3_prepare_v2(
 		h->db,
-		"SELECT command, sum(total + reserved), sum(usd_pico) FROM agents WHERE "
+		"SELECT command, sum(total + reserved), sum(usd_pico + usd_reserved) FROM agents "
+		"WHERE "
 		"scope = ? AND started_ms >= ? AND run_id != ? GROUP BY command "
 		"ORDER BY command",
 		-1, &st, NULL);

@@ -335,11 +335,10 @@ const struct price_row *prices_lookup(const struct price_table *t, const char *m
 	return NULL;
 }
 
-uint64_t prices_cost(const struct price_table *t, const char *model, const struct meter_usage *u,
-		     uint64_t cache_1h, int32_t day, bool *known)
+/* The cost of u at the row for this prompt size (0: the base row of a tiered model). */
+static uint64_t cost_at(const struct price_table *t, const char *model, const struct meter_usage *u,
+			uint64_t cache_1h, uint64_t prompt, int32_t day, bool *known)
 {
-	uint64_t prompt = sat_add(sat_add(u->n[METER_INPUT], u->n[METER_CACHE_CREATION]),
-				  u->n[METER_CACHE_READ]);
 	const struct price_row *r = model && *model ? prices_lookup(t, model, prompt, day) : NULL;
 	const uint64_t *rate = r ? r->rate : t->max_rate;
 	if (known)
@@ -351,6 +350,20 @@ uint64_t prices_cost(const struct price_table *t, const char *model, const struc
 	cost = sat_add(cost, sat_mul(h1, rate[PRICE_WRITE_1H]));
 	cost = sat_add(cost, sat_mul(u->n[METER_CACHE_READ], rate[PRICE_READ]));
 	return sat_add(cost, sat_mul(u->n[METER_OUTPUT], rate[PRICE_OUTPUT]));
+}
+
+uint64_t prices_cost(const struct price_table *t, const char *model, const struct meter_usage *u,
+		     uint64_t cache_1h, int32_t day, bool *known)
+{
+	uint64_t prompt = sat_add(sat_add(u->n[METER_INPUT], u->n[METER_CACHE_CREATION]),
+				  u->n[METER_CACHE_READ]);
+	return cost_at(t, model, u, cache_1h, prompt, day, known);
+}
+
+uint64_t prices_cost_sum(const struct price_table *t, const char *model,
+			 const struct meter_usage *u, int32_t day, bool *known)
+{
+	return cost_at(t, model, u, 0, 0, day, known);
 }
 
 int32_t prices_today(void)
@@ -423,8 +436,8 @@ int prices_parse_usd(const char *s, uint64_t *pico)
 	if (*s == '$')
 		s++;
 	uint64_t micro;
-	/* $1e9: far above any budget, and 10^9 * 10^12 pico stays below 2^64. */
-	if (!parse_fixed(s, strlen(s), 6, UINT64_C(1000000000) * 1000000, &micro))
+	/* At most $10,000,000: 10^7 * 10^12 pico-USD = 10^19, below 2^64 (1.8 * 10^19). */
+	if (!parse_fixed(s, strlen(s), 6, UINT64_C(10000000) * 1000000, &micro))
 		return -1;
 	*pico = micro * 1000000;
 	return 0;

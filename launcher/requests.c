@@ -34,9 +34,11 @@ int req_conv_new(struct req_book *b)
 
 uint64_t req_model_ref(const struct req_book *b, int conv)
 {
+	/* A new conversation (a subagent's first call) may use another model than the agent's
+	 * (a Haiku agent can start an Opus subagent): priced at the highest rates, never less. */
 	if (conv >= 0 && conv < REQ_MAX_CONV && b->conv[conv].used && b->conv[conv].has_call)
 		return b->conv[conv].last_id;
-	return b->first_id;
+	return 0;
 }
 
 static void note_outputs(struct req_book *b, const struct req_env *env);

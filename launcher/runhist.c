@@ -207,6 +207,8 @@ static uint64_t signature(const struct ledger_header *h)
 		const struct ledger_instance *in = &h->instances[i];
 		sig = sig * 1000003 + ledger_load(&in->used.total);
 		sig = sig * 1000003 + ledger_load(&in->reserved);
+		sig = sig * 1000003 + ledger_load(&in->used.pusd);
+		sig = sig * 1000003 + ledger_load(&in->usd_reserved);
 		sig = sig * 31 + ledger_load32(&in->status) + ledger_load32(&in->command);
 	}
 	return sig;

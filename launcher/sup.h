@@ -89,8 +89,8 @@ enum sock_peer {
 	PEER_OTHER, /* another host: its requests are not API calls */
 };
 
-/* The meter's price function's view of one agent: the table, and the first model it could not
- * price (enforce.c acts on it once). */
+/* The meter's price function's view of one agent: the table, and the latest model it could not
+ * price (enforce.c acts on each once). */
 struct pricing {
 	const struct price_table *table;
 	bool unpriced;
@@ -267,8 +267,8 @@ void enforce_agent_end(struct sup *s, struct agent *a);
 struct amount enforce_launch_estimate(const struct sup *s, int cmd);
 
 /* The meter's price function (struct meter_core.price; ctx is the agent's struct pricing). */
-uint64_t enforce_price(void *ctx, const char *model, const struct meter_usage *u,
-		       uint64_t cache_1h);
+uint64_t enforce_price(void *ctx, const char *model, const struct meter_usage *u, uint64_t cache_1h,
+		       bool is_sum);
 
 /* A feed of the agent's sources added delta to its usage, and its cost went up from
  * pusd_before: to the ledger. */

@@ -71,12 +71,14 @@ struct meter_msg {
 /*
  * What a call cost, in pico-USD: set by the supervisor (launcher/prices.c behind it), called
  * whenever a call's counts grow and for each model of a result line. model is "" when no line
- * named it. cache_1h is the part of the cache creation written to a 1-hour cache.
+ * named it. cache_1h is the part of the cache creation written to a 1-hour cache. is_sum: u is
+ * a result line's sum over many calls (no per-call prompt-length tier can be told from it).
  */
 typedef uint64_t (*meter_price_fn)(void *ctx, const char *model, const struct meter_usage *u,
-				   uint64_t cache_1h);
+				   uint64_t cache_1h, bool is_sum);
 
-/* Zero-initialised = empty (and priced at nothing until price is set). */
+/* Zero-initialised = empty (and priced at nothing until price is set). Plain data but for the
+ * price function: the supervisor's private memory, never shared. */
 struct meter_core {
 	struct meter_usage msg_sum; /* sum over distinct messages of their per-field maxima */
 	struct meter_usage result;  /* per-field maximum over result lines (usage and modelUsage) */
@@ -93,12 +95,15 @@ struct meter_core {
 	uint32_t win_used;			/* filled ring slots */
 	struct meter_msg win[METER_WINDOW];
 	uint16_t index[METER_INDEX];
-	/* USD, as the price function prices it (pico-USD): the sum over distinct calls, the
-	 * largest result line priced per model, and the larger of the two (never decreases). */
+	/* USD, as the price function prices it (pico-USD), per model (slot 0: calls that named
+	 * none, and what a result line holds beyond its models): the sum over its distinct calls,
+	 * and the largest result line's figure for it. The total is the sum over models of the
+	 * larger of the two (never decreasing): a result's side calls of another model add to
+	 * the calls, and the calls' 1-hour writes (which a result cannot split) are not lost. */
 	meter_price_fn price;
 	void *price_ctx;
-	uint64_t pusd_msgs;
-	uint64_t pusd_result;
+	uint64_t model_msg_pusd[METER_MODELS + 1];
+	uint64_t model_res_pusd[METER_MODELS + 1];
 	uint64_t pusd_total;
 	uint32_t n_models;
 	uint8_t last_model; /* the model of the latest call that named one (1 + index) */

@@ -76,6 +76,11 @@ const struct price_row *prices_lookup(const struct price_table *t, const char *m
 uint64_t prices_cost(const struct price_table *t, const char *model, const struct meter_usage *u,
 		     uint64_t cache_1h, int32_t day, bool *known);
 
+/* The same for a sum over many calls (a result line's modelUsage): no prompt-length tier can
+ * be told from a sum, so the model's base row prices it; no 1-hour split either. */
+uint64_t prices_cost_sum(const struct price_table *t, const char *model,
+			 const struct meter_usage *u, int32_t day, bool *known);
+
 /* Today, in days since 1970-01-01 UTC. */
 int32_t prices_today(void);
 
@@ -85,7 +90,7 @@ int prices_print(FILE *f, const struct price_table *t);
 /* "$1.234567": pico-USD with 6 decimals, rounded half up. */
 void prices_format_usd(char *buf, size_t len, uint64_t pico);
 
-/* Parses a USD amount: "5", "0.25", "$1.50" (at most 6 decimals, at most $1,000,000,000).
+/* Parses a USD amount: "5", "0.25", "$1.50" (at most 6 decimals, at most $10,000,000).
  * Returns 0 with *pico set, or -1. */
 int prices_parse_usd(const char *s, uint64_t *pico);
 

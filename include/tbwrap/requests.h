@@ -77,7 +77,8 @@ struct req_env {
  * first request. */
 void req_init(struct req_book *b, uint64_t estimate, struct amount launch);
 
-/* The call whose model prices a prediction for conversation conv (-1: a new conversation). */
+/* The call whose model prices a prediction for conversation conv: its latest call; 0 (the price
+ * table's highest rates) for a new conversation, whose model is not known yet. */
 uint64_t req_model_ref(const struct req_book *b, int conv);
 
 /* The conversation a source's calls belong to: conversation 0 is the main one (stdout and the

@@ -124,20 +124,23 @@ static const struct bad_case bad_cases[] = {
 	{{"--overall-usd-budget", "five", "claude", NULL},
 	 "--overall-usd-budget 'five': expected an amount in USD such as 5, 0.25 or $1.50 (at most "
 	 "6 "
-	 "decimals)"},
+	 "decimals, at most $10M)"},
 	{{"--overall-usd-budget", "-1", "claude", NULL},
 	 "--overall-usd-budget '-1': expected an amount in USD such as 5, 0.25 or $1.50 (at most 6 "
-	 "decimals)"},
+	 "decimals, at most $10M)"},
 	{{"--overall-usd-budget", "0.0000001", "claude", NULL},
 	 "--overall-usd-budget '0.0000001': expected an amount in USD such as 5, 0.25 or $1.50 (at "
-	 "most 6 decimals)"},
+	 "most 6 decimals, at most $10M)"},
+	{{"--overall-usd-budget", "20000000", "claude", NULL},
+	 "--overall-usd-budget '20000000': expected an amount in USD such as 5, 0.25 or $1.50 (at "
+	 "most 6 decimals, at most $10M)"},
 	{{"--overall-usd-budget", "1", "--overall-usd-budget", "2", "claude", NULL},
 	 "--overall-usd-budget given twice"},
 	{{"--command-usd-budget", "/test", "claude", NULL},
 	 "--command-usd-budget '/test': expected /COMMAND=USD (e.g. /test=0.50)"},
 	{{"--command-usd-budget", "/test=1e3", "claude", NULL},
 	 "--command-usd-budget '/test=1e3': expected an amount in USD such as 5, 0.25 or $1.50 (at "
-	 "most 6 decimals) after '='"},
+	 "most 6 decimals, at most $10M) after '='"},
 	{{"--command-usd-budget", "/test=1", "--command-usd-budget", "/test=2", "claude", NULL},
 	 "--command-usd-budget '/test=2': /test already has a USD budget"},
 	{{"--count", "input,tokens", "claude", NULL},

@@ -1662,6 +1662,91 @@ static void test_message_usage(void **state)
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* ---- pricing --------------------------------------------------------------------------------- */
+
+/* A fake price function: model "opus" 10 pico-USD a token (20 for a 1-hour write), "haiku" 1;
+ * anything else 1000. Records whether it was asked to price a sum, and the models it saw. */
+struct fake_prices {
+	int sums, calls;
+	char seen[8][METER_MODEL_LEN];
+	int n_seen;
+};
+
+static uint64_t fake_price(void *ctx, const char *model, const struct meter_usage *u,
+			   uint64_t cache_1h, bool is_sum)
+{
+	struct fake_prices *f = ctx;
+	f->calls++;
+	f->sums += is_sum;
+	if (f->n_seen < 8)
+		snprintf(f->seen[f->n_seen++], METER_MODEL_LEN, "%s", model);
+	/* As the real table: a "[...]" tag names the same model. */
+	bool is_opus = !strcmp(model, "opus") || !strcmp(model, "opus[1m]");
+	uint64_t rate = is_opus ? 10 : !strcmp(model, "haiku") ? 1 : 1000;
+	uint64_t n = u->n[0] + u->n[1] + u->n[2] + u->n[3];
+	return n * rate + (is_opus ? cache_1h * 10 : 0);
+}
+
+/* A result line whose modelUsage holds a side call of another model (1.0.x's small model) adds
+ * it to the calls' own price, even where the calls' 1-hour writes make them cost more than the
+ * result says of their model. */
+static void test_price_side_model_kept(void **state)
+{
+	(void)state;
+	struct meter_core core = {0};
+	struct fake_prices f = {0};
+	struct meter_stream s;
+	struct meter_usage delta = {{0}};
+	core.price = fake_price;
+	core.price_ctx = &f;
+	meter_stream_init(&s, 0);
+	/* One opus call: 100 input, 1000 cache writes all 1-hour: 1100 x 10 + 1000 x 10. */
+	feed_str(&core, &s,
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"m1\",\"model\":\"opus\",\"usage\":"
+		 "{\"input_tokens\":100,\"cache_creation_input_tokens\":1000,\"cache_creation\":"
+		 "{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":1000},"
+		 "\"output_tokens\":0}}}\n",
+		 &delta);
+	assert_int_equal(core.pusd_total, 21000);
+	/* The result: opus as above (no split: 11000), and a haiku side call of 500 tokens. */
+	feed_str(&core, &s,
+		 "{\"type\":\"result\",\"subtype\":\"success\",\"usage\":{\"input_tokens\":100,"
+		 "\"cache_creation_input_tokens\":1000,\"output_tokens\":0},\"modelUsage\":{"
+		 "\"opus[1m]\":{\"inputTokens\":100,\"cacheCreationInputTokens\":1000,"
+		 "\"outputTokens\":0},\"haiku\":{\"inputTokens\":500,\"outputTokens\":0}}}\n",
+		 &delta);
+	/* opus: max(21000, 11000) + haiku: max(0, 500). */
+	assert_int_equal(core.pusd_total, 21500);
+	assert_int_equal(f.sums, 2); /* the result's two models, priced as sums */
+	meter_stream_free(&s);
+}
+
+/* "<synthetic>" messages (the CLI's own, no usage) name no model: not priced, not the agent's
+ * model, never an unknown one. */
+static void test_price_synthetic_ignored(void **state)
+{
+	(void)state;
+	struct meter_core core = {0};
+	struct fake_prices f = {0};
+	struct meter_stream s;
+	struct meter_usage delta = {{0}};
+	core.price = fake_price;
+	core.price_ctx = &f;
+	meter_stream_init(&s, 0);
+	feed_str(&core, &s,
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"m1\",\"model\":\"opus\",\"usage\":"
+		 "{\"input_tokens\":10,\"output_tokens\":1}}}\n"
+		 "{\"type\":\"assistant\",\"message\":{\"id\":\"m2\",\"model\":\"<synthetic>\","
+		 "\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}}\n",
+		 &delta);
+	assert_string_equal(meter_last_model(&core), "opus");
+	assert_int_equal(core.n_models, 1);
+	assert_int_equal(core.pusd_total, 110);
+	for (int i = 0; i < f.n_seen; i++)
+		assert_string_not_equal(f.seen[i], "<synthetic>");
+	meter_stream_free(&s);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
@@ -1692,6 +1777,8 @@ int main(void)
 		cmocka_unit_test(test_track_tool_use_id),
 		cmocka_unit_test(test_take_calls),
 		cmocka_unit_test(test_message_usage),
+		cmocka_unit_test(test_price_side_model_kept),
+		cmocka_unit_test(test_price_synthetic_ignored),
 	};
 	enum {
 		NFIXED = sizeof(fixed) / sizeof(fixed[0]),

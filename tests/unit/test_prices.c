@@ -232,10 +232,15 @@ static void test_usd(void **state)
 	assert_int_equal(p, UINT64_C(250000000000));
 	assert_int_equal(prices_parse_usd("$1.50", &p), 0);
 	assert_int_equal(p, UINT64_C(1500000000000));
+	/* $10,000,000 at most: 10^19 pico-USD still fits 64 bits; above, refused, never wrapped
+	 * round to a small budget. */
+	assert_int_equal(prices_parse_usd("10000000", &p), 0);
+	assert_true(p == UINT64_C(10000000000000000000));
 	assert_int_equal(prices_parse_usd("0.000001", &p), 0);
 	assert_int_equal(p, UINT64_C(1000000));
-	const char *bad[] = {"",    "$",  "-1",	 "1e3", "0.0000001",  "1,50",
-			     "$$1", "1.", ".5.", "abc", "1000000001", " 1"};
+	const char *bad[] = {
+		"",    "$",   "-1",	    "1e3", "0.0000001",	      "1,50",	 "$$1", "1.",
+		".5.", "abc", "1000000001", " 1",  "10000000.000001", "18446745"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (prices_parse_usd(bad[i], &p) == 0)
 			fail_msg("'%s' was taken for an amount", bad[i]);

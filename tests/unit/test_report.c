@@ -54,9 +54,11 @@ static const uint64_t limits[] = {20000, LEDGER_NO_LIMIT};
 static struct price_table prices;
 
 static uint64_t price_call(void *ctx, const char *model, const struct meter_usage *u,
-			   uint64_t cache_1h)
+			   uint64_t cache_1h, bool is_sum)
 {
 	(void)ctx;
+	if (is_sum)
+		return prices_cost_sum(&prices, model, u, prices_today(), NULL);
 	return prices_cost(&prices, model, u, cache_1h, prices_today(), NULL);
 }
 

@@ -21,8 +21,9 @@ on_pty() { # on_pty OUT ENV... -- TBWRAP-ARGS: runs tbwrap with a pty as its std
 on_pty "$T/pty" NO_COLOR=
 grep -q $'\r'"$ESC\\[Ktbwrap: overall \\[" "$T/pty" && ok "pty: the live line is drawn in place" ||
 	not_ok "pty: the live line is drawn in place" "$(head -c 300 "$T/pty" | cat -v)"
-grep -q "$ESC\\[92m" "$T/pty" && ok "pty: bars are coloured (green below 70 %)" ||
-	not_ok "pty: bars are coloured" "$(head -c 300 "$T/pty" | cat -v)"
+# The live line's own bar, not only the final report's: green right after its '['.
+grep -q $'\r'"$ESC\\[Ktbwrap: overall \\[$ESC\\[92m" "$T/pty" && ok "pty: the live line's bar is coloured (green below 70 %)" ||
+	not_ok "pty: the live line's bar is coloured" "$(head -c 300 "$T/pty" | cat -v)"
 assert_contains "$(cat "$T/pty")" "BUDGET STATUS (warn mode)" "pty: the final report follows"
 
 on_pty "$T/nocolor" NO_COLOR=1

@@ -152,8 +152,9 @@ static int add_missing_columns(struct history *h, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
 	bool has = false;
-	int rc = sqlite3_prepare_v2(h->db, "SELECT 1 FROM pragma_table_info('agents') WHERE name = "
-					   "'usd_reserved'",
+	int rc = sqlite3_prepare_v2(h->db,
+				    "SELECT 1 FROM pragma_table_info('agents') WHERE name = "
+				    "'usd_reserved'",
 				    -1, &st, NULL);
 	if (rc == SQLITE_OK)
 		has = sqlite3_step(st) == SQLITE_ROW;
@@ -443,7 +444,8 @@ int history_sync(struct history *h, int64_t run_id, const struct ledger_header *
 		"INSERT INTO agents (run_id, slot, started_ms, scope, command, input, output, "
 		"cache_creation, cache_read, total, usd_pico, model, duration_ms, status, "
 		"exit_code, metered, pid, cwd, reserved, usd_reserved) VALUES (?, ?, ?, ?, ?, ?, "
-		"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, slot) DO UPDATE SET command = "
+		"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, slot) DO UPDATE "
+		"SET command = "
 		"excluded.command, "
 		"input = excluded.input, output = excluded.output, "
 		"cache_creation = excluded.cache_creation, cache_read = excluded.cache_read, "

@@ -21,6 +21,7 @@
 
 #include "tbwrap/log.h"
 #include "tbwrap/render.h"
+#include "tbwrap/sat.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
@@ -47,11 +48,6 @@ static uint64_t now_realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 static void store64(uint64_t *p, uint64_t v)

@@ -13,6 +13,7 @@
  * bit stack, so nesting depth is bounded by METER_JSON_MAX_DEPTH and never by the C stack.
  */
 #include "tbwrap/meter.h"
+#include "tbwrap/sat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,19 +34,7 @@
 #define METER_BUF_INITIAL 4096
 
 /* ------------------------------------------------------------------------------------------ */
-/* Saturating arithmetic: a budget must stick at "exhausted", never wrap round to "plenty". */
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	uint64_t r;
-	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
-}
-
-static uint64_t sat_mul(uint64_t a, uint64_t b)
-{
-	uint64_t r;
-	return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
-}
+/* Totals (saturating: include/tbwrap/sat.h) */
 
 uint64_t meter_usage_total(const struct meter_usage *u, const uint32_t *weights)
 {

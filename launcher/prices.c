@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "tbwrap/log.h"
+#include "tbwrap/sat.h"
 
 /* data/prices.txt, linked in by launcher/prices_data.S. */
 extern const char tbwrap_prices_data[];
@@ -35,17 +36,6 @@ static int failf(char *err, size_t errlen, const char *fmt, ...)
 		vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static uint64_t sat_mul(uint64_t a, uint64_t b)
-{
-	uint64_t r;
-	return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
 /* A decimal with at most `places` decimals, scaled by 10^places, no sign, no exponent. Returns

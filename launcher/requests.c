@@ -4,13 +4,9 @@
  * (tests/unit/test_requests.c).
  */
 #include "tbwrap/requests.h"
+#include "tbwrap/sat.h"
 
 #include <string.h>
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 void req_init(struct req_book *b, uint64_t estimate, struct amount launch)
 {

@@ -9,22 +9,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tbwrap/sat.h"
+
 enum amount_unit { AMOUNT_TOKENS = 0, AMOUNT_USD = 1, AMOUNT_NUNITS };
 
 struct amount {
 	uint64_t v[AMOUNT_NUNITS];
 };
 
-static inline uint64_t amount_sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 /* a + b, saturating. */
 static inline struct amount amount_add(struct amount a, struct amount b)
 {
 	for (int u = 0; u < AMOUNT_NUNITS; u++)
-		a.v[u] = amount_sat_add(a.v[u], b.v[u]);
+		a.v[u] = sat_add(a.v[u], b.v[u]);
 	return a;
 }
 

@@ -167,6 +167,24 @@ static int add_missing_columns(struct history *h, char *err, size_t errlen)
 			"cannot add a column to its tables", err, errlen);
 }
 
+/* Switches a connection to WAL. Several runs opening a new history at once race to do it: the
+ * switch can answer SQLITE_BUSY at once, without the busy handler (it needs the database to
+ * itself for a moment), so it is tried again for up to busy_ms. */
+static int wal_mode(struct history *h, int busy_ms)
+{
+	for (int waited = 0;; waited += 10) {
+		sqlite3_stmt *st = NULL;
+		int rc = sqlite3_prepare_v2(h->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		int base = rc & 0xff;
+		if ((base != SQLITE_BUSY && base != SQLITE_LOCKED) || waited >= busy_ms)
+			return rc;
+		usleep(10000);
+	}
+}
+
 int history_open(struct history **out, const char *path, bool create, int busy_ms, char *err,
 		 size_t errlen)
 {
@@ -211,11 +229,7 @@ int history_open(struct history **out, const char *path, bool create, int busy_m
 	if (create) {
 		/* WAL: readers never wait for a writer and a writer only for another writer.
 		 * NORMAL: a commit is durable at the next checkpoint, enough for usage counts. */
-		sqlite3_stmt *st = NULL;
-		rc = sqlite3_prepare_v2(h->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_step(st);
-		sqlite3_finalize(st);
+		rc = wal_mode(h, busy_ms);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 			db_fail(h, rc, "cannot open", err, errlen);
 			history_close(h);

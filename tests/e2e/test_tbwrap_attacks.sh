@@ -28,6 +28,15 @@ cp "$E2E_PROJECT/.claude/commands/"*.md "$U/project/.claude/commands/"
 cp "$E2E_ROOT/tests/e2e/attack.py" "$U/attack.py"
 chmod 755 "$E2E_TMP"
 [[ ${#RUNAS[@]} -gt 0 ]] && chown -R 65534:65534 "$U"
+# The unprivileged user must be able to run the build and the CLI: a checkout below a directory
+# only root can enter (mktemp -d makes 0700 ones) cannot host this test; say so plainly.
+for f in "$TBWRAP" "$E2E_BUILD/libtbwrap.so" "$(readlink -f "$E2E_CLAUDE_BIN/claude")"; do
+	if ! "${RUNAS[@]}" test -r "$f"; then
+		not_ok "the unprivileged user can reach $f" \
+			"a directory above it is not searchable by uid 65534: $(namei -m "$f" 2>/dev/null | awk '$1 ~ /^d/ && $1 !~ /x$/' | head -n 3)"
+		exit 1
+	fi
+done
 
 # Room for the attack's turn (the first) to run to its end, on every version: block mode stops
 # the agent at a later request (1.0.x's side calls each hold a call's prediction).

@@ -172,14 +172,16 @@ static int add_missing_columns(struct history *h, char *err, size_t errlen)
  * itself for a moment), so it is tried again for up to busy_ms. */
 static int wal_mode(struct history *h, int busy_ms)
 {
-	for (int waited = 0;; waited += 10) {
+	/* By the clock: one try may itself wait in the busy handler. */
+	uint64_t deadline = history_now_ms() + (uint64_t)(busy_ms > 0 ? busy_ms : 0);
+	for (;;) {
 		sqlite3_stmt *st = NULL;
 		int rc = sqlite3_prepare_v2(h->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		int base = rc & 0xff;
-		if ((base != SQLITE_BUSY && base != SQLITE_LOCKED) || waited >= busy_ms)
+		if ((base != SQLITE_BUSY && base != SQLITE_LOCKED) || history_now_ms() >= deadline)
 			return rc;
 		usleep(10000);
 	}

@@ -21,16 +21,7 @@
 #define CELL_FULL "\u2588"  /* █ */
 #define CELL_EMPTY "\u2591" /* ░ */
 
-/* Growable text; after a failed allocation every append is a no-op and the result is NULL. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) TBWRAP_PRINTF(2, 3);
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
+void render_buf_printf(struct render_buf *b, const char *fmt, ...)
 {
 	if (b->failed)
 		return;
@@ -60,14 +51,14 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 	}
 }
 
-static char *sb_finish(struct sbuf *b)
+char *render_buf_finish(struct render_buf *b)
 {
 	if (b->failed) {
 		free(b->p);
 		return NULL;
 	}
 	if (!b->p)
-		sb_printf(b, "%s", "");
+		render_buf_printf(b, "%s", "");
 	return b->failed ? NULL : b->p;
 }
 
@@ -202,65 +193,67 @@ const char *render_status_name(uint32_t status)
 
 /* "[bar] 40% 20.0K/50.0K", "40% 20.0K/50.0K" without bars, "20.0K (no budget)"; the same in
  * dollars for a USD budget. */
-static void sb_amount(struct sbuf *b, enum amount_unit unit, uint64_t used, uint64_t limit,
+static void sb_amount(struct render_buf *b, enum amount_unit unit, uint64_t used, uint64_t limit,
 		      const struct render_opts *o)
 {
 	char u[32], l[32], bar[RENDER_BAR_WIDTH_MAX * 3 + 64];
 
 	render_amount(u, sizeof(u), unit, used);
 	if (limit == LEDGER_NO_LIMIT) {
-		sb_printf(b, "%s (no budget)", u);
+		render_buf_printf(b, "%s (no budget)", u);
 		return;
 	}
 	render_amount(l, sizeof(l), unit, limit);
 	if (o->bars) {
 		render_bar(bar, sizeof(bar), used, limit, o);
-		sb_printf(b, "%s %s/%s", bar, u, l);
+		render_buf_printf(b, "%s %s/%s", bar, u, l);
 	} else if (limit == 0) {
-		sb_printf(b, "%s/0 (zero budget)", u);
+		render_buf_printf(b, "%s/0 (zero budget)", u);
 	} else {
-		sb_printf(b, "%" PRIu64 "%% %s/%s", percent(used, limit), u, l);
+		render_buf_printf(b, "%" PRIu64 "%% %s/%s", percent(used, limit), u, l);
 	}
 }
 
-static void sb_reserved(struct sbuf *b, enum amount_unit unit, const struct ledger_budget *bd)
+static void sb_reserved(struct render_buf *b, enum amount_unit unit, const struct ledger_budget *bd)
 {
 	uint64_t r = ledger_load(unit == AMOUNT_USD ? &bd->usd_reserved : &bd->reserved);
 	if (r) {
 		char t[32];
 		render_amount(t, sizeof(t), unit, r);
-		sb_printf(b, ", %s reserved", t);
+		render_buf_printf(b, ", %s reserved", t);
 	}
 }
 
 /* How far a budget went over its limit, when it did. */
-static void sb_overshoot(struct sbuf *b, enum amount_unit unit, const struct ledger_budget *bd)
+static void sb_overshoot(struct render_buf *b, enum amount_unit unit,
+			 const struct ledger_budget *bd)
 {
 	uint64_t o = ledger_load(unit == AMOUNT_USD ? &bd->usd_overshoot : &bd->overshoot);
 	if (o) {
 		char t[32];
 		render_amount(t, sizeof(t), unit, o);
-		sb_printf(b, ", over by %s", t);
+		render_buf_printf(b, ", over by %s", t);
 	}
 }
 
 /* A budget in tokens, then in dollars: "| USD [bar] 30% $0.30/$1.00, $0.02 reserved" when it has
  * a USD budget, else ", $0.0213" when anything was priced. */
-static void sb_budget(struct sbuf *b, const struct ledger_budget *bd, const struct render_opts *o)
+static void sb_budget(struct render_buf *b, const struct ledger_budget *bd,
+		      const struct render_opts *o)
 {
 	sb_amount(b, AMOUNT_TOKENS, ledger_load(&bd->used.total), ledger_load(&bd->limit), o);
 	sb_reserved(b, AMOUNT_TOKENS, bd);
 	sb_overshoot(b, AMOUNT_TOKENS, bd);
 	uint64_t usd = ledger_load(&bd->used.pusd), usd_limit = ledger_load(&bd->usd_limit);
 	if (usd_limit != LEDGER_NO_LIMIT) {
-		sb_printf(b, " | USD ");
+		render_buf_printf(b, " | USD ");
 		sb_amount(b, AMOUNT_USD, usd, usd_limit, o);
 		sb_reserved(b, AMOUNT_USD, bd);
 		sb_overshoot(b, AMOUNT_USD, bd);
 	} else if (usd) {
 		char t[32];
 		render_usd(t, sizeof(t), usd);
-		sb_printf(b, ", %s", t);
+		render_buf_printf(b, ", %s", t);
 	}
 }
 
@@ -299,7 +292,7 @@ static bool any_usd_limit(const struct ledger_header *h)
 	return false;
 }
 
-static void sb_agent(struct sbuf *b, const struct ledger_header *h,
+static void sb_agent(struct render_buf *b, const struct ledger_header *h,
 		     const struct ledger_instance *in)
 {
 	uint32_t status = load32(&in->status);
@@ -308,39 +301,40 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 	int32_t code = __atomic_load_n(&in->exit_code, __ATOMIC_ACQUIRE);
 	char total[32], cost[48];
 
-	sb_printf(b, "  pid %" PRId64 "  %.*s  %s", in->pid, name_len(name), name,
-		  render_status_name(status));
+	render_buf_printf(b, "  pid %" PRId64 "  %.*s  %s", in->pid, name_len(name), name,
+			  render_status_name(status));
 	if (status != LEDGER_INST_RUNNING && code >= 0)
-		sb_printf(b, " %d", (int)code);
+		render_buf_printf(b, " %d", (int)code);
 	if (load32(&in->flags) & LEDGER_F_UNMETERED) {
 		/* Its counts are not its usage: say so where the counts are. The precision is the
 		 * length of what is printed (the note's is bounded by its field). */
 		const char *why = in->note[0] ? in->note : "reason unknown";
-		sb_printf(b, "  NOT METERED (%.*s)", (int)strnlen(why, sizeof(in->note)), why);
+		render_buf_printf(b, "  NOT METERED (%.*s)", (int)strnlen(why, sizeof(in->note)),
+				  why);
 	}
 	render_tokens(total, sizeof(total), ledger_load(&in->used.total));
-	sb_printf(b,
-		  "  %s tokens (input %" PRIu64 ", output %" PRIu64 ", cache creation %" PRIu64
-		  ", cache read %" PRIu64 ")",
-		  total, ledger_load(&in->used.n[METER_INPUT]),
-		  ledger_load(&in->used.n[METER_OUTPUT]),
-		  ledger_load(&in->used.n[METER_CACHE_CREATION]),
-		  ledger_load(&in->used.n[METER_CACHE_READ]));
+	render_buf_printf(b,
+			  "  %s tokens (input %" PRIu64 ", output %" PRIu64
+			  ", cache creation %" PRIu64 ", cache read %" PRIu64 ")",
+			  total, ledger_load(&in->used.n[METER_INPUT]),
+			  ledger_load(&in->used.n[METER_OUTPUT]),
+			  ledger_load(&in->used.n[METER_CACHE_CREATION]),
+			  ledger_load(&in->used.n[METER_CACHE_READ]));
 	/* tbwrap's price, then the CLI's own where a result line stated one (without one it is
 	 * unknown, not zero). */
 	uint64_t pusd = ledger_load(&in->used.pusd), micro = ledger_load(&in->cost_micro_usd);
 	bool has_cli = micro || ledger_load(&in->results);
 	if (pusd || has_cli) {
 		render_usd(cost, sizeof(cost), pusd);
-		sb_printf(b, "  %s", cost);
+		render_buf_printf(b, "  %s", cost);
 		if (has_cli) {
 			render_cost(cost, sizeof(cost), micro);
-			sb_printf(b, " (the CLI said %s)", cost);
+			render_buf_printf(b, " (the CLI said %s)", cost);
 		}
 	}
 	if (load32(&in->flags) & LEDGER_F_UNPRICED)
-		sb_printf(b, "  UNPRICED MODEL %.*s (at the highest rates)",
-			  (int)strnlen(in->model, sizeof(in->model)), in->model);
+		render_buf_printf(b, "  UNPRICED MODEL %.*s (at the highest rates)",
+				  (int)strnlen(in->model, sizeof(in->model)), in->model);
 	uint64_t refused = ledger_load(&in->refused_prediction);
 	uint64_t usd_refused = ledger_load(&in->usd_refused_prediction);
 	if (refused || usd_refused) {
@@ -348,31 +342,32 @@ static void sb_agent(struct sbuf *b, const struct ledger_header *h,
 		render_tokens(t, sizeof(t), refused);
 		render_usd(d, sizeof(d), usd_refused);
 		if (any_usd_limit(h))
-			sb_printf(b, "  next request (predicted %s, %s) refused", t, d);
+			render_buf_printf(b, "  next request (predicted %s, %s) refused", t, d);
 		else
-			sb_printf(b, "  next request (predicted %s) refused", t);
+			render_buf_printf(b, "  next request (predicted %s) refused", t);
 	}
 	uint64_t unrep = ledger_load(&in->unreported);
 	if (unrep) {
 		char t[32];
 		render_tokens(t, sizeof(t), ledger_load(&in->reserved));
-		sb_printf(b, "  + %" PRIu64 " call%s the CLI reported nowhere (%s held)", unrep,
-			  unrep == 1 ? "" : "s", t);
+		render_buf_printf(b, "  + %" PRIu64 " call%s the CLI reported nowhere (%s held)",
+				  unrep, unrep == 1 ? "" : "s", t);
 	}
 	if (in->flags & LEDGER_F_NESTED)
-		sb_printf(b, "  (nested)");
-	sb_printf(b, "\n");
+		render_buf_printf(b, "  (nested)");
+	render_buf_printf(b, "\n");
 }
 
 char *render_report(const struct ledger_header *h, const struct render_opts *o)
 {
-	struct sbuf b = {0};
+	struct render_buf b = {0};
 	uint32_t nc = n_commands(h), ni = n_instances(h);
 
-	sb_printf(&b, "BUDGET STATUS (%s mode)\n", h->mode == LEDGER_MODE_BLOCK ? "block" : "warn");
-	sb_printf(&b, "Overall: ");
+	render_buf_printf(&b, "BUDGET STATUS (%s mode)\n",
+			  h->mode == LEDGER_MODE_BLOCK ? "block" : "warn");
+	render_buf_printf(&b, "Overall: ");
 	sb_budget(&b, &h->overall, o);
-	sb_printf(&b, "\n");
+	render_buf_printf(&b, "\n");
 
 	if (nc > 0) {
 		/* Aligned like the seed's {name:<30}, but only as wide as the longest name. */
@@ -380,20 +375,20 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 		for (uint32_t i = 0; i < nc; i++)
 			if (name_len(h->commands[i].name) > w)
 				w = name_len(h->commands[i].name);
-		sb_printf(&b, "Command Budgets:\n");
+		render_buf_printf(&b, "Command Budgets:\n");
 		for (uint32_t i = 0; i < nc; i++) {
 			const struct ledger_budget *bd = &h->commands[i];
 			uint64_t agents = ledger_load(&bd->agents);
 			uint64_t refused = ledger_load(&bd->refused);
 			uint64_t stopped = ledger_load(&bd->stopped);
-			sb_printf(&b, "  %-*.*s ", w, name_len(bd->name), bd->name);
+			render_buf_printf(&b, "  %-*.*s ", w, name_len(bd->name), bd->name);
 			sb_budget(&b, bd, o);
-			sb_printf(&b, ", %" PRIu64 " agent%s", agents, plural(agents));
+			render_buf_printf(&b, ", %" PRIu64 " agent%s", agents, plural(agents));
 			if (refused)
-				sb_printf(&b, ", %" PRIu64 " refused", refused);
+				render_buf_printf(&b, ", %" PRIu64 " refused", refused);
 			if (stopped)
-				sb_printf(&b, ", %" PRIu64 " stopped", stopped);
-			sb_printf(&b, "\n");
+				render_buf_printf(&b, ", %" PRIu64 " stopped", stopped);
+			render_buf_printf(&b, "\n");
 		}
 	}
 
@@ -403,42 +398,43 @@ char *render_report(const struct ledger_header *h, const struct render_opts *o)
 		if (load32(&in->status) == LEDGER_INST_FREE)
 			continue;
 		if (!any)
-			sb_printf(&b, "Agents:\n");
+			render_buf_printf(&b, "Agents:\n");
 		any = true;
 		sb_agent(&b, h, in);
 	}
 	if (!any)
-		sb_printf(&b, "Agents: none\n");
-	return sb_finish(&b);
+		render_buf_printf(&b, "Agents: none\n");
+	return render_buf_finish(&b);
 }
 
 /* A budget on the live line: its token budget (or its usage when it has none but has a USD
  * budget), then its USD budget. */
-static void sb_live(struct sbuf *b, const struct ledger_budget *bd, const struct render_opts *o)
+static void sb_live(struct render_buf *b, const struct ledger_budget *bd,
+		    const struct render_opts *o)
 {
 	uint64_t limit = ledger_load(&bd->limit), usd_limit = ledger_load(&bd->usd_limit);
 	if (limit != LEDGER_NO_LIMIT || usd_limit == LEDGER_NO_LIMIT)
 		sb_amount(b, AMOUNT_TOKENS, ledger_load(&bd->used.total), limit, o);
 	if (usd_limit != LEDGER_NO_LIMIT) {
 		if (limit != LEDGER_NO_LIMIT)
-			sb_printf(b, " ");
+			render_buf_printf(b, " ");
 		sb_amount(b, AMOUNT_USD, ledger_load(&bd->used.pusd), usd_limit, o);
 	}
 }
 
 char *render_status_line(const struct ledger_header *h, const struct render_opts *o)
 {
-	struct sbuf b = {0};
+	struct render_buf b = {0};
 	uint32_t nc = n_commands(h), ni = n_instances(h);
 	uint64_t running = 0, refused = 0, stopped = 0;
 
-	sb_printf(&b, "tbwrap: overall ");
+	render_buf_printf(&b, "tbwrap: overall ");
 	sb_live(&b, &h->overall, o);
 	for (uint32_t i = 0; i < nc; i++) {
 		const struct ledger_budget *bd = &h->commands[i];
 		if (bd->limit == LEDGER_NO_LIMIT && bd->usd_limit == LEDGER_NO_LIMIT)
 			continue;
-		sb_printf(&b, " | %.*s ", name_len(bd->name), bd->name);
+		render_buf_printf(&b, " | %.*s ", name_len(bd->name), bd->name);
 		sb_live(&b, bd, o);
 	}
 	for (uint32_t i = 0; i < ni; i++) {
@@ -456,10 +452,10 @@ char *render_status_line(const struct ledger_header *h, const struct render_opts
 			break;
 		}
 	}
-	sb_printf(&b, " | %" PRIu64 " running", running);
+	render_buf_printf(&b, " | %" PRIu64 " running", running);
 	if (refused)
-		sb_printf(&b, ", %" PRIu64 " refused", refused);
+		render_buf_printf(&b, ", %" PRIu64 " refused", refused);
 	if (stopped)
-		sb_printf(&b, ", %" PRIu64 " stopped", stopped);
-	return sb_finish(&b);
+		render_buf_printf(&b, ", %" PRIu64 " stopped", stopped);
+	return render_buf_finish(&b);
 }

@@ -17,54 +17,6 @@
 #include "tbwrap/log.h"
 #include "tbwrap/render.h"
 
-/* A growable string. */
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...) TBWRAP_PRINTF(2, 3);
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-{
-	if (b->oom)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = true;
-			return;
-		}
-		if (b->p && b->len + (size_t)n < b->cap) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
-static char *bdone(struct buf *b)
-{
-	if (b->oom) {
-		free(b->p);
-		return NULL;
-	}
-	if (!b->p)
-		bprintf(b, "%s", "");
-	return b->p;
-}
-
 /* ---- collecting ------------------------------------------------------------------------- */
 
 struct vec {
@@ -266,31 +218,31 @@ char *histreport_json(const struct histreport *r, const struct histreport_filter
 	cJSON_Delete(root);
 	if (!s)
 		return NULL;
-	struct buf b = {0};
-	bprintf(&b, "%s\n", s);
+	struct render_buf b = {0};
+	render_buf_printf(&b, "%s\n", s);
 	cJSON_free(s);
-	return bdone(&b);
+	return render_buf_finish(&b);
 }
 
-static void describe_filter(struct buf *b, const struct histreport_filter *f)
+static void describe_filter(struct render_buf *b, const struct histreport_filter *f)
 {
 	char since[32] = "all time";
 	if (f->since_s)
 		snprintf(since, sizeof(since), "the last %llus", (unsigned long long)f->since_s);
-	bprintf(b, "scope %s, %s%s%s", f->scope ? f->scope : "all", since,
-		f->command ? ", command " : "", f->command ? f->command : "");
+	render_buf_printf(b, "scope %s, %s%s%s", f->scope ? f->scope : "all", since,
+			  f->command ? ", command " : "", f->command ? f->command : "");
 }
 
 char *histreport_text(const struct histreport *r, const struct histreport_filter *f)
 {
-	struct buf b = {0};
+	struct render_buf b = {0};
 	char t[5][32];
-	bprintf(&b, "HISTORY (");
+	render_buf_printf(&b, "HISTORY (");
 	describe_filter(&b, f);
-	bprintf(&b, "): %llu agent runs in %llu tbwrap runs\n", (unsigned long long)r->runs,
-		(unsigned long long)r->tbwrap_runs);
-	bprintf(&b, "%-20s %6s %10s %10s %8s %8s %8s %7s %7s\n", "command", "runs", "tokens", "USD",
-		"p50", "p75", "p95", "stopped", "refused");
+	render_buf_printf(&b, "): %llu agent runs in %llu tbwrap runs\n",
+			  (unsigned long long)r->runs, (unsigned long long)r->tbwrap_runs);
+	render_buf_printf(&b, "%-20s %6s %10s %10s %8s %8s %8s %7s %7s\n", "command", "runs",
+			  "tokens", "USD", "p50", "p75", "p95", "stopped", "refused");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct histreport_command *c = &r->c[i];
 		render_tokens(t[0], sizeof(t[0]), c->tokens);
@@ -298,41 +250,41 @@ char *histreport_text(const struct histreport *r, const struct histreport_filter
 		render_tokens(t[2], sizeof(t[2]), c->p75);
 		render_tokens(t[3], sizeof(t[3]), c->p95);
 		snprintf(t[4], sizeof(t[4]), "%.2f", usd(c->pusd));
-		bprintf(&b, "%-20s %6llu %10s %10s %8s %8s %8s %7llu %7llu\n", c->name,
-			(unsigned long long)c->runs, t[0], t[4], t[1], t[2], t[3],
-			(unsigned long long)c->stopped, (unsigned long long)c->refused);
+		render_buf_printf(&b, "%-20s %6llu %10s %10s %8s %8s %8s %7llu %7llu\n", c->name,
+				  (unsigned long long)c->runs, t[0], t[4], t[1], t[2], t[3],
+				  (unsigned long long)c->stopped, (unsigned long long)c->refused);
 	}
 	render_tokens(t[0], sizeof(t[0]), r->tokens);
 	snprintf(t[4], sizeof(t[4]), "%.2f", usd(r->pusd));
-	bprintf(&b, "%-20s %6llu %10s %10s %8s %8s %8s %7llu %7llu\n", "total",
-		(unsigned long long)r->runs, t[0], t[4], "", "", "", (unsigned long long)r->stopped,
-		(unsigned long long)r->refused);
-	return bdone(&b);
+	render_buf_printf(&b, "%-20s %6llu %10s %10s %8s %8s %8s %7llu %7llu\n", "total",
+			  (unsigned long long)r->runs, t[0], t[4], "", "", "",
+			  (unsigned long long)r->stopped, (unsigned long long)r->refused);
+	return render_buf_finish(&b);
 }
 
 /* ---- HTML ------------------------------------------------------------------------------- */
 
-static void html_escape(struct buf *b, const char *s)
+static void html_escape(struct render_buf *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
 		case '&':
-			bprintf(b, "&amp;");
+			render_buf_printf(b, "&amp;");
 			break;
 		case '<':
-			bprintf(b, "&lt;");
+			render_buf_printf(b, "&lt;");
 			break;
 		case '>':
-			bprintf(b, "&gt;");
+			render_buf_printf(b, "&gt;");
 			break;
 		case '"':
-			bprintf(b, "&quot;");
+			render_buf_printf(b, "&quot;");
 			break;
 		case '\'':
-			bprintf(b, "&#39;");
+			render_buf_printf(b, "&#39;");
 			break;
 		default:
-			bprintf(b, "%c", *s);
+			render_buf_printf(b, "%c", *s);
 		}
 	}
 }
@@ -343,7 +295,7 @@ static void html_escape(struct buf *b, const char *s)
 
 /* One polyline per command: x the agent's start time, y its tokens. */
 static int html_chart(struct history *h, const struct histreport *r,
-		      const struct histreport_filter *f, struct buf *b)
+		      const struct histreport_filter *f, struct render_buf *b)
 {
 	static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
 					     "#9467bd", "#8c564b", "#e377c2", "#17becf"};
@@ -374,7 +326,8 @@ static int html_chart(struct history *h, const struct histreport *r,
 		ymax = 1;
 	char top[32];
 	render_tokens(top, sizeof(top), ymax);
-	bprintf(b,
+	render_buf_printf(
+		b,
 		"<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
 		"viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"tokens per run over time\">\n"
 		"<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
@@ -395,7 +348,7 @@ static int html_chart(struct history *h, const struct histreport *r,
 		sqlite3_reset(st);
 		bind_filter(st, f);
 		sqlite3_bind_text(st, 4, r->c[i].name, -1, SQLITE_STATIC);
-		struct buf pts = {0};
+		struct render_buf pts = {0};
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			double x = CHART_PAD + (double)(col_u64(st, 0) - t0) *
 						       (CHART_W - 2 * CHART_PAD) /
@@ -403,58 +356,63 @@ static int html_chart(struct history *h, const struct histreport *r,
 			double y =
 				CHART_H - CHART_PAD -
 				(double)col_u64(st, 1) * (CHART_H - 2 * CHART_PAD) / (double)ymax;
-			bprintf(&pts, "%s%.1f,%.1f", pts.len ? " " : "", x, y);
+			render_buf_printf(&pts, "%s%.1f,%.1f", pts.len ? " " : "", x, y);
 		}
 		if (rc == SQLITE_DONE)
 			rc = SQLITE_OK;
-		char *p = bdone(&pts);
-		bprintf(b, "<polyline class=\"series\" data-command=\"");
+		char *p = render_buf_finish(&pts);
+		render_buf_printf(b, "<polyline class=\"series\" data-command=\"");
 		html_escape(b, r->c[i].name);
-		bprintf(b,
+		render_buf_printf(
+			b,
 			"\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"%s\"/>\n"
 			"<text x=\"%d\" y=\"%zu\" font-size=\"13\" fill=\"%s\">",
 			color, p ? p : "", CHART_W - CHART_PAD + 4 - 120, 20 + 16 * i, color);
 		html_escape(b, r->c[i].name);
-		bprintf(b, "</text>\n");
+		render_buf_printf(b, "</text>\n");
 		free(p);
 	}
 	sqlite3_finalize(st);
-	bprintf(b, "</svg>\n");
+	render_buf_printf(b, "</svg>\n");
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
 char *histreport_html(struct history *h, const struct histreport *r,
 		      const struct histreport_filter *f, char *err, size_t errlen)
 {
-	struct buf b = {0};
-	bprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	struct render_buf b = {0};
+	render_buf_printf(
+		&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
 		    "<title>tbwrap report</title>\n<style>body{font-family:sans-serif;margin:2em}"
 		    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;"
 		    "text-align:right}td:first-child,th:first-child{text-align:left}</style>\n"
 		    "</head><body>\n<h1>tbwrap report</h1>\n<p>");
-	struct buf d = {0};
+	struct render_buf d = {0};
 	describe_filter(&d, f);
-	char *ds = bdone(&d);
+	char *ds = render_buf_finish(&d);
 	html_escape(&b, ds ? ds : "");
 	free(ds);
-	bprintf(&b,
+	render_buf_printf(
+		&b,
 		": %llu agent runs in %llu tbwrap runs. Chart: tokens of each run of an agent "
 		"by the time it started.</p>\n",
 		(unsigned long long)r->runs, (unsigned long long)r->tbwrap_runs);
 	if (html_chart(h, r, f, &b) < 0) {
-		free(bdone(&b));
+		free(render_buf_finish(&b));
 		snprintf(err, errlen, "history %s: cannot read: %s", history_path(h),
 			 sqlite3_errmsg(history_db(h)));
 		return NULL;
 	}
-	bprintf(&b, "<table id=\"commands\"><tr><th>command</th><th>runs</th><th>tokens</th>"
-		    "<th>USD</th><th>p50</th><th>p75</th><th>p95</th><th>stopped</th>"
-		    "<th>refused</th></tr>\n");
+	render_buf_printf(&b,
+			  "<table id=\"commands\"><tr><th>command</th><th>runs</th><th>tokens</th>"
+			  "<th>USD</th><th>p50</th><th>p75</th><th>p95</th><th>stopped</th>"
+			  "<th>refused</th></tr>\n");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct histreport_command *c = &r->c[i];
-		bprintf(&b, "<tr><td>");
+		render_buf_printf(&b, "<tr><td>");
 		html_escape(&b, c->name);
-		bprintf(&b,
+		render_buf_printf(
+			&b,
 			"</td><td>%llu</td><td>%llu</td><td>%.2f</td><td>%llu</td><td>%llu</td>"
 			"<td>%llu</td><td>%llu</td><td>%llu</td></tr>\n",
 			(unsigned long long)c->runs, (unsigned long long)c->tokens, usd(c->pusd),
@@ -462,8 +420,8 @@ char *histreport_html(struct history *h, const struct histreport *r,
 			(unsigned long long)c->p95, (unsigned long long)c->stopped,
 			(unsigned long long)c->refused);
 	}
-	bprintf(&b, "</table>\n</body></html>\n");
-	char *s = bdone(&b);
+	render_buf_printf(&b, "</table>\n</body></html>\n");
+	char *s = render_buf_finish(&b);
 	if (!s)
 		snprintf(err, errlen, "out of memory");
 	return s;
@@ -491,12 +449,13 @@ static void count_text(char *buf, size_t len, uint64_t n)
 
 char *histreport_suggest(const struct histreport *r, unsigned margin_pct)
 {
-	struct buf b = {0}, flags = {0};
+	struct render_buf b = {0}, flags = {0};
 	char p[32], lim[32];
 	for (size_t i = 0; i < r->n; i++) {
 		const struct histreport_command *c = &r->c[i];
 		if (c->runs < HISTORY_ESTIMATE_MIN_RUNS) {
-			bprintf(&b, "# %s: %llu run%s, too few for a suggestion (%d needed)\n",
+			render_buf_printf(
+				&b, "# %s: %llu run%s, too few for a suggestion (%d needed)\n",
 				c->name, (unsigned long long)c->runs, c->runs == 1 ? "" : "s",
 				HISTORY_ESTIMATE_MIN_RUNS);
 			continue;
@@ -504,29 +463,31 @@ char *histreport_suggest(const struct histreport *r, unsigned margin_pct)
 		uint64_t l = histreport_suggest_limit(c->p95, margin_pct);
 		render_tokens(p, sizeof(p), c->p95);
 		count_text(lim, sizeof(lim), l);
-		bprintf(&b, "# %s: p95 %s of %llu runs + %u%% = %s\n", c->name, p,
-			(unsigned long long)c->runs, margin_pct, lim);
-		bprintf(&flags, " --command-budget %s=%s", c->name, lim);
+		render_buf_printf(&b, "# %s: p95 %s of %llu runs + %u%% = %s\n", c->name, p,
+				  (unsigned long long)c->runs, margin_pct, lim);
+		render_buf_printf(&flags, " --command-budget %s=%s", c->name, lim);
 	}
 	if (r->tbwrap_runs >= HISTORY_ESTIMATE_MIN_RUNS) {
 		uint64_t l = histreport_suggest_limit(r->run_p95, margin_pct);
 		render_tokens(p, sizeof(p), r->run_p95);
 		count_text(lim, sizeof(lim), l);
-		bprintf(&b, "# overall: p95 %s of %llu tbwrap runs + %u%% = %s\n", p,
-			(unsigned long long)r->tbwrap_runs, margin_pct, lim);
-		struct buf all = {0};
-		bprintf(&all, " --overall-token-budget %s%s", lim, flags.p ? flags.p : "");
-		free(bdone(&flags));
+		render_buf_printf(&b, "# overall: p95 %s of %llu tbwrap runs + %u%% = %s\n", p,
+				  (unsigned long long)r->tbwrap_runs, margin_pct, lim);
+		struct render_buf all = {0};
+		render_buf_printf(&all, " --overall-token-budget %s%s", lim,
+				  flags.p ? flags.p : "");
+		free(render_buf_finish(&flags));
 		flags = all;
 	}
-	char *fl = bdone(&flags);
+	char *fl = render_buf_finish(&flags);
 	if (fl && fl[0])
-		bprintf(&b, "tbwrap%s --\n", fl);
+		render_buf_printf(&b, "tbwrap%s --\n", fl);
 	else
-		bprintf(&b, "# nothing to suggest yet: fewer than %d runs of every command\n",
-			HISTORY_ESTIMATE_MIN_RUNS);
+		render_buf_printf(&b,
+				  "# nothing to suggest yet: fewer than %d runs of every command\n",
+				  HISTORY_ESTIMATE_MIN_RUNS);
 	free(fl);
-	return bdone(&b);
+	return render_buf_finish(&b);
 }
 
 /* ---- the command ------------------------------------------------------------------------ */

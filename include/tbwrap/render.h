@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "tbwrap/ledger.h"
+#include "tbwrap/log.h"
 
 #define RENDER_BAR_WIDTH 20
 #define RENDER_BAR_WIDTH_MAX 200
@@ -27,6 +28,19 @@ struct render_opts {
 	bool bars;  /* false with --disable-budget-visuals: numbers only */
 	int width;  /* bar cells; <= 0 means RENDER_BAR_WIDTH, capped at RENDER_BAR_WIDTH_MAX */
 };
+
+/* Growable text (the reports are built in one): after a failed allocation every append is a
+ * no-op and render_buf_finish gives NULL. Zero-initialised = empty. */
+struct render_buf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+void render_buf_printf(struct render_buf *b, const char *fmt, ...) TBWRAP_PRINTF(2, 3);
+
+/* The text (malloc'd, "" when nothing was appended), or NULL when an allocation failed. */
+char *render_buf_finish(struct render_buf *b);
 
 /* The seed's _format_tokens: >= 1e6 "%.1fM", >= 1e3 "%.1fK", else the plain number. A value
  * that would round up to "1000.0K" is shown as "1.0M" instead. Always NUL-terminates. */

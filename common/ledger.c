@@ -29,19 +29,6 @@
 /* What a supervisor's ledger carries once created: nobody can write it, resize it or unseal it. */
 #define LEDGER_SEALS (F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
-static void errf(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t now_realtime_ns(void)
 {
 	struct timespec ts;
@@ -93,17 +80,18 @@ uint32_t ledger_n_instances(const struct ledger_header *h)
 static int validate_config(const struct ledger_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->mode != LEDGER_MODE_WARN && cfg->mode != LEDGER_MODE_BLOCK) {
-		errf(err, errlen, "ledger: unknown mode %d", (int)cfg->mode);
+		log_error_into(err, errlen, "ledger: unknown mode %d", (int)cfg->mode);
 		return -1;
 	}
 	if (cfg->n_commands > LEDGER_MAX_BUDGETS) {
-		errf(err, errlen, "ledger: %zu command budgets, at most %d are supported",
-		     cfg->n_commands, LEDGER_MAX_BUDGETS);
+		log_error_into(err, errlen, "ledger: %zu command budgets, at most %d are supported",
+			       cfg->n_commands, LEDGER_MAX_BUDGETS);
 		return -1;
 	}
 	if (cfg->n_commands && (!cfg->command_names || !cfg->command_limits)) {
-		errf(err, errlen, "ledger: %zu command budgets given without names or limits",
-		     cfg->n_commands);
+		log_error_into(err, errlen,
+			       "ledger: %zu command budgets given without names or limits",
+			       cfg->n_commands);
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->n_commands; i++) {
@@ -111,19 +99,22 @@ static int validate_config(const struct ledger_config *cfg, char *err, size_t er
 		size_t len = name ? strlen(name) : 0;
 
 		if (len == 0) {
-			errf(err, errlen, "ledger: command budget %zu has an empty name", i + 1);
+			log_error_into(err, errlen, "ledger: command budget %zu has an empty name",
+				       i + 1);
 			return -1;
 		}
 		if (len >= LEDGER_NAME_LEN) {
-			errf(err, errlen,
-			     "ledger: command name \"%.20s...\" is %zu bytes long, at most %d "
-			     "allowed",
-			     name, len, LEDGER_NAME_LEN - 1);
+			log_error_into(
+				err, errlen,
+				"ledger: command name \"%.20s...\" is %zu bytes long, at most %d "
+				"allowed",
+				name, len, LEDGER_NAME_LEN - 1);
 			return -1;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(cfg->command_names[j], name) == 0) {
-				errf(err, errlen, "ledger: command \"%s\" has two budgets", name);
+				log_error_into(err, errlen,
+					       "ledger: command \"%s\" has two budgets", name);
 				return -1;
 			}
 		}
@@ -168,30 +159,34 @@ int ledger_create(struct ledger *l, const struct ledger_config *cfg, char *err, 
 		return -1;
 	fd = memfd_create("tbwrap-ledger", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0) {
-		errf(err, errlen, "ledger: memfd_create: %s (Linux 3.17 or later is needed)",
-		     strerror(errno));
+		log_error_into(err, errlen,
+			       "ledger: memfd_create: %s (Linux 3.17 or later is needed)",
+			       strerror(errno));
 		return -1;
 	}
 	if (ftruncate(fd, (off_t)size) < 0) {
-		errf(err, errlen,
-		     "ledger: cannot size the ledger to %zu bytes: %s (a file size limit? check "
-		     "ulimit -f)",
-		     size, strerror(errno));
+		log_error_into(
+			err, errlen,
+			"ledger: cannot size the ledger to %zu bytes: %s (a file size limit? check "
+			"ulimit -f)",
+			size, strerror(errno));
 		goto fail;
 	}
 	/* Every page now, so that running out of memory is this error and not a SIGBUS on the
 	 * first write to a page deep inside the table, in the middle of a run. */
 	rc = posix_fallocate(fd, 0, (off_t)size);
 	if (rc != 0) {
-		errf(err, errlen,
-		     "ledger: cannot reserve %zu bytes of memory for the ledger: %s (free memory, "
-		     "or raise the memory limit of this session)",
-		     size, strerror(rc));
+		log_error_into(err, errlen,
+			       "ledger: cannot reserve %zu bytes of memory for the ledger: %s "
+			       "(free memory, "
+			       "or raise the memory limit of this session)",
+			       size, strerror(rc));
 		goto fail;
 	}
 	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
-		errf(err, errlen, "ledger: cannot map %zu bytes: %s", size, strerror(errno));
+		log_error_into(err, errlen, "ledger: cannot map %zu bytes: %s", size,
+			       strerror(errno));
 		goto fail;
 	}
 	/* The command is forked from the supervisor: its copy of this mapping would last until its
@@ -201,9 +196,10 @@ int ledger_create(struct ledger *l, const struct ledger_config *cfg, char *err, 
 	fill_header(l->h, cfg);
 	/* After the writable mapping exists: the seal keeps it, and refuses every other. */
 	if (fcntl(fd, F_ADD_SEALS, LEDGER_SEALS) < 0) {
-		errf(err, errlen,
-		     "ledger: cannot seal the ledger: %s (F_SEAL_FUTURE_WRITE needs Linux 5.1)",
-		     strerror(errno));
+		log_error_into(
+			err, errlen,
+			"ledger: cannot seal the ledger: %s (F_SEAL_FUTURE_WRITE needs Linux 5.1)",
+			strerror(errno));
 		munmap(map, size);
 		l->h = NULL;
 		goto fail;
@@ -223,26 +219,28 @@ static int check_header(const struct ledger_header *h, size_t size, char *err, s
 	uint64_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE);
 
 	if (magic != LEDGER_MAGIC) {
-		errf(err, errlen,
-		     "ledger has a bad magic number (0x%016" PRIx64 ", expected 0x%016" PRIx64
-		     "): not a tbwrap ledger, or one of another tbwrap version",
-		     magic, LEDGER_MAGIC);
+		log_error_into(err, errlen,
+			       "ledger has a bad magic number (0x%016" PRIx64
+			       ", expected 0x%016" PRIx64
+			       "): not a tbwrap ledger, or one of another tbwrap version",
+			       magic, LEDGER_MAGIC);
 		return -1;
 	}
 	if (h->version != LEDGER_VERSION) {
-		errf(err, errlen, "ledger has version %" PRIu32 ", this tbwrap reads version %u",
-		     h->version, LEDGER_VERSION);
+		log_error_into(err, errlen,
+			       "ledger has version %" PRIu32 ", this tbwrap reads version %u",
+			       h->version, LEDGER_VERSION);
 		return -1;
 	}
 	if (h->header_size != sizeof(*h) || h->size != sizeof(*h) || size != sizeof(*h)) {
-		errf(err, errlen,
-		     "ledger records header size %" PRIu32 " and size %" PRIu64
-		     " in %zu bytes, expected %zu for all three",
-		     h->header_size, h->size, size, sizeof(*h));
+		log_error_into(err, errlen,
+			       "ledger records header size %" PRIu32 " and size %" PRIu64
+			       " in %zu bytes, expected %zu for all three",
+			       h->header_size, h->size, size, sizeof(*h));
 		return -1;
 	}
 	if (h->mode != LEDGER_MODE_WARN && h->mode != LEDGER_MODE_BLOCK) {
-		errf(err, errlen, "ledger has an unknown mode %" PRIu32, h->mode);
+		log_error_into(err, errlen, "ledger has an unknown mode %" PRIu32, h->mode);
 		return -1;
 	}
 	return 0;
@@ -256,27 +254,27 @@ int ledger_map_readonly(struct ledger *l, int fd, char *err, size_t errlen)
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
 	if (fstat(fd, &st) < 0) {
-		errf(err, errlen, "cannot stat the ledger: %s", strerror(errno));
+		log_error_into(err, errlen, "cannot stat the ledger: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
 	int seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0 || (seals & LEDGER_SEALS) != LEDGER_SEALS) {
-		errf(err, errlen,
-		     "the ledger received is not sealed: not from a tbwrap supervisor");
+		log_error_into(err, errlen,
+			       "the ledger received is not sealed: not from a tbwrap supervisor");
 		close(fd);
 		return -1;
 	}
 	if (st.st_size != (off_t)sizeof(struct ledger_header)) {
-		errf(err, errlen,
-		     "the ledger is %lld bytes, expected %zu (another tbwrap version?)",
-		     (long long)st.st_size, sizeof(struct ledger_header));
+		log_error_into(err, errlen,
+			       "the ledger is %lld bytes, expected %zu (another tbwrap version?)",
+			       (long long)st.st_size, sizeof(struct ledger_header));
 		close(fd);
 		return -1;
 	}
 	map = mmap(NULL, sizeof(struct ledger_header), PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
-		errf(err, errlen, "cannot map the ledger: %s", strerror(errno));
+		log_error_into(err, errlen, "cannot map the ledger: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}

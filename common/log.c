@@ -60,6 +60,17 @@ static void emit(int saved_errno, bool with_errno, const char *fmt, va_list ap)
 	}
 }
 
+int log_error_into(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
 void log_warn(const char *fmt, ...)
 {
 	int saved = errno;

@@ -78,18 +78,6 @@ static const struct opt opts[] = {
 	{"--profile", "NAME", OPT_PROFILE},
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (errlen > 0)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* Why s is not a count, or NULL when it is one (then *out holds it). */
 static const char *count_error(const char *s, uint64_t *out)
 {
@@ -188,21 +176,21 @@ static int parse_command_budget(struct cli_options *o, const char *v, bool is_us
 	const char *opt = is_usd ? "--command-usd-budget" : "--command-budget";
 	const char *eq = strchr(v, '=');
 	if (!eq || !is_command_name(v, (size_t)(eq - v)))
-		return fail(err, errlen, "%s '%s': expected %s", opt, v,
-			    is_usd ? FORM_COMMAND_USD : FORM_COMMAND_BUDGET);
+		return log_error_into(err, errlen, "%s '%s': expected %s", opt, v,
+				      is_usd ? FORM_COMMAND_USD : FORM_COMMAND_BUDGET);
 	size_t len = (size_t)(eq - v);
 	if (len >= LEDGER_NAME_LEN)
-		return fail(err, errlen, "%s '%s': command name longer than %d bytes", opt, v,
-			    LEDGER_NAME_LEN - 1);
+		return log_error_into(err, errlen, "%s '%s': command name longer than %d bytes",
+				      opt, v, LEDGER_NAME_LEN - 1);
 	uint64_t limit;
 	if (is_usd) {
 		if (prices_parse_usd(eq + 1, &limit) < 0)
-			return fail(err, errlen, "%s '%s': expected " FORM_USD " after '='", opt,
-				    v);
+			return log_error_into(err, errlen,
+					      "%s '%s': expected " FORM_USD " after '='", opt, v);
 	} else {
 		const char *why = count_error(eq + 1, &limit);
 		if (why)
-			return fail(err, errlen, "%s '%s': %s", opt, v, why);
+			return log_error_into(err, errlen, "%s '%s': %s", opt, v, why);
 	}
 	size_t k = 0;
 	while (k < o->n_commands &&
@@ -210,8 +198,8 @@ static int parse_command_budget(struct cli_options *o, const char *v, bool is_us
 		k++;
 	if (k == o->n_commands) {
 		if (o->n_commands >= LEDGER_MAX_BUDGETS)
-			return fail(err, errlen, "%s '%s': more than %d command budgets", opt, v,
-				    LEDGER_MAX_BUDGETS);
+			return log_error_into(err, errlen, "%s '%s': more than %d command budgets",
+					      opt, v, LEDGER_MAX_BUDGETS);
 		memcpy(o->command_names[k], v, len);
 		o->command_names[k][len] = '\0';
 		o->command_limits[k] = LEDGER_NO_LIMIT;
@@ -220,8 +208,8 @@ static int parse_command_budget(struct cli_options *o, const char *v, bool is_us
 	}
 	uint64_t *slot = is_usd ? &o->command_usd_limits[k] : &o->command_limits[k];
 	if (*slot != LEDGER_NO_LIMIT)
-		return fail(err, errlen, "%s '%s': %.*s already has a %sbudget", opt, v, (int)len,
-			    v, is_usd ? "USD " : "");
+		return log_error_into(err, errlen, "%s '%s': %.*s already has a %sbudget", opt, v,
+				      (int)len, v, is_usd ? "USD " : "");
 	*slot = limit;
 	return 0;
 }
@@ -245,11 +233,12 @@ static int parse_count_classes(struct cli_options *o, const char *v, char *err, 
 			if (strlen(names[k]) == n && !memcmp(names[k], p, n))
 				f = k;
 		if (f < 0)
-			return fail(err, errlen,
-				    "--count '%s': '%.*s' is not a class (expected %s)", v, (int)n,
-				    p, FORM_COUNT_CLASSES);
+			return log_error_into(err, errlen,
+					      "--count '%s': '%.*s' is not a class (expected %s)",
+					      v, (int)n, p, FORM_COUNT_CLASSES);
 		if (w[f])
-			return fail(err, errlen, "--count '%s': %s given twice", v, names[f]);
+			return log_error_into(err, errlen, "--count '%s': %s given twice", v,
+					      names[f]);
 		w[f] = 1;
 		if (!comma)
 			break;
@@ -264,7 +253,7 @@ static int parse_match(struct cli_options *o, bool *match_given, const char *v, 
 {
 	/* TBWRAP_MATCH is ':'-separated and compared with a basename: neither may appear. */
 	if (v[0] == '\0' || strchr(v, '/') || strchr(v, ':') || strlen(v) > CLI_MATCH_NAME_MAX)
-		return fail(
+		return log_error_into(
 			err, errlen,
 			"--match '%s': expected a program name (no '/' or ':', at most %d bytes)",
 			v, CLI_MATCH_NAME_MAX);
@@ -274,7 +263,8 @@ static int parse_match(struct cli_options *o, bool *match_given, const char *v, 
 		o->n_match = 0;
 	}
 	if (o->n_match >= CLI_MAX_MATCH)
-		return fail(err, errlen, "--match '%s': more than %d names", v, CLI_MAX_MATCH);
+		return log_error_into(err, errlen, "--match '%s': more than %d names", v,
+				      CLI_MAX_MATCH);
 	o->match[o->n_match++] = v;
 	return 0;
 }
@@ -312,21 +302,22 @@ static int parse_status(int argc, char **argv, int i, struct cli_options *o, cha
 			return 0;
 		}
 		if (a[0] == '-')
-			return fail(err, errlen,
-				    "status: unknown option '%s' (usage: tbwrap status "
-				    "[--disable-budget-visuals] [PID])",
-				    a);
+			return log_error_into(err, errlen,
+					      "status: unknown option '%s' (usage: tbwrap status "
+					      "[--disable-budget-visuals] [PID])",
+					      a);
 		if (pid_given)
-			return fail(err, errlen,
-				    "status: unexpected argument '%s' (usage: tbwrap "
-				    "status [--disable-budget-visuals] [PID])",
-				    a);
+			return log_error_into(err, errlen,
+					      "status: unexpected argument '%s' (usage: tbwrap "
+					      "status [--disable-budget-visuals] [PID])",
+					      a);
 		char *end;
 		errno = 0;
 		long pid = strtol(a, &end, 10);
 		if (a[0] < '0' || a[0] > '9' || *end != '\0' || errno || pid <= 0 || pid > INT_MAX)
-			return fail(err, errlen,
-				    "status '%s': expected the process id of a running tbwrap", a);
+			return log_error_into(
+				err, errlen,
+				"status '%s': expected the process id of a running tbwrap", a);
 		o->status_pid = (pid_t)pid;
 		pid_given = true;
 	}
@@ -347,22 +338,24 @@ static int parse_prices(int argc, char **argv, int i, struct cli_options *o, cha
 		const char *v = NULL;
 		if (strcmp(a, "--prices") == 0) {
 			if (i + 1 >= argc)
-				return fail(err, errlen,
-					    "prices: --prices: missing value (expected FILE)");
+				return log_error_into(
+					err, errlen,
+					"prices: --prices: missing value (expected FILE)");
 			v = argv[++i];
 		} else if (strncmp(a, "--prices=", 9) == 0) {
 			v = a + 9;
 		} else {
-			return fail(
+			return log_error_into(
 				err, errlen,
 				"prices: unexpected argument '%s' (usage: tbwrap prices [--prices "
 				"FILE])",
 				a);
 		}
 		if (o->prices)
-			return fail(err, errlen, "prices: --prices given twice");
+			return log_error_into(err, errlen, "prices: --prices given twice");
 		if (!*v)
-			return fail(err, errlen, "prices: --prices '': expected a file name");
+			return log_error_into(err, errlen,
+					      "prices: --prices '': expected a file name");
 		o->prices = v;
 	}
 	return 0;
@@ -390,9 +383,9 @@ static const struct opt *find_opt(const char *a, const char **inline_value)
 static int set_once(const char **slot, const char *name, const char *v, char *err, size_t errlen)
 {
 	if (*slot)
-		return fail(err, errlen, "%s given twice", name);
+		return log_error_into(err, errlen, "%s given twice", name);
 	if (v[0] == '\0')
-		return fail(err, errlen, "%s '': expected a non-empty value", name);
+		return log_error_into(err, errlen, "%s '': expected a non-empty value", name);
 	*slot = v;
 	return 0;
 }
@@ -410,19 +403,20 @@ static int parse_memory_option(struct cli_options *o, const struct opt *opt, con
 		return 0;
 	case OPT_WINDOW:
 		if (o->window_s)
-			return fail(err, errlen, "--window given twice");
+			return log_error_into(err, errlen, "--window given twice");
 		if (history_parse_duration(v, &o->window_s) < 0)
-			return fail(err, errlen,
-				    "--window '%s': expected a duration such as 90m, 24h or 7d "
-				    "(a whole number and s, m, h, d or w)",
-				    v);
+			return log_error_into(
+				err, errlen,
+				"--window '%s': expected a duration such as 90m, 24h or 7d "
+				"(a whole number and s, m, h, d or w)",
+				v);
 		return 0;
 	case OPT_SCOPE:
 		if (set_once(&o->scope, opt->name, v, err, errlen) < 0)
 			return -1;
 		if (strlen(v) >= HISTORY_SCOPE_MAX)
-			return fail(err, errlen, "--scope '%s': longer than %d bytes", v,
-				    HISTORY_SCOPE_MAX - 1);
+			return log_error_into(err, errlen, "--scope '%s': longer than %d bytes", v,
+					      HISTORY_SCOPE_MAX - 1);
 		return 0;
 	case OPT_PROFILES:
 		return set_once(&o->profiles, opt->name, v, err, errlen);
@@ -460,13 +454,16 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 		const char *v;
 		const struct opt *opt = find_opt(a, &v);
 		if (!opt)
-			return fail(err, errlen, "unknown option '%s' (see tbwrap --help)", a);
+			return log_error_into(err, errlen,
+					      "unknown option '%s' (see tbwrap --help)", a);
 		if (!opt->value_form && v)
-			return fail(err, errlen, "%s takes no value (got '%s')", opt->name, v);
+			return log_error_into(err, errlen, "%s takes no value (got '%s')",
+					      opt->name, v);
 		if (opt->value_form && !v) {
 			if (i + 1 >= argc)
-				return fail(err, errlen, "%s: missing value (expected %s)",
-					    opt->name, opt->value_form);
+				return log_error_into(err, errlen,
+						      "%s: missing value (expected %s)", opt->name,
+						      opt->value_form);
 			v = argv[++i];
 		}
 
@@ -474,11 +471,13 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 		switch (opt->id) {
 		case OPT_OVERALL:
 			if (overall_given)
-				return fail(err, errlen, "--overall-token-budget given twice");
+				return log_error_into(err, errlen,
+						      "--overall-token-budget given twice");
 			overall_given = true;
 			why = count_error(v, &o->overall_limit);
 			if (why)
-				return fail(err, errlen, "--overall-token-budget '%s': %s", v, why);
+				return log_error_into(err, errlen,
+						      "--overall-token-budget '%s': %s", v, why);
 			break;
 		case OPT_COMMAND_BUDGET:
 		case OPT_COMMAND_USD:
@@ -487,36 +486,40 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			break;
 		case OPT_OVERALL_USD:
 			if (overall_usd_given)
-				return fail(err, errlen, "--overall-usd-budget given twice");
+				return log_error_into(err, errlen,
+						      "--overall-usd-budget given twice");
 			overall_usd_given = true;
 			if (prices_parse_usd(v, &o->overall_usd_limit) < 0)
-				return fail(err, errlen,
-					    "--overall-usd-budget '%s': expected " FORM_USD, v);
+				return log_error_into(
+					err, errlen,
+					"--overall-usd-budget '%s': expected " FORM_USD, v);
 			break;
 		case OPT_PRICES:
 			if (o->prices)
-				return fail(err, errlen, "--prices given twice");
+				return log_error_into(err, errlen, "--prices given twice");
 			if (v[0] == '\0')
-				return fail(err, errlen, "--prices '': expected a file name");
+				return log_error_into(err, errlen,
+						      "--prices '': expected a file name");
 			o->prices = v;
 			break;
 		case OPT_COUNT:
 			if (count_given)
-				return fail(err, errlen, "--count given twice");
+				return log_error_into(err, errlen, "--count given twice");
 			count_given = true;
 			if (parse_count_classes(o, v, err, errlen) < 0)
 				return -1;
 			break;
 		case OPT_MODE:
 			if (mode_given)
-				return fail(err, errlen, "--budget-enforcement-mode given twice");
+				return log_error_into(err, errlen,
+						      "--budget-enforcement-mode given twice");
 			mode_given = true;
 			if (strcmp(v, "warn") == 0)
 				o->mode = LEDGER_MODE_WARN;
 			else if (strcmp(v, "block") == 0)
 				o->mode = LEDGER_MODE_BLOCK;
 			else
-				return fail(
+				return log_error_into(
 					err, errlen,
 					"--budget-enforcement-mode '%s': expected warn or block",
 					v);
@@ -526,7 +529,7 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			break;
 		case OPT_ESTIMATE:
 			if (estimate_given)
-				return fail(err, errlen, "--estimate given twice");
+				return log_error_into(err, errlen, "--estimate given twice");
 			estimate_given = true;
 			if (strcmp(v, "auto") == 0) {
 				o->estimate_auto = true;
@@ -534,7 +537,8 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			}
 			why = count_error(v, &o->estimate);
 			if (why)
-				return fail(err, errlen, "--estimate '%s': %s (or auto)", v, why);
+				return log_error_into(err, errlen, "--estimate '%s': %s (or auto)",
+						      v, why);
 			break;
 		case OPT_DRY_RUN:
 			o->dry_run = true;
@@ -545,9 +549,9 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			break;
 		case OPT_REPORT_JSON:
 			if (o->report_json)
-				return fail(err, errlen, "--report-json given twice");
+				return log_error_into(err, errlen, "--report-json given twice");
 			if (v[0] == '\0')
-				return fail(
+				return log_error_into(
 					err, errlen,
 					"--report-json '': expected a file name (or - for stdout)");
 			o->report_json = v;
@@ -574,9 +578,9 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 	o->estimate_given = estimate_given;
 
 	if (i >= argc)
-		return fail(err, errlen,
-			    "no command given (usage: tbwrap [OPTIONS] -- COMMAND "
-			    "[ARGS...]; see tbwrap --help)");
+		return log_error_into(err, errlen,
+				      "no command given (usage: tbwrap [OPTIONS] -- COMMAND "
+				      "[ARGS...]; see tbwrap --help)");
 	o->argv = argv + i;
 	o->argc = argc - i;
 	return 0;

@@ -65,18 +65,6 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS agents_scope_time ON agents (scope, started_ms);"
 	"CREATE INDEX IF NOT EXISTS agents_command_time ON agents (command, started_ms);";
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (errlen > 0)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* The cause of an SQLite failure and what to do about it, in words. */
 static int db_fail(struct history *h, int rc, const char *what, char *err, size_t errlen)
 {
@@ -94,7 +82,8 @@ static int db_fail(struct history *h, int rc, const char *what, char *err, size_
 	else
 		fix = "give another file with --history, or run with --no-history";
 	const char *msg = h && h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc);
-	return fail(err, errlen, "history %s: %s: %s (%s)", h ? h->path : "?", what, msg, fix);
+	return log_error_into(err, errlen, "history %s: %s: %s (%s)", h ? h->path : "?", what, msg,
+			      fix);
 }
 
 uint64_t history_now_ms(void)
@@ -192,26 +181,27 @@ int history_open(struct history **out, const char *path, bool create, int busy_m
 {
 	*out = NULL;
 	if (!path || !path[0])
-		return fail(err, errlen, "history: no file name");
+		return log_error_into(err, errlen, "history: no file name");
 	struct history *h = calloc(1, sizeof(*h));
 	if (!h)
-		return fail(err, errlen, "history %s: out of memory", path);
+		return log_error_into(err, errlen, "history %s: out of memory", path);
 	snprintf(h->path, sizeof(h->path), "%s", path);
 	if (create) {
 		if (make_parent(path) < 0) {
 			int e = errno;
 			free(h);
-			return fail(err, errlen,
-				    "history %s: cannot make its directory: %s (make it writable, "
-				    "or give another file with --history)",
-				    path, strerror(e));
+			return log_error_into(
+				err, errlen,
+				"history %s: cannot make its directory: %s (make it writable, "
+				"or give another file with --history)",
+				path, strerror(e));
 		}
 		/* The history is the user's own: created private (SQLite would use 0644). */
 		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			int e = errno;
 			free(h);
-			return fail(
+			return log_error_into(
 				err, errlen,
 				"history %s: cannot open: %s (make it writable, or give another "
 				"file with --history)",

@@ -26,18 +26,6 @@ extern const char tbwrap_prices_data_end[];
  * any count a call can have. */
 #define PRICES_MAX_RATE_MICRO UINT64_C(1000000000000)
 
-static int failf(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
-
-static int failf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (errlen > 0)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* A decimal with at most `places` decimals, scaled by 10^places, no sign, no exponent. Returns
  * false unless the whole word is one and it is at most max. */
 static bool parse_fixed(const char *s, size_t len, unsigned places, uint64_t max, uint64_t *out)
@@ -144,40 +132,45 @@ static int parse_row(struct price_row *r, const char *p, const char *end, unsign
 	struct word w[8], rest;
 	size_t n = split(p, end, w, 8, &rest);
 	if (n < 8)
-		return failf(err, errlen,
-			     "line %u: %zu column%s, expected 9: model prompt from input write_5m "
-			     "write_1h read output source",
-			     line, n, n == 1 ? "" : "s");
+		return log_error_into(
+			err, errlen,
+			"line %u: %zu column%s, expected 9: model prompt from input write_5m "
+			"write_1h read output source",
+			line, n, n == 1 ? "" : "s");
 	if (rest.len == 0)
-		return failf(err, errlen, "line %u: no source (where and when the rates were read)",
-			     line);
+		return log_error_into(err, errlen,
+				      "line %u: no source (where and when the rates were read)",
+				      line);
 	memset(r, 0, sizeof(*r));
 	r->line = line;
 	if (w[0].len >= PRICE_PATTERN_LEN)
-		return failf(err, errlen, "line %u: model pattern longer than %d bytes", line,
-			     PRICE_PATTERN_LEN - 1);
+		return log_error_into(err, errlen, "line %u: model pattern longer than %d bytes",
+				      line, PRICE_PATTERN_LEN - 1);
 	memcpy(r->pattern, w[0].s, w[0].len);
 	if (w[1].len == 1 && w[1].s[0] == '-') {
 		r->over = 0;
 	} else if (w[1].len < 2 || w[1].s[0] != '>' ||
 		   !parse_fixed(w[1].s + 1, w[1].len - 1, 0, UINT64_C(1) << 53, &r->over) ||
 		   r->over == 0) {
-		return failf(err, errlen,
-			     "line %u: prompt '%.*s' is not '-' or '>N' (N a token count above 0)",
-			     line, (int)w[1].len, w[1].s);
+		return log_error_into(
+			err, errlen,
+			"line %u: prompt '%.*s' is not '-' or '>N' (N a token count above 0)", line,
+			(int)w[1].len, w[1].s);
 	}
 	if (w[2].len == 1 && w[2].s[0] == '-')
 		r->from_day = PRICE_NO_DAY;
 	else if (!parse_day(w[2].s, w[2].len, &r->from_day))
-		return failf(err, errlen, "line %u: from '%.*s' is not '-' or a date YYYY-MM-DD",
-			     line, (int)w[2].len, w[2].s);
+		return log_error_into(err, errlen,
+				      "line %u: from '%.*s' is not '-' or a date YYYY-MM-DD", line,
+				      (int)w[2].len, w[2].s);
 	for (int c = 0; c < PRICE_NCLASSES; c++) {
 		const struct word *x = &w[3 + c];
 		if (!parse_fixed(x->s, x->len, 6, PRICES_MAX_RATE_MICRO, &r->rate[c]))
-			return failf(err, errlen,
-				     "line %u: %s rate '%.*s' is not a price in USD per million "
-				     "tokens (like 3 or 0.30, at most 6 decimals)",
-				     line, class_names[c], (int)x->len, x->s);
+			return log_error_into(
+				err, errlen,
+				"line %u: %s rate '%.*s' is not a price in USD per million "
+				"tokens (like 3 or 0.30, at most 6 decimals)",
+				line, class_names[c], (int)x->len, x->s);
 	}
 	size_t sl = rest.len < PRICE_SOURCE_LEN - 1 ? rest.len : PRICE_SOURCE_LEN - 1;
 	memcpy(r->source, rest.s, sl);
@@ -189,10 +182,10 @@ int prices_parse(struct price_table *t, const char *text, size_t len, const char
 {
 	memset(t, 0, sizeof(*t));
 	if (len > PRICES_MAX_BYTES)
-		return failf(err, errlen, "larger than %zu bytes: not a price table",
-			     PRICES_MAX_BYTES);
+		return log_error_into(err, errlen, "larger than %zu bytes: not a price table",
+				      PRICES_MAX_BYTES);
 	if (memchr(text, '\0', len))
-		return failf(err, errlen, "contains a NUL byte: not a text file");
+		return log_error_into(err, errlen, "contains a NUL byte: not a text file");
 	struct price_row *rows = NULL;
 	size_t n = 0, cap = 0;
 	unsigned line = 0;
@@ -207,15 +200,15 @@ int prices_parse(struct price_table *t, const char *text, size_t len, const char
 		if (q < le && *q != '#') {
 			if (n == PRICES_MAX_ROWS) {
 				free(rows);
-				return failf(err, errlen, "line %u: more than %d rows", line,
-					     PRICES_MAX_ROWS);
+				return log_error_into(err, errlen, "line %u: more than %d rows",
+						      line, PRICES_MAX_ROWS);
 			}
 			if (n == cap) {
 				size_t ncap = cap ? cap * 2 : 32;
 				struct price_row *nr = realloc(rows, ncap * sizeof(*rows));
 				if (!nr) {
 					free(rows);
-					return failf(err, errlen, "out of memory");
+					return log_error_into(err, errlen, "out of memory");
 				}
 				rows = nr;
 				cap = ncap;
@@ -230,7 +223,8 @@ int prices_parse(struct price_table *t, const char *text, size_t len, const char
 	}
 	if (n == 0) {
 		free(rows);
-		return failf(err, errlen, "no rows: a price table needs at least one model");
+		return log_error_into(err, errlen,
+				      "no rows: a price table needs at least one model");
 	}
 	t->rows = rows;
 	t->n = n;
@@ -248,7 +242,7 @@ int prices_load_builtin(struct price_table *t, char *err, size_t errlen)
 	char why[200];
 	if (prices_parse(t, tbwrap_prices_data, len, "built-in (data/prices.txt)", why,
 			 sizeof(why)) < 0)
-		return failf(err, errlen, "the built-in price table: %s", why);
+		return log_error_into(err, errlen, "the built-in price table: %s", why);
 	return 0;
 }
 
@@ -256,18 +250,18 @@ int prices_load_file(struct price_table *t, const char *path, char *err, size_t 
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return failf(err, errlen, "%s: %s", path, strerror(errno));
+		return log_error_into(err, errlen, "%s: %s", path, strerror(errno));
 	char *buf = malloc(PRICES_MAX_BYTES + 1);
 	if (!buf) {
 		fclose(f);
-		return failf(err, errlen, "%s: out of memory", path);
+		return log_error_into(err, errlen, "%s: out of memory", path);
 	}
 	size_t len = fread(buf, 1, PRICES_MAX_BYTES + 1, f);
 	int read_err = ferror(f) ? errno : 0;
 	fclose(f);
 	if (read_err) {
 		free(buf);
-		return failf(err, errlen, "%s: %s", path, strerror(read_err));
+		return log_error_into(err, errlen, "%s: %s", path, strerror(read_err));
 	}
 	char why[200];
 	int rc = prices_parse(t, buf, len, path, why, sizeof(why));
@@ -275,8 +269,8 @@ int prices_load_file(struct price_table *t, const char *path, char *err, size_t 
 	if (rc < 0) {
 		/* "FILE:LINE: reason" like a compiler, so that an editor can jump there. */
 		if (!strncmp(why, "line ", 5))
-			return failf(err, errlen, "%s:%s", path, why + 5);
-		return failf(err, errlen, "%s: %s", path, why);
+			return log_error_into(err, errlen, "%s:%s", path, why + 5);
+		return log_error_into(err, errlen, "%s: %s", path, why);
 	}
 	return 0;
 }

@@ -31,6 +31,9 @@ void log_set_writer(log_writer_fn *fn);
 
 void log_warn(const char *fmt, ...) TBWRAP_PRINTF(1, 2);
 void log_warn_errno(const char *fmt, ...) TBWRAP_PRINTF(1, 2);
+/* For functions that report a failure in a caller's buffer instead of printing it: formats one
+ * line into err (when errlen > 0; cut to fit) and returns -1. */
+int log_error_into(char *err, size_t errlen, const char *fmt, ...) TBWRAP_PRINTF(3, 4);
 /* Both die helpers end with _exit(): no atexit handlers, no stdio flush (safe inside a host). */
 noreturn void log_die(int status, const char *fmt, ...) TBWRAP_PRINTF(2, 3);
 noreturn void log_die_errno(int status, const char *fmt, ...) TBWRAP_PRINTF(2, 3);

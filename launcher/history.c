@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "tbwrap/log.h"
+#include "tbwrap/render.h"
 
 struct history {
 	sqlite3 *db;
@@ -374,20 +375,6 @@ const char *history_model_of_instance(const struct ledger_header *lh,
 	return n > 0 && n < sizeof(in->model) ? in->model : NULL;
 }
 
-static const char *status_word(uint32_t status)
-{
-	switch (status) {
-	case LEDGER_INST_REFUSED:
-		return "refused";
-	case LEDGER_INST_STOPPED:
-		return "stopped";
-	case LEDGER_INST_EXITED:
-		return "exited";
-	default:
-		return "running";
-	}
-}
-
 static int sync_agents(struct history *h, sqlite3_stmt *st, int64_t run_id,
 		       const struct ledger_header *lh, const struct history_run_info *r,
 		       uint64_t now_ms)
@@ -418,7 +405,7 @@ static int sync_agents(struct history *h, sqlite3_stmt *st, int64_t run_id,
 		if (model)
 			sqlite3_bind_text(st, 12, model, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 13, (sqlite3_int64)(end - start));
-		sqlite3_bind_text(st, 14, status_word(status), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 14, render_status_name(status), -1, SQLITE_STATIC);
 		if (exit_code >= 0 && status != LEDGER_INST_RUNNING)
 			sqlite3_bind_int(st, 15, exit_code);
 		sqlite3_bind_int(st, 16,

@@ -22,6 +22,7 @@
 #include "tbwrap/log.h"
 #include "tbwrap/render.h"
 #include "tbwrap/sat.h"
+#include "tbwrap/threshold.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
@@ -837,9 +838,28 @@ void ledger_describe_refusal(const struct ledger_refusal *why, char *buf, size_t
 			 kind, why->name, used, res, est, lim);
 }
 
+unsigned ledger_claim_thresholds(struct ledger_budget *b, enum amount_unit unit, unsigned crossed)
+{
+	uint32_t *warned = unit == AMOUNT_USD ? &b->usd_warned : &b->warned;
+	crossed &= THRESHOLD_ALL;
+	/* One fetch-or: of two claimers of the same bit, exactly one gets it. */
+	uint32_t before = __atomic_fetch_or(warned, crossed, __ATOMIC_RELAXED);
+	return crossed & ~before;
+}
+
 uint64_t ledger_budget_used(const struct ledger_budget *b)
 {
 	return used_of(b, AMOUNT_TOKENS);
+}
+
+uint64_t ledger_budget_used_in(const struct ledger_budget *b, enum amount_unit unit)
+{
+	return used_of(b, unit);
+}
+
+uint64_t ledger_budget_limit(const struct ledger_budget *b, enum amount_unit unit)
+{
+	return limit_of(b, unit);
 }
 
 static struct ledger_budget *budget_at(struct ledger *l, int idx)

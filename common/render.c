@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tbwrap/log.h"
+#include "tbwrap/threshold.h"
 
 #define CELL_FULL "\u2588"  /* █ */
 #define CELL_EMPTY "\u2591" /* ░ */
@@ -128,12 +129,12 @@ static uint64_t percent(uint64_t used, uint64_t limit)
 
 static const char *bar_color(uint64_t used, uint64_t limit)
 {
-	unsigned __int128 u = (unsigned __int128)used * 100;
-	if (u > (unsigned __int128)limit * 90)
-		return RENDER_RED;
-	if (u >= (unsigned __int128)limit * 70)
-		return RENDER_YELLOW;
-	return RENDER_GREEN;
+	static const char *const colour[] = {
+		[THRESHOLD_GREEN] = RENDER_GREEN,
+		[THRESHOLD_YELLOW] = RENDER_YELLOW,
+		[THRESHOLD_RED] = RENDER_RED,
+	};
+	return colour[threshold_band(used, limit)];
 }
 
 size_t render_bar(char *buf, size_t len, uint64_t used, uint64_t limit, const struct render_opts *o)

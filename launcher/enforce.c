@@ -11,6 +11,7 @@
 #include "sup.h"
 #include "tbwrap/log.h"
 #include "tbwrap/render.h"
+#include "tbwrap/threshold.h"
 
 static bool is_block(const struct sup *s)
 {
@@ -144,35 +145,30 @@ void enforce_stop_blind(struct sup *s, struct agent *a, const char *why)
 	begin_stop(s, a, why);
 }
 
+/* Says each threshold budget b has newly crossed in unit, once per run (common/threshold.c
+ * decides which, the ledger remembers what was said). */
 static void warn_thresholds(struct sup *s, struct ledger_budget *b, enum amount_unit unit)
 {
-	static const unsigned pct[] = {70, 90, 100};
-	bool is_usd = unit == AMOUNT_USD;
-	uint64_t limit = is_usd ? b->usd_limit : b->limit;
-	uint32_t *warned = is_usd ? &b->usd_warned : &b->warned;
+	uint64_t limit = ledger_budget_limit(b, unit);
 	if (limit == LEDGER_NO_LIMIT || limit == 0)
 		return;
-	uint64_t used = is_usd ? ledger_load(&b->used.pusd) + ledger_load(&b->usd_others)
-			       : ledger_budget_used(b);
-	for (unsigned i = 0; i < 3; i++) {
-		/* 100 % means exceeded (used > limit), like block mode's stop. */
-		bool crossed = pct[i] == 100 ? used > limit
-					     : (unsigned __int128)used * 100 >=
-						       (unsigned __int128)limit * pct[i];
-		if (!crossed || (*warned & (1u << i)))
+	uint64_t used = ledger_budget_used_in(b, unit);
+	unsigned say = ledger_claim_thresholds(b, unit, threshold_crossed(used, limit));
+	for (unsigned bit = 1; bit & THRESHOLD_ALL; bit <<= 1) {
+		if (!(say & bit))
 			continue;
-		__atomic_or_fetch(warned, 1u << i, __ATOMIC_RELAXED);
 		char u[32], lm[32];
 		render_amount(u, sizeof(u), unit, used);
 		render_amount(lm, sizeof(lm), unit, limit);
 		sup_clear_live(s);
 		const char *what = b->name[0] ? b->name : "overall";
-		const char *kind = is_usd ? " USD" : "";
-		if (pct[i] == 100)
+		const char *kind = unit == AMOUNT_USD ? " USD" : "";
+		if (bit == THRESHOLD_EXCEEDED)
 			log_warn("warning: %s%s budget exceeded: %s/%s%s", what, kind, u, lm,
 				 is_block(s) ? "" : " (warn mode: nothing is stopped)");
 		else
-			log_warn("warning: %s%s budget at %u%%: %s/%s", what, kind, pct[i], u, lm);
+			log_warn("warning: %s%s budget at %u%%: %s/%s", what, kind,
+				 threshold_percent(bit), u, lm);
 	}
 }
 

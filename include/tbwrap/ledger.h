@@ -275,8 +275,16 @@ bool ledger_has_limit(const struct ledger_budget *b, enum amount_unit unit);
 void ledger_set_others(struct ledger *l, int idx, uint64_t others);
 void ledger_set_others_usd(struct ledger *l, int idx, uint64_t pusd);
 
+/* Threshold warnings are said once per run: marks the THRESHOLD_* bits of crossed as reported
+ * for budget b in that unit and returns those that had not been (the ones to say now). */
+unsigned ledger_claim_thresholds(struct ledger_budget *b, enum amount_unit unit, unsigned crossed);
+
 /* What counts against budget b in tokens: this run's usage plus other runs' in the window. */
 uint64_t ledger_budget_used(const struct ledger_budget *b);
+
+/* The same in either unit, and b's limit in it (LEDGER_NO_LIMIT when none is set). */
+uint64_t ledger_budget_used_in(const struct ledger_budget *b, enum amount_unit unit);
+uint64_t ledger_budget_limit(const struct ledger_budget *b, enum amount_unit unit);
 
 /* Atomic load helpers for readers (status, report, render). */
 uint64_t ledger_load(const uint64_t *p);

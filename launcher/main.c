@@ -110,7 +110,7 @@ static void print_dry_run(const struct cli_options *o, const char *lib,
 		       (unsigned long long)o->overall_limit);
 	}
 	if (o->overall_usd_limit != LEDGER_NO_LIMIT) {
-		prices_format_usd(t, sizeof(t), o->overall_usd_limit);
+		render_usd(t, sizeof(t), o->overall_usd_limit);
 		printf("overall USD budget: %s\n", t);
 	}
 	for (size_t i = 0; i < o->n_commands; i++) {
@@ -120,7 +120,7 @@ static void print_dry_run(const struct cli_options *o, const char *lib,
 			       (unsigned long long)o->command_limits[i]);
 		}
 		if (o->command_usd_limits[i] != LEDGER_NO_LIMIT) {
-			prices_format_usd(t, sizeof(t), o->command_usd_limits[i]);
+			render_usd(t, sizeof(t), o->command_usd_limits[i]);
 			printf("command USD budget %s: %s\n", o->command_names[i], t);
 		}
 	}

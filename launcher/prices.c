@@ -408,13 +408,6 @@ int prices_print(FILE *f, const struct price_table *t)
 	return ferror(f) ? -1 : 0;
 }
 
-void prices_format_usd(char *buf, size_t len, uint64_t pico)
-{
-	/* Micro-USD, rounded half up. */
-	uint64_t micro = pico / 1000000 + (pico % 1000000 >= 500000);
-	snprintf(buf, len, "$%" PRIu64 ".%06" PRIu64, micro / 1000000, micro % 1000000);
-}
-
 int prices_parse_usd(const char *s, uint64_t *pico)
 {
 	if (*s == '$')

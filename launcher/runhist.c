@@ -143,8 +143,8 @@ int runhist_start(struct runhist *r, struct ledger *l, const struct cli_options 
 		if (b->usd_limit != LEDGER_NO_LIMIT && usd >= b->usd_limit) {
 			/* The USD window is spent: no agent could make one call. */
 			char u[32], lim[32], w[32];
-			prices_format_usd(u, sizeof(u), usd);
-			prices_format_usd(lim, sizeof(lim), b->usd_limit);
+			render_usd(u, sizeof(u), usd);
+			render_usd(lim, sizeof(lim), b->usd_limit);
 			window_text(w, sizeof(w), r->window_s);
 			bool block = o->mode == LEDGER_MODE_BLOCK;
 			log_warn("%s overall USD budget of scope %s over the last %s: used %s by "

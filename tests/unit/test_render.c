@@ -79,6 +79,16 @@ static void test_cost(void **state)
 		render_cost(buf, sizeof(buf), cases[i].micro);
 		assert_string_equal(buf, cases[i].s);
 	}
+	/* Pico-USD: to micro-USD rounded half up, then as render_cost. */
+	char buf[48];
+	render_usd(buf, sizeof(buf), UINT64_C(18375000000));
+	assert_string_equal(buf, "$0.018375");
+	render_usd(buf, sizeof(buf), UINT64_C(499999));
+	assert_string_equal(buf, "$0.00");
+	render_usd(buf, sizeof(buf), UINT64_C(500000));
+	assert_string_equal(buf, "$0.000001");
+	render_usd(buf, sizeof(buf), UINT64_C(5000000000000));
+	assert_string_equal(buf, "$5.00");
 }
 
 /* ---- bars ---- */

@@ -13,7 +13,7 @@
 #   result_usage FILE              the same four numbers from the CLI's json/stream-json result
 #   result_cost FILE               the CLI's own total_cost_usd from that result
 #   transcript_usage FILE          the same four numbers from a transcript, one call per message id
-#   ok / not_ok / skip / assert_eq / assert_contains   numbered TAP lines; plan printed at exit
+#   ok / not_ok / skip / assert_*  numbered TAP lines of tests/lib/tap.sh; plan printed at exit
 #
 # The version tested is E2E_CLAUDE_VERSION (default: CLAUDE_PINNED of tests/e2e/versions);
 # scripts/run-tests e2e runs every test once per version. Everything started here is stopped
@@ -26,63 +26,15 @@ source "$E2E_ROOT/tests/e2e/versions"
 E2E_CLAUDE_VERSION=${E2E_CLAUDE_VERSION:-$CLAUDE_PINNED}
 E2E_CLAUDE_IS_NODE=no
 E2E_CLAUDE_HELP=
-E2E_TESTS=0
-E2E_FAILED=0
 E2E_PIDS=()
 E2E_STANDIN_PID=
 E2E_STANDIN_N=0
 E2E_TMP=
 
-# --- TAP ---------------------------------------------------------------------------------------
+# --- TAP: ok, not_ok, skip, diag and the assert_* of tests/lib/tap.sh (got, want, name) ---------
 
-ok() {
-	E2E_TESTS=$((E2E_TESTS + 1))
-	echo "ok $E2E_TESTS - $1"
-}
-
-# not_ok NAME [DIAGNOSTIC...]: each diagnostic line is printed as a TAP comment.
-not_ok() {
-	E2E_TESTS=$((E2E_TESTS + 1))
-	E2E_FAILED=$((E2E_FAILED + 1))
-	echo "not ok $E2E_TESTS - $1"
-	shift
-	local line
-	for line in "$@"; do
-		while IFS= read -r l; do echo "#   $l"; done <<<"$line"
-	done
-}
-
-skip() {
-	E2E_TESTS=$((E2E_TESTS + 1))
-	echo "ok $E2E_TESTS - $1 # SKIP $2"
-}
-
-# assert_eq EXPECTED ACTUAL NAME
-assert_eq() {
-	if [[ $1 == "$2" ]]; then
-		ok "$3"
-	else
-		not_ok "$3" "expected: '$1'" "got:      '$2'"
-	fi
-}
-
-# assert_contains HAYSTACK NEEDLE NAME
-assert_contains() {
-	if [[ $1 == *"$2"* ]]; then
-		ok "$3"
-	else
-		not_ok "$3" "expected to contain: '$2'" "in: '${1:0:2000}'"
-	fi
-}
-
-# assert_match TEXT ERE NAME: TEXT has a line matching the extended regular expression.
-assert_match() {
-	if grep -qE -- "$2" <<<"$1"; then
-		ok "$3"
-	else
-		not_ok "$3" "expected a line matching: '$2'" "in: '${1:0:2000}'"
-	fi
-}
+# shellcheck source=tests/lib/tap.sh
+source "$E2E_ROOT/tests/lib/tap.sh"
 
 # --- lifetime ----------------------------------------------------------------------------------
 
@@ -102,8 +54,7 @@ e2e_cleanup() {
 			rm -rf "$E2E_TMP"
 		fi
 	fi
-	echo "1..$E2E_TESTS"
-	if ((E2E_FAILED > 0 && rc == 0)); then
+	if ! tap_plan && ((rc == 0)); then
 		rc=1
 	fi
 	exit "$rc"

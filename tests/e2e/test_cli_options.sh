@@ -18,7 +18,7 @@ if [[ ! -x $ARITY ]]; then
 fi
 
 help=$(claude_help)
-assert_match "$help" "^Usage: claude \[options\]" "claude --help prints commander's usage line"
+assert_line_match "$help" "^Usage: claude \[options\]" "claude --help prints commander's usage line"
 
 # parse_help: one line per option of the help's Options section, "ARITY SPELLING ARG" for each
 # spelling ("--allowedTools, --allowed-tools <tools...>" gives two lines), ARITY as the table
@@ -62,11 +62,11 @@ n_args=$(awk '$1 > 0' <<<"$parsed" | wc -l)
 echo "# Claude Code $(claude_version): $n_opts option spellings in --help, $n_args of them take a value"
 # The parser must have found the options every version has, read the right way, or the checks
 # below would pass on nothing.
-assert_eq "0 -p | 0 --print | 1 --output-format | 2 --allowedTools | 1 --resume | 0 --help" \
-	"$(for o in -p --print --output-format --allowedTools --resume --help; do
+assert_eq "$(for o in -p --print --output-format --allowedTools --resume --help; do
 		awk -v o="$o" '$2 == o { printf "%s %s", $1, $2; exit }' <<<"$parsed"
 		[[ $o == --help ]] || printf ' | '
-	done)" "--help read: -p/--print flags, --output-format a value, --allowedTools variadic, --resume optional"
+	done)" \
+	"0 -p | 0 --print | 1 --output-format | 2 --allowedTools | 1 --resume | 0 --help" "--help read: -p/--print flags, --output-format a value, --allowedTools variadic, --resume optional"
 
 # What the table says about each spelling.
 mapfile -t spellings < <(awk '{print $2}' <<<"$parsed")
@@ -103,4 +103,4 @@ wrong=$(while read -r want name _; do
 	got=${table[$name]:-missing}
 	[[ $got == 0 || $got == -1 ]] || echo "$name (the table: $(describe "$got"))"
 done <<<"$parsed")
-assert_eq "" "$wrong" "none of the $((n_opts - n_args)) flags of --help is in the table as taking a value"
+assert_eq "$wrong" "" "none of the $((n_opts - n_args)) flags of --help is in the table as taking a value"

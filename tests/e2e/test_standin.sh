@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 e2e_setup
 VERSION=$(claude_version)
-assert_eq "$VERSION" "$(claude --version | awk '{print $1}')" "Claude Code CLI $VERSION at $E2E_CLAUDE_BIN/claude"
+assert_eq "$(claude --version | awk '{print $1}')" "$VERSION" "Claude Code CLI $VERSION at $E2E_CLAUDE_BIN/claude"
 
 # What each version sends besides its agent loop, measured with -p and nonessential traffic off
 # (tests/standin/README). SIDE is the number of side calls (streamed, tool-less, to a small
@@ -44,7 +44,7 @@ check_kinds() {
 	want="head $((${6:-$HEAD} * $2)) main $3 side $side title ${5:-0} subagent 0 other 0"
 	local per="$SIDE side call per Bash run"
 	((SIDE == 0)) || per="$per, give or take one per process"
-	assert_eq "$want" "$seen" "$1: requests as Claude Code $VERSION makes them ($per; $HEAD HEAD per process)"
+	assert_eq "$seen" "$want" "$1: requests as Claude Code $VERSION makes them ($per; $HEAD HEAD per process)"
 }
 
 # --- the stand-in itself -----------------------------------------------------------------------
@@ -54,17 +54,17 @@ echo '{"turns": -1}' >"$bad"
 err=$(python3 "$E2E_ROOT/tests/standin/api_standin.py" --scenario "$bad" \
 	--port-file "$E2E_TMP/bad.port" --log "$E2E_TMP/bad.log" 2>&1)
 rc=$?
-assert_eq "2" "$rc" "stand-in: invalid scenario exits with status 2"
+assert_eq "$rc" "2" "stand-in: invalid scenario exits with status 2"
 assert_contains "$err" "'turns' must be an integer >= 0" "stand-in: invalid scenario names the bad field"
-assert_eq "no" "$([[ -e $E2E_TMP/bad.port ]] && echo yes || echo no)" "stand-in: invalid scenario writes no port file"
+assert_eq "$([[ -e $E2E_TMP/bad.port ]] && echo yes || echo no)" "no" "stand-in: invalid scenario writes no port file"
 echo '{"agents": 2, "agent_usage": {"input": -5}}' >"$bad"
 err=$(python3 "$E2E_ROOT/tests/standin/api_standin.py" --scenario "$bad" \
 	--port-file "$E2E_TMP/bad.port" --log "$E2E_TMP/bad.log" 2>&1)
-assert_eq "2: agent_usage.input must be an integer >= 0" "$?: ${err##*: }" "stand-in: a bad subagent field is refused and named"
+assert_eq "$?: ${err##*: }" "2: agent_usage.input must be an integer >= 0" "stand-in: a bad subagent field is refused and named"
 
 standin_start three_turns
 listen=$(ss -Hltn "sport = :$STANDIN_PORT" | awk '{print $4}' | sort -u | tr '\n' ' ')
-assert_eq "127.0.0.1:$STANDIN_PORT " "$listen" "stand-in listens on 127.0.0.1 only"
+assert_eq "$listen" "127.0.0.1:$STANDIN_PORT " "stand-in listens on 127.0.0.1 only"
 
 # --- one run per output mode -------------------------------------------------------------------
 
@@ -82,45 +82,45 @@ check_run() {
 	local out=$E2E_TMP/$name.out errf=$E2E_TMP/$name.err
 	run_claude "$out" "$errf" -p "/test" --allowedTools Bash "$@"
 	echo "# $name: claude exited $CLAUDE_RC after $CLAUDE_MS ms (4 API calls, 3 Bash runs)"
-	assert_eq "0" "$CLAUDE_RC" "$name: claude exits 0" || true
+	assert_eq "$CLAUDE_RC" "0" "$name: claude exits 0" || true
 	if ((CLAUDE_RC != 0)); then
 		echo "# stderr: $(head -c 2000 "$errf")"
 	fi
-	assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" 2>/dev/null | sed 's/ $//')" \
+	assert_eq "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" 2>/dev/null | sed 's/ $//')" "tool-ran tool-ran tool-ran" \
 		"$name: the Bash tool ran 3 times"
 
 	local truth
 	truth=$(cli_truth /test)
-	assert_eq "$expect" "$truth" "$name: stand-in billed the 4 calls of the main conversation"
-	assert_eq "4" "$(main_calls /test)" "$name: the main conversation made exactly 4 calls"
+	assert_eq "$truth" "$expect" "$name: stand-in billed the 4 calls of the main conversation"
+	assert_eq "$(main_calls /test)" "4" "$name: the main conversation made exactly 4 calls"
 	check_kinds "$name" 1 4 3
 	echo "# $name: side calls billed $(side_truth /test) (all calls: $(ground_truth /test))"
 
 	local sid
 	case $mode in
 	text)
-		assert_eq "Turn 3." "$(sed 's/ *$//' "$out")" "$name: stdout is the final answer"
+		assert_eq "$(sed 's/ *$//' "$out")" "Turn 3." "$name: stdout is the final answer"
 		sid=$(standin_sessions /test)
 		;;
 	*)
-		assert_eq "$truth" "$(result_usage "$out")" "$name: result usage equals the main conversation's calls"
+		assert_eq "$(result_usage "$out")" "$truth" "$name: result usage equals the main conversation's calls"
 		assert_model_usage "$name" "$out"
-		assert_match "$(result_cost "$out")" '^0\.[0-9]*[1-9][0-9]*$' "$name: the CLI's own total_cost_usd is a positive figure"
+		assert_line_match "$(result_cost "$out")" '^0\.[0-9]*[1-9][0-9]*$' "$name: the CLI's own total_cost_usd is a positive figure"
 		echo "# $name: the CLI's own cost: \$$(result_cost "$out")"
 		sid=$(result_field "$out" session_id)
-		assert_eq "$sid" "$(standin_sessions /test)" "$name: the stand-in saw the result's session id"
+		assert_eq "$(standin_sessions /test)" "$sid" "$name: the stand-in saw the result's session id"
 		;;
 	esac
 	if [[ $mode == partial ]]; then
 		local deltas
 		deltas=$(grep -c '"type":"stream_event".*"type":"message_delta".*"output_tokens":50' "$out")
-		assert_eq "4" "$deltas" "$name: 4 message_delta stream events carry output_tokens 50"
+		assert_eq "$deltas" "4" "$name: 4 message_delta stream events carry output_tokens 50"
 	fi
 
 	local transcript
 	if transcript=$(transcript_file "$sid"); then
 		ok "$name: transcript ${transcript#"$CLAUDE_CONFIG_DIR"/} exists"
-		assert_eq "$truth" "$(transcript_usage "$transcript")" "$name: transcript usage by message id equals the ground truth"
+		assert_eq "$(transcript_usage "$transcript")" "$truth" "$name: transcript usage by message id equals the ground truth"
 	else
 		not_ok "$name: transcript of session '$sid' exists under \$CLAUDE_CONFIG_DIR/projects" \
 			"$(find "$CLAUDE_CONFIG_DIR" -name '*.jsonl')"
@@ -152,18 +152,18 @@ rc_test=$?
 wait "$pid_slow"
 rc_slow=$?
 echo "# parallel /test + /slow: both done after $((($(date +%s%N) - t0) / 1000000)) ms"
-assert_eq "0 0" "$rc_test $rc_slow" "parallel: both instances exit 0"
+assert_eq "$rc_test $rc_slow" "0 0" "parallel: both instances exit 0"
 
 # /slow: 2 tool turns + final answer = 3 calls of 700/30/0/1500.
-assert_eq "$expect" "$(cli_truth /test)" "parallel: /test's main conversation is its own 4 calls"
-assert_eq "2100 90 0 4500" "$(cli_truth /slow)" "parallel: /slow's main conversation is its own 3 calls"
-assert_eq "$(cli_truth /test)" "$(result_usage "$E2E_TMP/par-test.out")" "parallel: /test result usage equals its main calls"
-assert_eq "$(cli_truth /slow)" "$(result_usage "$E2E_TMP/par-slow.out")" "parallel: /slow result usage equals its main calls"
+assert_eq "$(cli_truth /test)" "$expect" "parallel: /test's main conversation is its own 4 calls"
+assert_eq "$(cli_truth /slow)" "2100 90 0 4500" "parallel: /slow's main conversation is its own 3 calls"
+assert_eq "$(result_usage "$E2E_TMP/par-test.out")" "$(cli_truth /test)" "parallel: /test result usage equals its main calls"
+assert_eq "$(result_usage "$E2E_TMP/par-slow.out")" "$(cli_truth /slow)" "parallel: /slow result usage equals its main calls"
 assert_model_usage "parallel: /test" "$E2E_TMP/par-test.out"
 assert_model_usage "parallel: /slow" "$E2E_TMP/par-slow.out"
 check_kinds parallel 2 7 5
-assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" | sed 's/ $//')" "parallel: /test ran its 3 commands"
-assert_eq "slow-1 slow-2" "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" | sed 's/ $//')" "parallel: /slow ran its 2 commands in order"
+assert_eq "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" | sed 's/ $//')" "tool-ran tool-ran tool-ran" "parallel: /test ran its 3 commands"
+assert_eq "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" | sed 's/ $//')" "slow-1 slow-2" "parallel: /slow ran its 2 commands in order"
 overlap=$(python3 - "$STANDIN_LOG" <<'EOF'
 import json, sys
 spans = {}
@@ -188,10 +188,10 @@ fresh_config
 rm -f "$E2E_PROJECT/test.marker"
 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC='' run_claude "$E2E_TMP/title.out" "$E2E_TMP/title.err" \
 	-p "please run the tests" --allowedTools Bash --output-format json
-assert_eq "0" "$CLAUDE_RC" "title: claude exits 0"
+assert_eq "$CLAUDE_RC" "0" "title: claude exits 0"
 check_kinds title 1 4 3 "$TITLE" "$NE_HEAD"
-assert_eq "$expect" "$(cli_truth)" "title: the main conversation is the 4 agent calls"
-assert_eq "$(cli_truth)" "$(result_usage "$E2E_TMP/title.out")" "title: result usage equals the main conversation's calls"
+assert_eq "$(cli_truth)" "$expect" "title: the main conversation is the 4 agent calls"
+assert_eq "$(result_usage "$E2E_TMP/title.out")" "$(cli_truth)" "title: result usage equals the main conversation's calls"
 assert_model_usage "title (the title call included)" "$E2E_TMP/title.out"
 
 # --- how long a one-turn session takes ---------------------------------------------------------
@@ -200,5 +200,5 @@ standin_start one_turn
 fresh_config
 run_claude "$E2E_TMP/one.out" "$E2E_TMP/one.err" -p "/test" --output-format json
 echo "# one-turn session (1 API call, json): $CLAUDE_MS ms"
-assert_eq "0" "$CLAUDE_RC" "one-turn session exits 0"
-assert_eq "1000 50 200 3000" "$(result_usage "$E2E_TMP/one.out")" "one-turn session: result usage is the single call"
+assert_eq "$CLAUDE_RC" "0" "one-turn session exits 0"
+assert_eq "$(result_usage "$E2E_TMP/one.out")" "1000 50 200 3000" "one-turn session: result usage is the single call"

@@ -75,11 +75,11 @@ session() {
 scenario "echo ran >> marker" >"$E2E_TMP/plain.json"
 session plain "$E2E_TMP/plain.json"
 plain_rc=$RC plain_calls=$CALLS plain_truth=$TRUTH
-assert_eq "87" "$plain_rc" "without the attack: the agent is stopped for its budget (87)"
+assert_eq "$plain_rc" "87" "without the attack: the agent is stopped for its budget (87)"
 
 scenario "/usr/bin/python3 $U/attack.py $U/attack.log" "echo ran >> marker" >"$E2E_TMP/attack.json"
 session attack "$E2E_TMP/attack.json"
-assert_eq "87" "$RC" "with the attack: the agent is stopped for its budget all the same (87)"
+assert_eq "$RC" "87" "with the attack: the agent is stopped for its budget all the same (87)"
 if claude_is_node; then
 	# 1.0.x's side calls come as its own timing goes, each held as a call: where the stop
 	# falls varies from run to run, with or without the attack. What must hold: the budget,
@@ -95,7 +95,7 @@ if claude_is_node; then
 		not_ok "with the attack: billed within the budget and the prediction's error" "billed $billed > $allowed ($all_calls calls)"
 	fi
 else
-	assert_eq "$plain_calls" "$CALLS" "with the attack: the same $plain_calls calls reached the API"
+	assert_eq "$CALLS" "$plain_calls" "with the attack: the same $plain_calls calls reached the API"
 fi
 # Block mode never lets the request that does not fit leave: every billed call is complete.
 # 1.0.x writes each call's output as its stream's first snapshot (README, Limits) and its side
@@ -103,20 +103,20 @@ fi
 if claude_is_node; then
 	read -r ti _ tc tr <<<"$(cli_truth /test)"
 	read -r gi _ gc gr <<<"$(report_usage "$E2E_TMP/attack.json" /test)"
-	assert_eq "$ti $tc $tr" "$gi $gc $gr" "with the attack: the report holds the main calls' input and cache counts (1.0.x)"
+	assert_eq "$gi $gc $gr" "$ti $tc $tr" "with the attack: the report holds the main calls' input and cache counts (1.0.x)"
 else
-	assert_eq "$TRUTH" "$(report_usage "$E2E_TMP/attack.json" /test)" "with the attack: the report equals the billing"
+	assert_eq "$(report_usage "$E2E_TMP/attack.json" /test)" "$TRUTH" "with the attack: the report equals the billing"
 fi
 if ! claude_is_node; then
-	assert_eq "$(report_usage "$E2E_TMP/plain.json" /test)" "$(report_usage "$E2E_TMP/attack.json" /test)" \
+	assert_eq "$(report_usage "$E2E_TMP/attack.json" /test)" "$(report_usage "$E2E_TMP/plain.json" /test)" \
 		"with the attack: the report is the one of the session without it"
 fi
-assert_eq "stopped $LIMIT" "$(report_get "$E2E_TMP/attack.json" '[r["agents"][0]["status"], [c["limit"] for c in r["commands"] if c["name"] == "/test"][0]]')" \
+assert_eq "$(report_get "$E2E_TMP/attack.json" '[r["agents"][0]["status"], [c["limit"] for c in r["commands"] if c["name"] == "/test"][0]]')" "stopped $LIMIT" \
 	"with the attack: the budget and the verdict are tbwrap's own"
 
 log=$(cat "$U/attack.log" 2>/dev/null)
 while IFS= read -r line; do echo "#   $line"; done <<<"$log"
-assert_eq "done" "$(tail -n 1 <<<"$log")" "the attack ran to its end"
+assert_eq "$(tail -n 1 <<<"$log")" "done" "the attack ran to its end"
 expected=(
 	"PTRACE_ATTACH supervisor: blocked (EPERM)"
 	"PTRACE_SEIZE supervisor: blocked (EPERM)"
@@ -142,9 +142,9 @@ expected=(
 	"the supervisor answers after the flood: ok (status served)"
 )
 for want in "${expected[@]}"; do
-	assert_eq "1" "$(grep -cxF -- "$want" <<<"$log")" "attack: $want"
+	assert_eq "$(grep -cxF -- "$want" <<<"$log")" "1" "attack: $want"
 done
-assert_match "$log" '^map the ledger writable: blocked \(' "attack: map the ledger writable: blocked"
-assert_eq "" "$(grep -E 'SUCCEEDED|FAILED' <<<"$log")" "attack: nothing succeeded"
-assert_match "$(cat "$E2E_TMP/attack.err")" "^tbwrap: refused: process [0-9]+ tried to take over agent [0-9]+ \(ptrace\)$" \
+assert_line_match "$log" '^map the ledger writable: blocked \(' "attack: map the ledger writable: blocked"
+assert_eq "$(grep -E 'SUCCEEDED|FAILED' <<<"$log")" "" "attack: nothing succeeded"
+assert_line_match "$(cat "$E2E_TMP/attack.err")" "^tbwrap: refused: process [0-9]+ tried to take over agent [0-9]+ \(ptrace\)$" \
 	"the supervisor says who tried to take over the agent"

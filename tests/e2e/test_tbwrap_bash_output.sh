@@ -46,18 +46,18 @@ session() {
 
 session "$E2E_TMP/plain" no
 plain_ms=$MS
-assert_eq "0" "$RC" "without tbwrap: claude exits 0"
+assert_eq "$RC" "0" "without tbwrap: claude exits 0"
 session "$E2E_TMP/wrapped" yes
 echo "# 100,000-line Bash commands: unwrapped $plain_ms ms, under tbwrap $MS ms"
-assert_eq "0" "$RC" "under tbwrap: tbwrap exits 0"
+assert_eq "$RC" "0" "under tbwrap: tbwrap exits 0"
 
 for f in "${files[@]}"; do
-	assert_eq "100000" "$(wc -l <"$E2E_TMP/wrapped/$f" 2>/dev/null)" "under tbwrap: $f has 100,000 lines"
-	assert_eq "$(sha256sum <"$E2E_TMP/plain/$f")" "$(sha256sum <"$E2E_TMP/wrapped/$f" 2>/dev/null)" \
+	assert_eq "$(wc -l <"$E2E_TMP/wrapped/$f" 2>/dev/null)" "100000" "under tbwrap: $f has 100,000 lines"
+	assert_eq "$(sha256sum <"$E2E_TMP/wrapped/$f" 2>/dev/null)" "$(sha256sum <"$E2E_TMP/plain/$f")" \
 		"under tbwrap: $f has the same sha256 as without tbwrap"
 done
-assert_eq "$(seq 1 100000 | sha256sum)" "$(sha256sum <"$E2E_TMP/wrapped/seq.txt")" "under tbwrap: seq.txt is exactly seq 1 100000"
-assert_eq "line 100000 of the loop" "$(tail -n 1 "$E2E_TMP/wrapped/loop.txt")" "under tbwrap: the loop's last line is intact"
+assert_eq "$(sha256sum <"$E2E_TMP/wrapped/seq.txt")" "$(seq 1 100000 | sha256sum)" "under tbwrap: seq.txt is exactly seq 1 100000"
+assert_eq "$(tail -n 1 "$E2E_TMP/wrapped/loop.txt")" "line 100000 of the loop" "under tbwrap: the loop's last line is intact"
 
 # What the Bash tool handed back to the CLI (its stream-json tool results), run by run: 2.x
 # prints the tool's stdout in tool_use_result, 1.0.x only the tool_result block it sends back
@@ -80,7 +80,7 @@ for line in open(sys.argv[1]):
 PY
 }
 expect_tools=$(tool_outputs "$E2E_TMP/plain/out")
-assert_eq "$expect_tools" "$(tool_outputs "$E2E_TMP/wrapped/out")" \
+assert_eq "$(tool_outputs "$E2E_TMP/wrapped/out")" "$expect_tools" \
 	"under tbwrap: the three tool results (lengths, last lines) equal those without tbwrap"
 assert_contains "$expect_tools" "100000 seq.txt" "the first tool result is wc's '100000 seq.txt'"
 # (The Node build's side calls may differ in number between the runs: lib.sh, mask_side.)
@@ -127,9 +127,9 @@ if [[ -z $plain_saved && -z $wrapped_saved ]] && grep -q 'lines truncated\] \.\.
 		"Claude Code $(claude_version) saves no copy of a large tool output, it truncates it"
 	skip "under tbwrap: the saved copy is seq 1 100000" "Claude Code $(claude_version) saves no copy"
 elif [[ -f $wrapped_saved && -f $plain_saved ]]; then
-	assert_eq "$(sha256sum <"$plain_saved") $(wc -c <"$plain_saved")" "$(sha256sum <"$wrapped_saved") $(wc -c <"$wrapped_saved")" \
+	assert_eq "$(sha256sum <"$wrapped_saved") $(wc -c <"$wrapped_saved")" "$(sha256sum <"$plain_saved") $(wc -c <"$plain_saved")" \
 		"under tbwrap: the CLI's saved copy of the seq output ($(wc -c <"$wrapped_saved") bytes) equals the one without tbwrap"
-	assert_eq "$(seq 1 100000 | sha256sum)" "$( (cat "$wrapped_saved"; [[ $(tail -c 1 "$wrapped_saved") == "" ]] || echo) | sha256sum)" \
+	assert_eq "$( (cat "$wrapped_saved"; [[ $(tail -c 1 "$wrapped_saved") == "" ]] || echo) | sha256sum)" "$(seq 1 100000 | sha256sum)" \
 		"under tbwrap: the saved copy is seq 1 100000"
 else
 	not_ok "the CLI saved the large tool output to a file in both runs" "plain: '$plain_saved'" "wrapped: '$wrapped_saved'"
@@ -137,12 +137,12 @@ fi
 
 report=$E2E_TMP/wrapped/report.json
 cost=$(result_cost "$E2E_TMP/wrapped/out")
-assert_eq "4000 200 800 12000" "$(cli_truth /test)" "stand-in billed the 4 calls of the main conversation"
+assert_eq "$(cli_truth /test)" "4000 200 800 12000" "stand-in billed the 4 calls of the main conversation"
 # Every call billed, but (1.0.x) a side call the CLI cut off at its end (lib.sh, assert_model_usage).
 assert_model_usage "under tbwrap" "$E2E_TMP/wrapped/out"
 truth=$(usage_minus "$(ground_truth /test)" "$UNCOUNTED")
-assert_eq "$truth" "$(report_usage "$report" /test)" "report /test usage equals the ground truth (every call billed)"
-assert_eq "$truth" "$(report_usage "$report")" "report overall usage equals the ground truth"
-assert_eq "exited 0 $cost 0 0" \
-	"$(report_get "$report" '[r["agents"][0][k] for k in ("status", "exit_code", "cost_usd")] + [r["agents"][0]["anomalies"]["not_json"], r["agents"][0]["anomalies"]["oversize"]]')" \
+assert_eq "$(report_usage "$report" /test)" "$truth" "report /test usage equals the ground truth (every call billed)"
+assert_eq "$(report_usage "$report")" "$truth" "report overall usage equals the ground truth"
+assert_eq "$(report_get "$report" '[r["agents"][0][k] for k in ("status", "exit_code", "cost_usd")] + [r["agents"][0]["anomalies"]["not_json"], r["agents"][0]["anomalies"]["oversize"]]')" \
+	"exited 0 $cost 0 0" \
 	"report: agent exited 0, cost_usd the result line's \$$cost, no unparsable or oversize line"

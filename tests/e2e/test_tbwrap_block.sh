@@ -25,11 +25,11 @@ ledger_check() {
 	if claude_is_node; then
 		read -r wi _ wc wr <<<"$(cli_truth /test)"
 		read -r gi _ gc gr <<<"$(report_usage "$2" /test)"
-		assert_eq "$wi $wc $wr" "$gi $gc $gr" "$1: the ledger holds the main calls' input and cache counts (1.0.x)"
-		assert_eq "$(billed_of calls side /test)" "$(report_get "$2" 'sum(a["unreported_calls"] for a in r["agents"])')" \
+		assert_eq "$gi $gc $gr" "$wi $wc $wr" "$1: the ledger holds the main calls' input and cache counts (1.0.x)"
+		assert_eq "$(report_get "$2" 'sum(a["unreported_calls"] for a in r["agents"])')" "$(billed_of calls side /test)" \
 			"$1: each side call is held as a call reported nowhere (1.0.x)"
 	else
-		assert_eq "$(ground_truth /test)" "$(report_usage "$2" /test)" "$1: the ledger equals the billing"
+		assert_eq "$(report_usage "$2" /test)" "$(ground_truth /test)" "$1: the ledger equals the billing"
 	fi
 }
 
@@ -55,14 +55,14 @@ run_tbwrap "$out" "$out.err" --budget-enforcement-mode block --command-budget "/
 	--report-json "$report" -- claude -p /test --allowedTools Bash --output-format stream-json --verbose
 lines_at_return=$(wc -l <"$STANDIN_LOG")
 block_ms=$TBWRAP_MS
-assert_eq "87" "$TBWRAP_RC" "block: tbwrap exits 87 (an agent was stopped for its budget)"
+assert_eq "$TBWRAP_RC" "87" "block: tbwrap exits 87 (an agent was stopped for its budget)"
 if [[ ! -s $report ]]; then
 	not_ok "block: tbwrap wrote the report" "$(head -c 2000 "$out.err")"
 	exit 1
 fi
 pid=$(report_get "$report" 'r["agents"][0]["pid"]')
 sid=$(standin_sessions /test)
-assert_eq "1" "$(wc -l <<<"$sid")" "block: the stand-in saw one session"
+assert_eq "$(wc -l <<<"$sid")" "1" "block: the stand-in saw one session"
 billed=$(sum_of "$(ground_truth /test)")
 tb_calls=$(billed_calls /test)
 tb_main=$(main_calls /test)
@@ -72,16 +72,16 @@ else
 	not_ok "block: billed within the budget" "billed $billed in $tb_calls calls"
 fi
 sleep 1 # anything the stopped agent still had queued would arrive now
-assert_eq "$lines_at_return" "$(wc -l <"$STANDIN_LOG")" "block: a second after tbwrap returned, no request of any kind"
-assert_eq "1" "$(grep -cE "^tbwrap: stopping agent $pid \(/test\): its next request does not fit command budget /test: used [0-9.]+K \+ reserved [0-9.]+K? \+ predicted [0-9.]+K > limit 10\.0K \(block mode\)$" "$out.err")" \
+assert_eq "$(wc -l <"$STANDIN_LOG")" "$lines_at_return" "block: a second after tbwrap returned, no request of any kind"
+assert_eq "$(grep -cE "^tbwrap: stopping agent $pid \(/test\): its next request does not fit command budget /test: used [0-9.]+K \+ reserved [0-9.]+K? \+ predicted [0-9.]+K > limit 10\.0K \(block mode\)$" "$out.err")" "1" \
 	"block: one line names the budget, used, reserved and the refused request's prediction"
-assert_eq "stopped 87" "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
+assert_eq "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" "stopped 87" \
 	"block: report: agent stopped, exit_code 87 (not the 0 the CLI exits with after SIGINT)"
-assert_eq "1 0 1 0" "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"], c["overshoot"]] for c in r["commands"] if c["name"] == "/test"][0]')" \
+assert_eq "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"], c["overshoot"]] for c in r["commands"] if c["name"] == "/test"][0]')" "1 0 1 0" \
 	"block: report: /test stopped 1, refused 0, agents 1, overshoot 0"
 ledger_check "block" "$report"
 edge_check "block" "$report"
-assert_eq "$(main_calls /test)" "$(wc -l <"$E2E_PROJECT/block.marker" 2>/dev/null || echo 0)" \
+assert_eq "$(wc -l <"$E2E_PROJECT/block.marker" 2>/dev/null || echo 0)" "$(main_calls /test)" \
 	"block: the Bash tool ran once for each main call made (the next call never left)"
 
 # --- text mode: the usage arrives with the transcript ------------------------------------------
@@ -97,14 +97,14 @@ run_tbwrap "$out" "$out.err" --budget-enforcement-mode block --command-budget "/
 	--report-json "$report" -- claude -p /test --allowedTools Bash
 lines_at_return=$(wc -l <"$STANDIN_LOG")
 text_calls=$(billed_calls /test)
-assert_eq "87" "$TBWRAP_RC" "block, text mode: tbwrap exits 87"
+assert_eq "$TBWRAP_RC" "87" "block, text mode: tbwrap exits 87"
 # 1.0.x makes its side calls as its own timing goes: the main calls are the session's.
-assert_eq "$tb_main" "$(main_calls /test)" "block, text mode: the same $tb_main main calls as in stream-json mode"
+assert_eq "$(main_calls /test)" "$tb_main" "block, text mode: the same $tb_main main calls as in stream-json mode"
 sleep 1
-assert_eq "$lines_at_return" "$(wc -l <"$STANDIN_LOG")" "block, text mode: no request after tbwrap returned"
-assert_match "$(cat "$out.err")" "tbwrap: stopping agent [0-9]+ \(/test\): its next request (would|does) not fit command budget /test" \
+assert_eq "$(wc -l <"$STANDIN_LOG")" "$lines_at_return" "block, text mode: no request after tbwrap returned"
+assert_line_match "$(cat "$out.err")" "tbwrap: stopping agent [0-9]+ \(/test\): its next request (would|does) not fit command budget /test" \
 	"block, text mode: the stop names the request that would not fit"
-assert_eq "stopped 87" "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
+assert_eq "$(report_get "$report" '[r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" "stopped 87" \
 	"block, text mode: report: agent stopped, exit_code 87"
 ledger_check "block, text mode" "$report"
 edge_check "block, text mode" "$report"
@@ -128,22 +128,22 @@ export STANDIN_LOG
 run_tbwrap "$E2E_TMP/refuse.out" "$E2E_TMP/refuse.err" --budget-enforcement-mode block \
 	--command-budget "/test=$LIMIT" --report-json "$report" -- bash "$E2E_TMP/refuse.sh"
 echo "# script with a stopped and a refused agent: tbwrap exited $TBWRAP_RC (the script's own status)"
-assert_eq "87 86" "$(cat "$E2E_PROJECT/a1.status") $(cat "$E2E_PROJECT/a2.status")" \
+assert_eq "$(cat "$E2E_PROJECT/a1.status") $(cat "$E2E_PROJECT/a2.status")" "87 86" \
 	"refuse: first agent stopped (87), second refused with exit 86"
 pid2=$(report_get "$report" '[a["pid"] for a in r["agents"] if a["status"] == "refused"][0]')
 # The second agent's first call is predicted as the first agent's first call (4250: "4.2K"), not
 # as --estimate (1000), which would have fitted and then crossed the budget.
-assert_match "$(cat "$E2E_PROJECT/a2.err")" "^tbwrap\[$pid2\]: refused command budget /test: used [0-9.]+K \+ reserved [0-9.]+K? \+ estimate 4\.2K > limit 10\.0K \(block mode\)$" \
+assert_line_match "$(cat "$E2E_PROJECT/a2.err")" "^tbwrap\[$pid2\]: refused command budget /test: used [0-9.]+K \+ reserved [0-9.]+K? \+ estimate 4\.2K > limit 10\.0K \(block mode\)$" \
 	"refuse: the refused agent's one line: its estimate is the first agent's first call (4.2K)"
-assert_eq "" "$(cat "$E2E_PROJECT/a2.out")" "refuse: the refused agent printed nothing on stdout"
-assert_eq "$(cat "$E2E_PROJECT/log.before")" "$(cat "$E2E_PROJECT/log.after")" \
+assert_eq "$(cat "$E2E_PROJECT/a2.out")" "" "refuse: the refused agent printed nothing on stdout"
+assert_eq "$(cat "$E2E_PROJECT/log.after")" "$(cat "$E2E_PROJECT/log.before")" \
 	"refuse: the stand-in received no request at all from the refused agent"
-assert_eq "1" "$(standin_sessions /test | wc -l)" "refuse: only the first agent's session reached the stand-in"
-assert_eq "stopped refused" "$(report_get "$report" '[a["status"] for a in r["agents"]]')" \
+assert_eq "$(standin_sessions /test | wc -l)" "1" "refuse: only the first agent's session reached the stand-in"
+assert_eq "$(report_get "$report" '[a["status"] for a in r["agents"]]')" "stopped refused" \
 	"refuse: report lists the stopped agent, then the refused one"
-assert_eq "1 1 1 0" "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"], c["overshoot"]] for c in r["commands"] if c["name"] == "/test"][0]')" \
+assert_eq "$(report_get "$report" '[[c["stopped"], c["refused"], c["agents"], c["overshoot"]] for c in r["commands"] if c["name"] == "/test"][0]')" "1 1 1 0" \
 	"refuse: report: /test stopped 1, refused 1, agents 1 (a refused agent never ran), overshoot 0"
-assert_eq "0 0 0 0" "$(report_get "$report" '[a["usage"][k] for a in r["agents"] if a["status"] == "refused" for k in ("input", "output", "cache_creation", "cache_read")]')" \
+assert_eq "$(report_get "$report" '[a["usage"][k] for a in r["agents"] if a["status"] == "refused" for k in ("input", "output", "cache_creation", "cache_read")]')" "0 0 0 0" \
 	"refuse: the refused agent used nothing"
 ledger_check "refuse" "$report"
 
@@ -158,7 +158,7 @@ if skip_unless_option --max-budget-usd "max-budget-usd: the same session under t
 	standin_start "$E2E_TMP/one_call.json"
 	run_claude "$E2E_TMP/one.out" "$E2E_TMP/one.err" -p /test --output-format json
 	per_call=$(result_cost "$E2E_TMP/one.out")
-	assert_eq "0 1" "$CLAUDE_RC $(main_calls /test)" "max-budget-usd: a one-call session gives the CLI's price of a call (\$$per_call)"
+	assert_eq "$CLAUDE_RC $(main_calls /test)" "0 1" "max-budget-usd: a one-call session gives the CLI's price of a call (\$$per_call)"
 
 	standin_start block
 	rm -f "$E2E_PROJECT/block.marker"
@@ -177,15 +177,15 @@ k = 1
 while k * per <= lim + 1e-12:
     k += 1
 print(k, round(k * per, 6))" "${per_call:-0}" "$USD_LIMIT")"
-	assert_eq "1" "$CLAUDE_RC" "max-budget-usd: claude exits 1"
-	assert_eq "Reached maximum budget (\$$USD_LIMIT)" "$(result_field "$out" errors | tr -d "[]'")" \
+	assert_eq "$CLAUDE_RC" "1" "max-budget-usd: claude exits 1"
+	assert_eq "$(result_field "$out" errors | tr -d "[]'")" "Reached maximum budget (\$$USD_LIMIT)" \
 		"max-budget-usd: the result line's errors name the USD budget"
-	assert_eq "error_max_budget_usd" "$(result_field "$out" subtype)" "max-budget-usd: result subtype error_max_budget_usd"
-	assert_eq "$usd_expect" "$usd_calls" "max-budget-usd: stopped after call $usd_expect, the first to take the cost over \$$USD_LIMIT"
-	assert_eq "$usd_expect_cost" "$(python3 -c 'import sys; print(round(float(sys.argv[1] or 0), 6))' "$usd_cost")" \
+	assert_eq "$(result_field "$out" subtype)" "error_max_budget_usd" "max-budget-usd: result subtype error_max_budget_usd"
+	assert_eq "$usd_calls" "$usd_expect" "max-budget-usd: stopped after call $usd_expect, the first to take the cost over \$$USD_LIMIT"
+	assert_eq "$(python3 -c 'import sys; print(round(float(sys.argv[1] or 0), 6))' "$usd_cost")" "$usd_expect_cost" \
 		"max-budget-usd: its total_cost_usd is $usd_expect calls at its own price"
 	# Its result line's "usage" leaves out the last call; modelUsage holds the whole session.
-	assert_eq "$(ground_truth /test)" "$(result_model_usage "$out")" "max-budget-usd: its result's modelUsage is every call in full"
+	assert_eq "$(result_model_usage "$out")" "$(ground_truth /test)" "max-budget-usd: its result's modelUsage is every call in full"
 	echo "# max-budget-usd: the result line's own usage field says $(result_usage "$out") (one call short)"
 
 	# The same run under tbwrap (warn mode, no budget): the ledger is the whole truth although
@@ -195,11 +195,11 @@ print(k, round(k * per, 6))" "${per_call:-0}" "$USD_LIMIT")"
 	report=$E2E_TMP/usd.json
 	run_tbwrap "$out" "$out.err" --report-json "$report" -- claude -p /test --allowedTools Bash \
 		--output-format stream-json --verbose --max-budget-usd "$USD_LIMIT"
-	assert_eq "1" "$TBWRAP_RC" "max-budget-usd under tbwrap: the CLI's exit status 1 passes through"
-	assert_eq "$(ground_truth /test)" "$(report_usage "$report" /test)" \
+	assert_eq "$TBWRAP_RC" "1" "max-budget-usd under tbwrap: the CLI's exit status 1 passes through"
+	assert_eq "$(report_usage "$report" /test)" "$(ground_truth /test)" \
 		"max-budget-usd under tbwrap: report /test usage equals the ground truth ($usd_expect calls)"
-	assert_eq "exited 1 error_max_budget_usd $(result_cost "$out")" \
-		"$(report_get "$report" '[r["agents"][0][k] for k in ("status", "exit_code", "result_subtype", "cost_usd")]')" \
+	assert_eq "$(report_get "$report" '[r["agents"][0][k] for k in ("status", "exit_code", "result_subtype", "cost_usd")]')" \
+		"exited 1 error_max_budget_usd $(result_cost "$out")" \
 		"max-budget-usd under tbwrap: agent exited 1, subtype error_max_budget_usd, cost_usd the result line's"
 	usd_summary="# --max-budget-usd $USD_LIMIT: stopped after $usd_calls calls, between calls (the last one complete), \$$(printf '%.4f' "$usd_cost") = $(sum_of "$(ground_truth /test)") tokens, exit 1, ${usd_ms} ms; per instance only, a new instance starts from \$0"
 fi

@@ -24,7 +24,7 @@ for ((i = 0; i < 300; i++)); do
 	[[ $(billed_calls /test) -ge 1 ]] && break
 	sleep 0.05
 done
-assert_eq "1" "$(($(billed_calls /test) >= 1))" "the session was under way when tbwrap was killed"
+assert_eq "$(($(billed_calls /test) >= 1))" "1" "the session was under way when tbwrap was killed"
 kill -KILL "$tb"
 wait "$tb" 2>/dev/null
 # The agent must end by itself; the bound only turns a hang into a failure.
@@ -36,7 +36,7 @@ assert_contains "$(cat "$err")" "claude-rc=88" "the agent exited 88 (supervisor 
 assert_contains "$(cat "$err")" "supervisor is gone; stopping this agent" "the agent said why"
 calls=$(billed_calls /test)
 sleep 1
-assert_eq "$calls" "$(billed_calls /test)" "no request from the agent after it stopped"
+assert_eq "$(billed_calls /test)" "$calls" "no request from the agent after it stopped"
 # A tbwrap killed with SIGKILL leaves nothing behind: its ledger was a memfd, its socket abstract.
-assert_eq "0:0" "$(find /dev/shm -maxdepth 1 -name "tbwrap-*" | wc -l | tr -d ' '):$(grep -c "@tbwrap-$(id -u)-$tb-" /proc/net/unix)" \
+assert_eq "$(find /dev/shm -maxdepth 1 -name "tbwrap-*" | wc -l | tr -d ' '):$(grep -c "@tbwrap-$(id -u)-$tb-" /proc/net/unix)" "0:0" \
 	"the killed tbwrap left no ledger in /dev/shm and no socket"

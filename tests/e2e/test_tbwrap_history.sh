@@ -48,18 +48,18 @@ for sc in history history history_big history_long; do
 	session p75 -- /test
 	sizes+="$TBWRAP_RC:$(billed_total /test) "
 done
-assert_eq "0:8500 0:8500 0:12500 0:12750 " "$sizes" "four /test runs of known sizes, billed as planned"
-assert_eq "8500 8500 12500 12750" "$(q "select group_concat(total, ' ') from (select total from agents order by run_id)")" \
+assert_eq "$sizes" "0:8500 0:8500 0:12500 0:12750 " "four /test runs of known sizes, billed as planned"
+assert_eq "$(q "select group_concat(total, ' ') from (select total from agents order by run_id)")" "8500 8500 12500 12750" \
 	"the history holds each run's agent with the billed total"
-assert_eq "/test|exited|0|1|$E2E_PROJECT" "$(q "select distinct command, status, exit_code, metered, cwd from agents")" \
+assert_eq "$(q "select distinct command, status, exit_code, metered, cwd from agents")" "/test|exited|0|1|$E2E_PROJECT" \
 	"each row: command, how it ended, metered, cwd"
 run_tbwrap "$E2E_TMP/dry.out" "$E2E_TMP/dry.err" --history "$H" --estimate auto --dry-run -- claude -p /test
 assert_contains "$(cat "$E2E_TMP/dry.out")" "estimate /test: 12.5K (12500 tokens, p75 of 4 runs)" \
 	"--dry-run: the estimate and where it came from"
 standin_start history
 session auto --estimate auto --budget-enforcement-mode block --overall-token-budget 12K -- /test
-assert_eq "86:0" "$TBWRAP_RC:$(billed_calls)" "--estimate auto: the p75 (12.5K) does not fit 12K: refused at launch, nothing sent"
-assert_match "$(cat "$E2E_TMP/auto.err")" 'refused overall budget: used 0 \+ reserved 0 \+ estimate 12\.5K > limit 12\.0K \(block mode\)' \
+assert_eq "$TBWRAP_RC:$(billed_calls)" "86:0" "--estimate auto: the p75 (12.5K) does not fit 12K: refused at launch, nothing sent"
+assert_line_match "$(cat "$E2E_TMP/auto.err")" 'refused overall budget: used 0 \+ reserved 0 \+ estimate 12\.5K > limit 12\.0K \(block mode\)' \
 	"--estimate auto: the refusal names the estimate"
 
 # ---- report JSON exact -----------------------------------------------------------------------
@@ -67,8 +67,8 @@ run_tbwrap "$E2E_TMP/report.json" "$E2E_TMP/report.err" report --json --history 
 # USD: what the runs' rows hold (tbwrap's price of each agent, checked against the billing by
 # test_tbwrap_usd.sh), summed; the model's rates differ between Claude Code versions.
 usd=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select sum(usd_pico) from agents where command = ?", ("/test",)).fetchone()[0] / 1e12)' "$H")
-assert_eq "{\"since_seconds\":null,\"scope\":null,\"command\":\"/test\",\"commands\":[{\"command\":\"/test\",\"runs\":4,\"tokens\":42250,\"usd\":$usd,\"p50\":8500,\"p75\":12500,\"p95\":12750,\"stopped\":0,\"refused\":1}],\"total\":{\"runs\":4,\"tokens\":42250,\"usd\":$usd,\"stopped\":0,\"refused\":1,\"tbwrap_runs\":4}}" \
-	"$(python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":")))' "$E2E_TMP/report.json")" \
+assert_eq "$(python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":")))' "$E2E_TMP/report.json")" \
+	"{\"since_seconds\":null,\"scope\":null,\"command\":\"/test\",\"commands\":[{\"command\":\"/test\",\"runs\":4,\"tokens\":42250,\"usd\":$usd,\"p50\":8500,\"p75\":12500,\"p95\":12750,\"stopped\":0,\"refused\":1}],\"total\":{\"runs\":4,\"tokens\":42250,\"usd\":$usd,\"stopped\":0,\"refused\":1,\"tbwrap_runs\":4}}" \
 	"tbwrap report --json: runs, tokens, USD (\$$usd), p50/p75/p95, refused, exactly"
 if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$usd"; then
 	ok "the history's USD of the /test runs is tbwrap's price, not 0 (\$$usd)"
@@ -78,7 +78,7 @@ fi
 # The fixed estimate admits the same agent under the same budget. (1.0.x is stopped later by
 # the predictions of its side calls, which its text mode reports nowhere: admitted all the same.)
 session fixed --budget-enforcement-mode block --overall-token-budget 12K -- /test
-assert_eq "yes:0" "$( (($(billed_calls) >= 1)) && echo yes || echo no):$(grep -c 'refused overall budget' "$E2E_TMP/fixed.err")" \
+assert_eq "$( (($(billed_calls) >= 1)) && echo yes || echo no):$(grep -c 'refused overall budget' "$E2E_TMP/fixed.err")" "yes:0" \
 	"the fixed estimate (1.0K): the same agent is admitted and sends its calls"
 
 # ---- a window spent across three runs; two scopes --------------------------------------------
@@ -88,20 +88,20 @@ W=(--window 24h --scope nightly --overall-token-budget 17K)
 session w1 "${W[@]}" -- /test
 rc1=$TBWRAP_RC
 session w2 "${W[@]}" -- /test
-assert_eq "0 0 2 17000" "$rc1 $TBWRAP_RC $(q "select count(*) from agents") $(billed_total)" \
+assert_eq "$rc1 $TBWRAP_RC $(q "select count(*) from agents") $(billed_total)" "0 0 2 17000" \
 	"window: two runs of 8,500 spend the 17K window of scope nightly"
 assert_contains "$(cat "$E2E_TMP/w2.err")" "tbwrap: window 24h of scope nightly: this run 8.5K + other runs 8.5K, overall budget 17.0K" \
 	"window: the second run counts the first"
 calls_before=$(billed_calls)
 session w3 "${W[@]}" --budget-enforcement-mode block -- /test
-assert_eq "86:$calls_before" "$TBWRAP_RC:$(billed_calls)" "window: the third run is refused at launch (86), nothing sent"
-assert_eq "tbwrap: refused: overall budget of scope nightly over the last 24h: used 17.0K by other runs + estimate 1.0K > limit 17.0K (block mode: nothing was started)" \
-	"$(cat "$E2E_TMP/w3.err")" "window: one line naming budget, scope, window and usage"
+assert_eq "$TBWRAP_RC:$(billed_calls)" "86:$calls_before" "window: the third run is refused at launch (86), nothing sent"
+assert_eq "$(cat "$E2E_TMP/w3.err")" \
+	"tbwrap: refused: overall budget of scope nightly over the last 24h: used 17.0K by other runs + estimate 1.0K > limit 17.0K (block mode: nothing was started)" "window: one line naming budget, scope, window and usage"
 session w4 --window 24h --scope weekly --overall-token-budget 17K -- /test
-assert_eq "0:25500" "$TBWRAP_RC:$(billed_total)" "scopes do not mix: scope weekly runs its session"
-assert_eq "0:1" "$(grep -c 'warning: overall budget of scope' "$E2E_TMP/w4.err"):$(grep -c 'window 24h of scope weekly: this run 8.5K + other runs 0, overall budget 17.0K' "$E2E_TMP/w4.err")" \
+assert_eq "$TBWRAP_RC:$(billed_total)" "0:25500" "scopes do not mix: scope weekly runs its session"
+assert_eq "$(grep -c 'warning: overall budget of scope' "$E2E_TMP/w4.err"):$(grep -c 'window 24h of scope weekly: this run 8.5K + other runs 0, overall budget 17.0K' "$E2E_TMP/w4.err")" "0:1" \
 	"scopes do not mix: no launch warning, no other runs' usage in scope weekly"
-assert_eq "nightly|17000 weekly|8500" "$(q "select group_concat(scope || '|' || t, ' ') from (select scope, sum(total) t from agents group by scope order by scope)")" \
+assert_eq "$(q "select group_concat(scope || '|' || t, ' ') from (select scope, sum(total) t from agents group by scope order by scope)")" "nightly|17000 weekly|8500" \
 	"each scope's usage in the history"
 
 # ---- four runs finishing at once -------------------------------------------------------------
@@ -118,10 +118,10 @@ for p in "${pids[@]}"; do
 	wait "$p"
 	rcs+=$?
 done
-assert_eq "0000" "$rcs" "four runs at once: all exit 0"
-assert_eq "4|17000|4|4" "$(q "select count(*), sum(total), count(distinct run_id), (select count(*) from runs where ended_ms is not null) from agents")" \
+assert_eq "$rcs" "0000" "four runs at once: all exit 0"
+assert_eq "$(q "select count(*), sum(total), count(distinct run_id), (select count(*) from runs where ended_ms is not null) from agents")" "4|17000|4|4" \
 	"four runs at once: all four agents recorded (17,000 = 4 x 4,250), every run ended"
-assert_eq "17000" "$(billed_total)" "four runs at once: the billing agrees"
+assert_eq "$(billed_total)" "17000" "four runs at once: the billing agrees"
 
 # ---- profiles ---------------------------------------------------------------------------------
 H=$E2E_TMP/profiles.db
@@ -136,30 +136,30 @@ profiles:
 EOF
 standin_start history
 session prof --profiles "$P" --profile testing --report-json "$E2E_TMP/prof.json" -- /test
-assert_eq "87:8000:block" "$TBWRAP_RC:$(report_get "$E2E_TMP/prof.json" '[c["limit"] for c in r["commands"] if c["name"] == "/test"][0]'):$(report_get "$E2E_TMP/prof.json" 'r["mode"]')" \
+assert_eq "$TBWRAP_RC:$(report_get "$E2E_TMP/prof.json" '[c["limit"] for c in r["commands"] if c["name"] == "/test"][0]'):$(report_get "$E2E_TMP/prof.json" 'r["mode"]')" "87:8000:block" \
 	"profile testing: block mode and /test 8K stop the 8,500-token session (87)"
-assert_eq "4250" "$(billed_total)" "profile: the request that would not fit was never sent"
+assert_eq "$(billed_total)" "4250" "profile: the request that would not fit was never sent"
 session over --profiles "$P" --profile testing --command-budget /test=20K -- /test
-assert_eq "0:12750" "$TBWRAP_RC:$(billed_total)" "a flag overrides the profile: /test=20K runs the session"
+assert_eq "$TBWRAP_RC:$(billed_total)" "0:12750" "a flag overrides the profile: /test=20K runs the session"
 printf 'profiles:\n  testing:\n    overall: 50K\n    commands:\n      /test: eight\n' >"$E2E_TMP/bad.yaml"
 calls_before=$(billed_calls)
 session bad --profiles "$E2E_TMP/bad.yaml" --profile testing -- /test
-assert_eq "2:$calls_before" "$TBWRAP_RC:$(billed_calls)" "a malformed profile exits 2, nothing runs"
-assert_eq "tbwrap: $E2E_TMP/bad.yaml:5: commands /test: 'eight': expected a token count such as 50000, 50K or 1.5M" \
-	"$(cat "$E2E_TMP/bad.err")" "a malformed profile: file and line"
+assert_eq "$TBWRAP_RC:$(billed_calls)" "2:$calls_before" "a malformed profile exits 2, nothing runs"
+assert_eq "$(cat "$E2E_TMP/bad.err")" \
+	"tbwrap: $E2E_TMP/bad.yaml:5: commands /test: 'eight': expected a token count such as 50000, 50K or 1.5M" "a malformed profile: file and line"
 
 # ---- a history that cannot be used -----------------------------------------------------------
 H=$E2E_TMP/corrupt.db
 head -c 8192 /dev/urandom >"$H"
 standin_start history
 session corrupt --report-json "$E2E_TMP/corrupt.json" -- /small
-assert_eq "0:4250:4250" "$TBWRAP_RC:$(billed_total):$(report_get "$E2E_TMP/corrupt.json" 'r["overall"]["used"]["total"]')" \
+assert_eq "$TBWRAP_RC:$(billed_total):$(report_get "$E2E_TMP/corrupt.json" 'r["overall"]["used"]["total"]')" "0:4250:4250" \
 	"corrupt history, no window: the run goes on, metered exactly"
-assert_match "$(cat "$E2E_TMP/corrupt.err")" "^tbwrap: warning: history $H: cannot open: file is not a database .*this run goes on and is not recorded$" \
+assert_line_match "$(cat "$E2E_TMP/corrupt.err")" "^tbwrap: warning: history $H: cannot open: file is not a database .*this run goes on and is not recorded$" \
 	"corrupt history: one warning line with the cause"
 calls_before=$(billed_calls)
 session corruptw --window 24h --overall-token-budget 1M -- /small
-assert_eq "125:$calls_before" "$TBWRAP_RC:$(billed_calls)" "corrupt history under a window: exit 125, nothing sent"
+assert_eq "$TBWRAP_RC:$(billed_calls)" "125:$calls_before" "corrupt history under a window: exit 125, nothing sent"
 
 H=$E2E_TMP/locked.db
 standin_start history
@@ -177,12 +177,12 @@ locker=$!
 e2e_track "$locker"
 for ((i = 0; i < 100; i++)); do [[ -e $E2E_TMP/locked ]] && break; sleep 0.05; done
 session locked -- /small
-assert_eq "0:8500" "$TBWRAP_RC:$(billed_total)" "locked history, no window: the run goes on"
+assert_eq "$TBWRAP_RC:$(billed_total)" "0:8500" "locked history, no window: the run goes on"
 assert_contains "$(cat "$E2E_TMP/locked.err")" "database is locked (another process holds it locked; wait for it, or give another file with --history)" \
 	"locked history: the cause and the fix"
 calls_before=$(billed_calls)
 session lockedw --window 24h --overall-token-budget 1M -- /small
-assert_eq "125:$calls_before" "$TBWRAP_RC:$(billed_calls)" "locked history under a window: exit 125, nothing sent"
+assert_eq "$TBWRAP_RC:$(billed_calls)" "125:$calls_before" "locked history under a window: exit 125, nothing sent"
 kill "$locker" 2>/dev/null
 wait "$locker" 2>/dev/null
-assert_eq "1" "$(q "select count(*) from agents")" "the locked history kept what it had (the runs under the lock are not in it)"
+assert_eq "$(q "select count(*) from agents")" "1" "the locked history kept what it had (the runs under the lock are not in it)"

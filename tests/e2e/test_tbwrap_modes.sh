@@ -38,19 +38,19 @@ check_mode() {
 	rm -f "$E2E_PROJECT/test.marker"
 	run_tbwrap "$wrapped" "$wrapped.err" --report-json "$report" -- claude -p "/test" --allowedTools Bash "$@"
 	echo "# $name: unwrapped $plain_ms ms, under tbwrap $TBWRAP_MS ms"
-	assert_eq "0" "$TBWRAP_RC" "$name: tbwrap exits 0"
+	assert_eq "$TBWRAP_RC" "0" "$name: tbwrap exits 0"
 	if [[ ! -s $report ]]; then
 		not_ok "$name: tbwrap wrote the report" "$(head -c 2000 "$wrapped.err")"
 		return
 	fi
-	assert_eq "tool-ran tool-ran tool-ran" "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" 2>/dev/null | sed 's/ $//')" \
+	assert_eq "$(tr '\n' ' ' <"$E2E_PROJECT/test.marker" 2>/dev/null | sed 's/ $//')" "tool-ran tool-ran tool-ran" \
 		"$name: the Bash tool ran 3 times under tbwrap"
 
 	local truth truth_all what="equals the ground truth"
 	truth=$(ground_truth /test)
 	truth_all=$(ground_truth)
-	assert_eq "$expect" "$(cli_truth /test)" "$name: stand-in billed the 4 calls of the main conversation"
-	assert_eq "$truth" "$truth_all" "$name: every call billed belongs to /test"
+	assert_eq "$(cli_truth /test)" "$expect" "$name: stand-in billed the 4 calls of the main conversation"
+	assert_eq "$truth_all" "$truth" "$name: every call billed belongs to /test"
 	if claude_is_node && [[ $name == text ]]; then
 		# Known limit (README, Limits): the Node build's text mode has no usage source for its
 		# side calls (tool-less calls to a small model, one per Bash run); they are only in the
@@ -67,17 +67,17 @@ check_mode() {
 		truth_all=$truth
 		what="equals the ground truth minus the side call the CLI cut off at its end ($UNCOUNTED)"
 	fi
-	assert_eq "$truth" "$(report_usage "$report" /test)" "$name: report /test usage $what"
-	assert_eq "$truth_all" "$(report_usage "$report")" "$name: report overall usage $what"
-	assert_eq "$(sum_of "$truth") $(sum_of "$truth_all")" \
-		"$(report_get "$report" '[c["used"]["total"] for c in r["commands"] if c["name"] == "/test"][0]') $(report_get "$report" 'r["overall"]["used"]["total"]')" \
+	assert_eq "$(report_usage "$report" /test)" "$truth" "$name: report /test usage $what"
+	assert_eq "$(report_usage "$report")" "$truth_all" "$name: report overall usage $what"
+	assert_eq "$(report_get "$report" '[c["used"]["total"] for c in r["commands"] if c["name"] == "/test"][0]') $(report_get "$report" 'r["overall"]["used"]["total"]')" \
+		"$(sum_of "$truth") $(sum_of "$truth_all")" \
 		"$name: report totals (/test, overall) are $(sum_of "$truth")"
-	assert_eq "1 /test exited 0 $truth" \
-		"$(report_get "$report" '[len(r["agents"]), r["agents"][0]["command"], r["agents"][0]["status"], r["agents"][0]["exit_code"]] + [r["agents"][0]["usage"][k] for k in ("input", "output", "cache_creation", "cache_read")]')" \
+	assert_eq "$(report_get "$report" '[len(r["agents"]), r["agents"][0]["command"], r["agents"][0]["status"], r["agents"][0]["exit_code"]] + [r["agents"][0]["usage"][k] for k in ("input", "output", "cache_creation", "cache_read")]')" \
+		"1 /test exited 0 $truth" \
 		"$name: one agent, /test, exited with status 0, its own usage exact"
 	if [[ $has_result == yes ]]; then
 		# The CLI's own cost, as its result line says (prices differ between versions).
-		assert_eq "$(result_cost "$wrapped") success" "$(report_get "$report" '[r["agents"][0]["cost_usd"], r["agents"][0]["result_subtype"]]')" \
+		assert_eq "$(report_get "$report" '[r["agents"][0]["cost_usd"], r["agents"][0]["result_subtype"]]')" "$(result_cost "$wrapped") success" \
 			"$name: agent cost_usd and subtype are the result line's (\$$(result_cost "$wrapped"), success)"
 	fi
 
@@ -101,8 +101,8 @@ check_mode() {
 		else
 			not_ok "$name: stdout equals the run without tbwrap (ids, timings normalised)" "$(head -c 3000 <<<"$d")"
 		fi
-		assert_eq "$(cli_truth /test)" "$(result_usage "$wrapped")" "$name: the CLI's own result usage is its main conversation"
-		assert_eq "$truth" "$(result_model_usage "$wrapped")" "$name: the CLI's own result modelUsage agrees with the ledger"
+		assert_eq "$(result_usage "$wrapped")" "$(cli_truth /test)" "$name: the CLI's own result usage is its main conversation"
+		assert_eq "$(result_model_usage "$wrapped")" "$truth" "$name: the CLI's own result modelUsage agrees with the ledger"
 	fi
 	assert_contains "$(cat "$wrapped.err")" "BUDGET STATUS (warn mode)" "$name: the final report is on stderr"
 	if [[ $(cat "$wrapped.err") == *"$(cat "$plain.err")"* ]]; then

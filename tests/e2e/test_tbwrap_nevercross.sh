@@ -42,7 +42,7 @@ ledger_is_billing() {
 		local want got
 		read -r wi _ wc wr <<<"$(cli_truth)"
 		read -r gi _ gc gr <<<"$(report_usage "$2")"
-		assert_eq "$wi $wc $wr" "$gi $gc $gr" "$1: the ledger holds the main calls' input and cache counts (1.0.x)"
+		assert_eq "$gi $gc $gr" "$wi $wc $wr" "$1: the ledger holds the main calls' input and cache counts (1.0.x)"
 		echo "# $1: billed $(ground_truth) (side calls $(side_truth)); ledger $(report_usage "$2")"
 		# Stopped, it writes no result: each side call is held as a call reported nowhere,
 		# for what it was predicted (a new conversation: the agent's first call, at least
@@ -56,10 +56,10 @@ ledger_is_billing() {
 			not_ok "$1: its side calls are held as calls reported nowhere" "$sides side calls billed; report: $n unreported, $held held"
 		fi
 	else
-		assert_eq "0 0" "$(report_get "$2" '[sum(a["unreported_calls"] for a in r["agents"]), sum(a["held"] for a in r["agents"])]')" \
+		assert_eq "$(report_get "$2" '[sum(a["unreported_calls"] for a in r["agents"]), sum(a["held"] for a in r["agents"])]')" "0 0" \
 			"$1: no call unreported"
 
-		assert_eq "$(ground_truth)" "$(report_usage "$2")" "$1: the ledger equals the billing"
+		assert_eq "$(report_usage "$2")" "$(ground_truth)" "$1: the ledger equals the billing"
 	fi
 }
 
@@ -75,7 +75,7 @@ for mode in text json stream-json; do
 	run_tbwrap "$E2E_TMP/c.out" "$E2E_TMP/c.err" --budget-enforcement-mode block --estimate "$CALL" \
 		--command-budget "/test=$BUDGET" --report-json "$E2E_TMP/c.json" -- claude "${args[@]}"
 	billed=$(total "$(ground_truth)")
-	assert_eq "87 $FIT" "$TBWRAP_RC $(billed_calls)" \
+	assert_eq "$TBWRAP_RC $(billed_calls)" "87 $FIT" \
 		"constant calls, $mode: stopped (87) after the $FIT calls that fit $BUDGET"
 	if ((billed <= BUDGET && BUDGET - billed < CALL)); then
 		ok "constant calls, $mode: billed $billed <= $BUDGET, less than one call short"
@@ -84,7 +84,7 @@ for mode in text json stream-json; do
 	fi
 	ledger_is_billing "constant calls, $mode" "$E2E_TMP/c.json"
 	pred=$(report_get "$E2E_TMP/c.json" 'r["agents"][0]["refused_prediction"]')
-	assert_eq "0 stopped $FIT" "$(report_get "$E2E_TMP/c.json" '[[c["overshoot"] for c in r["commands"] if c["name"] == "/test"][0], r["agents"][0]["status"], r["agents"][0]["requests"]]')" \
+	assert_eq "$(report_get "$E2E_TMP/c.json" '[[c["overshoot"] for c in r["commands"] if c["name"] == "/test"][0], r["agents"][0]["status"], r["agents"][0]["requests"]]')" "0 stopped $FIT" \
 		"constant calls, $mode: overshoot 0, the agent stopped, $FIT requests admitted"
 	# The refused request's prediction: more than a call (the rule errs upwards), and it is
 	# what took used + predicted over the limit. 1.0.x writes a call's output count as the
@@ -104,7 +104,7 @@ for mode in text json stream-json; do
 	# that stays reserved until its final line (a few hundred tokens here).
 	[[ $mode == stream-json ]] && held='used 12\.[78]K \+ reserved [0-9]{1,3}'
 	claude_is_node && held='used 8\.[45]K \+ reserved 4\.[23]K'
-	assert_match "$(cat "$E2E_TMP/c.err")" "^tbwrap: stopping agent [0-9]+ \(/test\): its next request (does|would) not fit command budget /test: $held \+ predicted $k > limit 15\.0K \(block mode\)$" \
+	assert_line_match "$(cat "$E2E_TMP/c.err")" "^tbwrap: stopping agent [0-9]+ \(/test\): its next request (does|would) not fit command budget /test: $held \+ predicted $k > limit 15\.0K \(block mode\)$" \
 		"constant calls, $mode: one line names the budget, used, reserved and predicted"
 done
 
@@ -126,11 +126,11 @@ for mode in text stream-json; do
 		--command-budget "/test=$BUDGET" --report-json "$E2E_TMP/g.json" -- claude "${args[@]}"
 	billed=$(total "$(ground_truth)")
 	read -r err over used <<<"$(report_get "$E2E_TMP/g.json" '[max(a["max_prediction_error"] for a in r["agents"]), [c["overshoot"] for c in r["commands"] if c["name"] == "/test"][0], [c["used"]["total"] for c in r["commands"] if c["name"] == "/test"][0]]')"
-	assert_eq "87 $(billed_calls)" "$TBWRAP_RC $(report_get "$E2E_TMP/g.json" 'r["agents"][0]["requests"]')" \
+	assert_eq "$TBWRAP_RC $(report_get "$E2E_TMP/g.json" 'r["agents"][0]["requests"]')" "87 $(billed_calls)" \
 		"growing calls, $mode: stopped (87), every request admitted was billed"
 	ledger_is_billing "growing calls, $mode" "$E2E_TMP/g.json"
 	want_over=$((used > BUDGET ? used - BUDGET : 0))
-	assert_eq "$want_over" "$over" "growing calls, $mode: the report's overshoot is what the ledger exceeds by ($over)"
+	assert_eq "$over" "$want_over" "growing calls, $mode: the report's overshoot is what the ledger exceeds by ($over)"
 	if ((billed <= BUDGET || billed - BUDGET <= err)); then
 		ok "growing calls, $mode: billed $billed, budget $BUDGET: over by $((billed > BUDGET ? billed - BUDGET : 0)) <= the prediction error $err"
 	else
@@ -167,7 +167,7 @@ else
 	not_ok "3 agents in parallel: billed within the budget" "billed $billed"
 fi
 ledger_is_billing "3 agents in parallel" "$E2E_TMP/p.json"
-assert_eq "0 3" "$(report_get "$E2E_TMP/p.json" '[r["overall"]["overshoot"], len(r["agents"])]')" \
+assert_eq "$(report_get "$E2E_TMP/p.json" '[r["overall"]["overshoot"], len(r["agents"])]')" "0 3" \
 	"3 agents in parallel: overshoot 0, 3 agents"
 
 # ---- two subagents calling at once -------------------------------------------------------------
@@ -191,7 +191,7 @@ else
 			not_ok "2 parallel subagents, $mode: billed within the budget, both subagents called" \
 				"billed $billed, $subs subagent calls, tbwrap $TBWRAP_RC" "$(tail -n 5 "$E2E_TMP/s.err")"
 		fi
-		assert_eq "$(ground_truth)" "$(report_usage "$E2E_TMP/s.json")" \
+		assert_eq "$(report_usage "$E2E_TMP/s.json")" "$(ground_truth)" \
 			"2 parallel subagents, $mode: the ledger equals the billing"
 	done
 fi
@@ -205,22 +205,22 @@ run_tbwrap "$E2E_TMP/j.out" "$E2E_TMP/j.err" --budget-enforcement-mode block --e
 	--command-budget "/test=$BUDGET" --report-json "$E2E_TMP/j.json" -- \
 	claude -p /test --allowedTools Bash --output-format json
 billed=$(total "$(ground_truth)")
-assert_eq "87 2" "$TBWRAP_RC $(billed_calls)" "json, a tool that takes a while: stopped (87) after the 2 calls that fit"
+assert_eq "$TBWRAP_RC $(billed_calls)" "87 2" "json, a tool that takes a while: stopped (87) after the 2 calls that fit"
 if claude_is_node; then
 	skip "json: the CLI's result object is on stdout" "Claude Code $(claude_version) writes no result object when interrupted (measured)"
 else
-	assert_eq "error_during_execution" "$(result_field "$E2E_TMP/j.out" subtype)" \
+	assert_eq "$(result_field "$E2E_TMP/j.out" subtype)" "error_during_execution" \
 		"json: stopped while the tool ran, the CLI wrote its result object (error_during_execution)"
-	assert_eq "error_during_execution" "$(report_get "$E2E_TMP/j.json" 'r["agents"][0]["result_subtype"]')" \
+	assert_eq "$(report_get "$E2E_TMP/j.json" 'r["agents"][0]["result_subtype"]')" "error_during_execution" \
 		"json: the report has the result's subtype"
 fi
 if claude_is_node; then
 	# Its side call, made after the tool ran, holds a call's prediction: the main call's
 	# prediction fitted while the tool ran, and the request after the side call did not.
-	assert_match "$(cat "$E2E_TMP/j.err")" "its next request does not fit command budget /test: used 4\.2K \+ reserved 4\.2K \+ predicted 4\.2K > limit 10\.0K" \
+	assert_line_match "$(cat "$E2E_TMP/j.err")" "its next request does not fit command budget /test: used 4\.2K \+ reserved 4\.2K \+ predicted 4\.2K > limit 10\.0K" \
 		"json: stopped at the request after the side call ($(claude_version))"
 else
-	assert_match "$(cat "$E2E_TMP/j.err")" "its next request would not fit command budget /test" \
+	assert_line_match "$(cat "$E2E_TMP/j.err")" "its next request would not fit command budget /test" \
 		"json: stopped before the request was made (while the tool ran)"
 fi
 ledger_is_billing "json ($billed <= $BUDGET)" "$E2E_TMP/j.json"

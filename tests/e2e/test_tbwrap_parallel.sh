@@ -41,15 +41,15 @@ chmod +x "$script"
 report=$E2E_TMP/parallel.json
 run_tbwrap "$E2E_TMP/parallel.out" "$E2E_TMP/parallel.err" --report-json "$report" -- "$script"
 echo "# 4 agents in parallel under one tbwrap: $TBWRAP_MS ms"
-assert_eq "0" "$TBWRAP_RC" "parallel: tbwrap (and the script, and all 4 agents) exit 0"
+assert_eq "$TBWRAP_RC" "0" "parallel: tbwrap (and the script, and all 4 agents) exit 0"
 if [[ ! -s $report ]]; then
 	not_ok "parallel: tbwrap wrote the report" "$(head -c 2000 "$E2E_TMP/parallel.err")"
 	exit 1
 fi
 
-assert_eq "8000 400 1600 24000" "$(cli_truth /test)" "parallel: stand-in billed 2 x 4 /test calls (main conversations)"
-assert_eq "4200 180 0 9000" "$(cli_truth /slow)" "parallel: stand-in billed 2 x 3 /slow calls (main conversations)"
-assert_eq "14" "$(main_calls "")" "parallel: 14 main-conversation calls in all"
+assert_eq "$(cli_truth /test)" "8000 400 1600 24000" "parallel: stand-in billed 2 x 4 /test calls (main conversations)"
+assert_eq "$(cli_truth /slow)" "4200 180 0 9000" "parallel: stand-in billed 2 x 3 /slow calls (main conversations)"
+assert_eq "$(main_calls "")" "14" "parallel: 14 main-conversation calls in all"
 # What tbwrap must hold, session by session: everything billed, except (known limit, README) the
 # side calls of a Node-build agent in text mode (the first /test agent), which nothing it prints
 # or writes contains, nor (1.0.x too) a side call the CLI cut off at the end of a json or
@@ -88,24 +88,24 @@ PY
 truth_test=$(expected_usage /test)
 truth_slow=$(expected_usage /slow)
 claude_is_node && echo "# parallel: $(claude_version): side calls in nothing tbwrap can see: /test $(usage_minus "$(ground_truth /test)" "$truth_test"), /slow $(usage_minus "$(ground_truth /slow)" "$truth_slow")"
-assert_eq "$truth_test" "$(report_usage "$report" /test)" "parallel: report /test usage equals its ground truth"
-assert_eq "$truth_slow" "$(report_usage "$report" /slow)" "parallel: report /slow usage equals its ground truth"
-assert_eq "$(expected_usage)" "$(report_usage "$report")" "parallel: report overall usage equals the ground truth"
-assert_eq "$(sum_of "$truth_test") $(sum_of "$truth_slow") $(($(sum_of "$truth_test") + $(sum_of "$truth_slow")))" \
-	"$(report_get "$report" '[[c["used"]["total"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")] + [r["overall"]["used"]["total"]]')" \
+assert_eq "$(report_usage "$report" /test)" "$truth_test" "parallel: report /test usage equals its ground truth"
+assert_eq "$(report_usage "$report" /slow)" "$truth_slow" "parallel: report /slow usage equals its ground truth"
+assert_eq "$(report_usage "$report")" "$(expected_usage)" "parallel: report overall usage equals the ground truth"
+assert_eq "$(report_get "$report" '[[c["used"]["total"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")] + [r["overall"]["used"]["total"]]')" \
+	"$(sum_of "$truth_test") $(sum_of "$truth_slow") $(($(sum_of "$truth_test") + $(sum_of "$truth_slow")))" \
 	"parallel: report totals /test $(sum_of "$truth_test"), /slow $(sum_of "$truth_slow"), overall $(($(sum_of "$truth_test") + $(sum_of "$truth_slow")))"
-assert_eq "4" "$(report_get "$report" 'len(r["agents"])')" "parallel: 4 agents listed"
-assert_eq "/slow /slow /test /test" "$(report_get "$report" 'sorted(a["command"] for a in r["agents"])')" \
+assert_eq "$(report_get "$report" 'len(r["agents"])')" "4" "parallel: 4 agents listed"
+assert_eq "$(report_get "$report" 'sorted(a["command"] for a in r["agents"])')" "/slow /slow /test /test" \
 	"parallel: the agents are 2 x /slow and 2 x /test"
-assert_eq "0 0 0 0" "$(cat "$E2E_PROJECT/agents.status")" "parallel: all 4 agents exited with status 0 (their shell's wait)"
+assert_eq "$(cat "$E2E_PROJECT/agents.status")" "0 0 0 0" "parallel: all 4 agents exited with status 0 (their shell's wait)"
 # tbwrap reaps only its own child (here the script), so the agents' codes are 0 or unknown.
 # Not tbwrap's children: the agents recorded their own status (the CLI ends with quick_exit).
-assert_eq "exited:0 exited:0 exited:0 exited:0" \
-	"$(report_get "$report" '["%s:%s" % (a["status"], a["exit_code"]) for a in r["agents"]]')" \
+assert_eq "$(report_get "$report" '["%s:%s" % (a["status"], a["exit_code"]) for a in r["agents"]]')" \
+	"exited:0 exited:0 exited:0 exited:0" \
 	"parallel: report lists all 4 agents as exited with code 0"
-assert_eq "false false false false" "$(report_get "$report" '[a["nested"] for a in r["agents"]]')" \
+assert_eq "$(report_get "$report" '[a["nested"] for a in r["agents"]]')" "false false false false" \
 	"parallel: none is nested"
-assert_eq "2 2" "$(report_get "$report" '[[c["agents"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")]')" \
+assert_eq "$(report_get "$report" '[[c["agents"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")]')" "2 2" \
 	"parallel: each command counted 2 agents"
 
 # Each agent's own usage must be one whole session: per-session sums from the stand-in's log.
@@ -127,11 +127,11 @@ print(" | ".join(sorted("%s %s" % (c, " ".join(map(str, v))) for (c, _), v in s.
 PY
 )
 agents=$(report_get "$report" '" | ".join(sorted("%s %d %d %d %d" % (a["command"], a["usage"]["input"], a["usage"]["output"], a["usage"]["cache_creation"], a["usage"]["cache_read"]) for a in r["agents"]))')
-assert_eq "$sessions" "$agents" "parallel: each agent's usage equals its own session's ground truth"
-assert_eq "6 4" "$(wc -l <"$E2E_PROJECT/test.marker") $(wc -l <"$E2E_PROJECT/slow.marker")" \
+assert_eq "$agents" "$sessions" "parallel: each agent's usage equals its own session's ground truth"
+assert_eq "$(wc -l <"$E2E_PROJECT/test.marker") $(wc -l <"$E2E_PROJECT/slow.marker")" "6 4" \
 	"parallel: the Bash tool ran 6 /test and 4 /slow commands"
-assert_eq "Turn 3." "$(sed 's/ *$//' "$E2E_PROJECT/t1.out")" "parallel: the text-mode agent printed its answer"
-assert_eq "$(cli_truth /test | awk '{print $1/2, $2/2, $3/2, $4/2}')" "$(result_usage "$E2E_PROJECT/t2.out")" \
+assert_eq "$(sed 's/ *$//' "$E2E_PROJECT/t1.out")" "Turn 3." "parallel: the text-mode agent printed its answer"
+assert_eq "$(result_usage "$E2E_PROJECT/t2.out")" "$(cli_truth /test | awk '{print $1/2, $2/2, $3/2, $4/2}')" \
 	"parallel: the json agent's own result line is one /test session"
 concurrent=$(python3 - "$STANDIN_LOG" <<'PY'
 import json, sys
@@ -157,30 +157,30 @@ report=$E2E_TMP/nested.json
 run_tbwrap "$E2E_TMP/nested.out" "$E2E_TMP/nested.err" --report-json "$report" -- \
 	claude -p /test --allowedTools Bash --output-format json
 echo "# nested session under tbwrap: $TBWRAP_MS ms"
-assert_eq "0" "$TBWRAP_RC" "nested: tbwrap exits 0"
+assert_eq "$TBWRAP_RC" "0" "nested: tbwrap exits 0"
 if [[ ! -s $report ]]; then
 	not_ok "nested: tbwrap wrote the report" "$(head -c 2000 "$E2E_TMP/nested.err")"
 	exit 1
 fi
-assert_eq "inner-exit=0" "$(cat "$E2E_PROJECT/inner.status" 2>/dev/null)" "nested: the inner claude ran from the Bash tool and exited 0"
-assert_eq "slow-1 slow-2" "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" 2>/dev/null | sed 's/ $//')" \
+assert_eq "$(cat "$E2E_PROJECT/inner.status" 2>/dev/null)" "inner-exit=0" "nested: the inner claude ran from the Bash tool and exited 0"
+assert_eq "$(tr '\n' ' ' <"$E2E_PROJECT/slow.marker" 2>/dev/null | sed 's/ $//')" "slow-1 slow-2" \
 	"nested: the inner claude ran its own 2 Bash commands"
 # Every call billed, but (1.0.x) a side call the CLI cut off at the end of a session.
 assert_model_usage "nested: outer" "$E2E_TMP/nested.out"
 truth_test=$(usage_minus "$(ground_truth /test)" "$UNCOUNTED")
 assert_model_usage "nested: inner" "$E2E_PROJECT/inner.json"
 truth_slow=$(usage_minus "$(ground_truth /slow)" "$UNCOUNTED")
-assert_eq "2000 100 400 6000 | 2100 90 0 4500" "$(cli_truth /test) | $(cli_truth /slow)" \
+assert_eq "$(cli_truth /test) | $(cli_truth /slow)" "2000 100 400 6000 | 2100 90 0 4500" \
 	"nested: stand-in billed 2 outer and 3 inner calls (main conversations; both agents print json)"
-assert_eq "$truth_test" "$(report_usage "$report" /test)" "nested: report /test (outer) usage equals its ground truth"
-assert_eq "$truth_slow" "$(report_usage "$report" /slow)" "nested: report /slow (inner) usage equals its ground truth, counted once"
-assert_eq "$(usage_plus "$truth_test" "$truth_slow")" "$(report_usage "$report")" "nested: report overall usage equals the ground truth (no double count)"
-assert_eq "$(($(sum_of "$truth_test") + $(sum_of "$truth_slow")))" "$(report_get "$report" 'r["overall"]["used"]["total"]')" \
+assert_eq "$(report_usage "$report" /test)" "$truth_test" "nested: report /test (outer) usage equals its ground truth"
+assert_eq "$(report_usage "$report" /slow)" "$truth_slow" "nested: report /slow (inner) usage equals its ground truth, counted once"
+assert_eq "$(report_usage "$report")" "$(usage_plus "$truth_test" "$truth_slow")" "nested: report overall usage equals the ground truth (no double count)"
+assert_eq "$(report_get "$report" 'r["overall"]["used"]["total"]')" "$(($(sum_of "$truth_test") + $(sum_of "$truth_slow")))" \
 	"nested: overall total $(sum_of "$truth_test") + $(sum_of "$truth_slow")"
-assert_eq "2" "$(report_get "$report" 'len(r["agents"])')" "nested: 2 agents listed"
-assert_eq "/test:exited:0:false /slow:exited:0:true" \
-	"$(report_get "$report" '["%s:%s:%s:%s" % (a["command"], a["status"], a["exit_code"], "true" if a["nested"] else "false") for a in r["agents"]]')" \
+assert_eq "$(report_get "$report" 'len(r["agents"])')" "2" "nested: 2 agents listed"
+assert_eq "$(report_get "$report" '["%s:%s:%s:%s" % (a["command"], a["status"], a["exit_code"], "true" if a["nested"] else "false") for a in r["agents"]]')" \
+	"/test:exited:0:false /slow:exited:0:true" \
 	"nested: outer /test exited, not nested; inner /slow exited, flagged nested"
-assert_eq "0" "$(report_get "$report" '[a["exit_code"] for a in r["agents"] if a["command"] == "/test"][0]')" \
+assert_eq "$(report_get "$report" '[a["exit_code"] for a in r["agents"] if a["command"] == "/test"][0]')" "0" \
 	"nested: outer agent exit_code 0"
-assert_eq "$(cli_truth /slow)" "$(result_usage "$E2E_PROJECT/inner.json")" "nested: the inner claude's own result line agrees"
+assert_eq "$(result_usage "$E2E_PROJECT/inner.json")" "$(cli_truth /slow)" "nested: the inner claude's own result line agrees"

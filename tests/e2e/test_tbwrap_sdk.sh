@@ -33,7 +33,7 @@ x86_64) platform=linux-x64 ;;
 aarch64) platform=linux-arm64 ;;
 esac
 bundled=$sdk/node_modules/@anthropic-ai/claude-agent-sdk-${platform:-none}/claude
-assert_eq "$CLAUDE_LATEST" "$(timeout 60 "$bundled" --version 2>/dev/null | awk '{print $1; exit}')" \
+assert_eq "$(timeout 60 "$bundled" --version 2>/dev/null | awk '{print $1; exit}')" "$CLAUDE_LATEST" \
 	"the SDK $AGENT_SDK bundles Claude Code $CLAUDE_LATEST (tests/e2e/versions)"
 if cmp -s "$bundled" "$(readlink -f "$E2E_CLAUDE_BIN/claude")"; then
 	ok "its binary is byte-identical to the claude-code $CLAUDE_LATEST install's"
@@ -75,32 +75,32 @@ run_sdk() {
 check_wrapped() {
 	local name=$1 what=$2 dir=$E2E_TMP/$1
 	local report=$dir/report.json log=$dir/requests.jsonl
-	assert_eq "0" "$RC" "$name: the program exits 0 under tbwrap ($what)"
+	assert_eq "$RC" "0" "$name: the program exits 0 under tbwrap ($what)"
 	if [[ ! -s $report ]]; then
 		not_ok "$name: tbwrap wrote the report" "$(head -c 2000 "$dir/err")"
 		return
 	fi
-	assert_eq "$PLAIN_KINDS" "$(standin_kinds "$log")" "$name: the stand-in saw the same requests as without tbwrap ($PLAIN_KINDS)"
-	assert_eq "4000 200 800 12000" "$(cli_truth /test "$log")" "$name: 4 calls billed"
-	assert_eq "$(ground_truth /test "$log")" "$(report_usage "$report" /test)" "$name: report /test usage equals the billing"
-	assert_eq "$(ground_truth "" "$log")" "$(report_usage "$report")" "$name: report overall usage equals the billing"
-	assert_eq "1 /test exited 0" \
-		"$(report_get "$report" '[len(r["agents"]), r["agents"][0]["command"], r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
+	assert_eq "$(standin_kinds "$log")" "$PLAIN_KINDS" "$name: the stand-in saw the same requests as without tbwrap ($PLAIN_KINDS)"
+	assert_eq "$(cli_truth /test "$log")" "4000 200 800 12000" "$name: 4 calls billed"
+	assert_eq "$(report_usage "$report" /test)" "$(ground_truth /test "$log")" "$name: report /test usage equals the billing"
+	assert_eq "$(report_usage "$report")" "$(ground_truth "" "$log")" "$name: report overall usage equals the billing"
+	assert_eq "$(report_get "$report" '[len(r["agents"]), r["agents"][0]["command"], r["agents"][0]["status"], r["agents"][0]["exit_code"]]')" \
+		"1 /test exited 0" \
 		"$name: one agent (the SDK's CLI, prompt on stdin, key from its transcript), exited 0"
 	# Read from the socketpair stdout: the result line's cost and subtype.
-	assert_eq "$(result_cost "$dir/out") success" \
-		"$(report_get "$report" '[r["agents"][0]["cost_usd"], r["agents"][0]["result_subtype"]]')" \
+	assert_eq "$(report_get "$report" '[r["agents"][0]["cost_usd"], r["agents"][0]["result_subtype"]]')" \
+		"$(result_cost "$dir/out") success" \
 		"$name: the agent's cost_usd and result_subtype are its result line's (\$$(result_cost "$dir/out"), success)"
-	assert_eq "success" "$(result_field "$dir/out" subtype)" "$name: the program got a successful result"
-	assert_match "$(cat "$dir/cli.stdout" 2>/dev/null)" '^socket:\[[0-9]+\]$' "$name: the CLI's stdout was a socket"
-	assert_eq "$bundled" "$(cat "$dir/cli.exe" 2>/dev/null)" "$name: the CLI was the SDK's bundled binary"
+	assert_eq "$(result_field "$dir/out" subtype)" "success" "$name: the program got a successful result"
+	assert_line_match "$(cat "$dir/cli.stdout" 2>/dev/null)" '^socket:\[[0-9]+\]$' "$name: the CLI's stdout was a socket"
+	assert_eq "$(cat "$dir/cli.exe" 2>/dev/null)" "$bundled" "$name: the CLI was the SDK's bundled binary"
 }
 
 run_sdk plain inherit
 PLAIN_KINDS=$(standin_kinds "$E2E_TMP/plain/requests.jsonl")
-assert_eq "0 success" "$RC $(result_field "$E2E_TMP/plain/out" subtype)" "without tbwrap: the program runs the session to a successful result"
-assert_eq "head 0 main 4 side 0 title 0 subagent 0 other 0" "$PLAIN_KINDS" "without tbwrap: 4 calls reach the stand-in"
-assert_eq "" "$(cat "$E2E_TMP/plain/cli.preload" 2>/dev/null)" "without tbwrap: the CLI has no LD_PRELOAD"
+assert_eq "$RC $(result_field "$E2E_TMP/plain/out" subtype)" "0 success" "without tbwrap: the program runs the session to a successful result"
+assert_eq "$PLAIN_KINDS" "head 0 main 4 side 0 title 0 subagent 0 other 0" "without tbwrap: 4 calls reach the stand-in"
+assert_eq "$(cat "$E2E_TMP/plain/cli.preload" 2>/dev/null)" "" "without tbwrap: the CLI has no LD_PRELOAD"
 plain_ms=$MS
 
 run_sdk warn inherit

@@ -70,20 +70,20 @@ check_mode() {
 		skip "$name: subagents metered" "Claude Code $(claude_version) offers no Agent or Task tool"
 		return
 	fi
-	assert_eq "0" "$TBWRAP_RC" "$name: tbwrap exits 0"
+	assert_eq "$TBWRAP_RC" "0" "$name: tbwrap exits 0"
 	if [[ ! -s $report ]]; then
 		not_ok "$name: tbwrap wrote the report" "$(head -c 2000 "$out.err")"
 		return
 	fi
-	assert_eq "sub-1 sub-2 | main-ran" \
-		"$(sort "$E2E_PROJECT/sub.marker" 2>/dev/null | tr '\n' ' ')| $(cat "$E2E_PROJECT/test.marker" 2>/dev/null)" \
+	assert_eq "$(sort "$E2E_PROJECT/sub.marker" 2>/dev/null | tr '\n' ' ')| $(cat "$E2E_PROJECT/test.marker" 2>/dev/null)" \
+		"sub-1 sub-2 | main-ran" \
 		"$name: both subagents ran their Bash command, then the main conversation its own"
-	assert_eq "yes 1:2 2:2" "$(subagent_timing)" "$name: the two subagents called the API at once, 2 calls each"
-	assert_eq "$MAIN | $SUBS" "$(cli_truth /test) | $(billed_of usage subagent /test)" \
+	assert_eq "$(subagent_timing)" "yes 1:2 2:2" "$name: the two subagents called the API at once, 2 calls each"
+	assert_eq "$(cli_truth /test) | $(billed_of usage subagent /test)" "$MAIN | $SUBS" \
 		"$name: stand-in billed the main conversation 3 calls, the subagents 4"
 	local sid
 	sid=$(standin_sessions /test)
-	assert_eq "1" "$(wc -l <<<"$sid")" "$name: main conversation and subagents are one session ($sid)"
+	assert_eq "$(wc -l <<<"$sid")" "1" "$name: main conversation and subagents are one session ($sid)"
 
 	# tbwrap: everything billed, in one agent (the subagents run inside its process).
 	local truth what="equals the billing (main + subagents)"
@@ -98,10 +98,10 @@ check_mode() {
 		truth=$(usage_minus "$truth" "$UNCOUNTED")
 		what="equals the billing minus the side call the CLI cut off at its end ($UNCOUNTED)"
 	fi
-	assert_eq "$truth" "$(report_usage "$report" /test)" "$name: report /test usage $what"
-	assert_eq "$truth" "$(report_usage "$report")" "$name: report overall usage $what"
-	assert_eq "1 exited $truth" \
-		"$(report_get "$report" '[len(r["agents"]), r["agents"][0]["status"]] + [r["agents"][0]["usage"][k] for k in ("input", "output", "cache_creation", "cache_read")]')" \
+	assert_eq "$(report_usage "$report" /test)" "$truth" "$name: report /test usage $what"
+	assert_eq "$(report_usage "$report")" "$truth" "$name: report overall usage $what"
+	assert_eq "$(report_get "$report" '[len(r["agents"]), r["agents"][0]["status"]] + [r["agents"][0]["usage"][k] for k in ("input", "output", "cache_creation", "cache_read")]')" \
+		"1 exited $truth" \
 		"$name: one agent, exited, its usage the whole session's"
 
 	# Where the CLI put the subagents' usage.
@@ -112,26 +112,26 @@ check_mode() {
 	fi
 	local dir=${main_t%.jsonl}/subagents
 	if claude_is_node; then
-		assert_eq "main $MAIN | sidechain $SUBS" "$(transcript_split "$main_t")" \
+		assert_eq "$(transcript_split "$main_t")" "main $MAIN | sidechain $SUBS" \
 			"$name: the session transcript holds the main calls and, as sidechain lines, the subagents' ($(claude_version) writes no subagents/ dir)"
 	else
 		local files=("$dir"/agent-*.jsonl) f sum="0 0 0 0"
-		assert_eq "2" "$(find "$dir" -maxdepth 1 -name 'agent-*.jsonl' 2>/dev/null | wc -l)" \
+		assert_eq "$(find "$dir" -maxdepth 1 -name 'agent-*.jsonl' 2>/dev/null | wc -l)" "2" \
 			"$name: two subagent transcripts under <session>/subagents/"
 		for f in "${files[@]}"; do
 			[[ -f $f ]] && sum=$(usage_plus "$sum" "$(transcript_usage "$f")")
 		done
-		assert_eq "$SUBS" "$sum" "$name: the subagent transcripts hold the subagents' calls"
-		assert_eq "main $MAIN | sidechain 0 0 0 0" "$(transcript_split "$main_t")" \
+		assert_eq "$sum" "$SUBS" "$name: the subagent transcripts hold the subagents' calls"
+		assert_eq "$(transcript_split "$main_t")" "main $MAIN | sidechain 0 0 0 0" \
 			"$name: the session transcript holds the main conversation only"
 	fi
 
 	if [[ $has_result == yes ]]; then
-		assert_eq "$MAIN" "$(result_usage "$out")" "$name: the CLI's own result usage leaves the subagents out"
-		assert_eq "$truth" "$(result_model_usage "$out")" "$name: its modelUsage has them (and the side calls it counted)"
-		assert_eq "$(usage_minus "$truth" "$MAIN")" "$(usage_minus "$(report_usage "$report" /test)" "$(result_usage "$out")")" \
+		assert_eq "$(result_usage "$out")" "$MAIN" "$name: the CLI's own result usage leaves the subagents out"
+		assert_eq "$(result_model_usage "$out")" "$truth" "$name: its modelUsage has them (and the side calls it counted)"
+		assert_eq "$(usage_minus "$(report_usage "$report" /test)" "$(result_usage "$out")")" "$(usage_minus "$truth" "$MAIN")" \
 			"$name: tbwrap counts exactly what the result usage leaves out (the subagents and side calls)"
-		assert_eq "$(result_cost "$out")" "$(report_get "$report" 'r["agents"][0]["cost_usd"]')" \
+		assert_eq "$(report_get "$report" 'r["agents"][0]["cost_usd"]')" "$(result_cost "$out")" \
 			"$name: the agent's cost_usd is the CLI's own, subagents included (\$$(result_cost "$out"))"
 	fi
 }

@@ -31,17 +31,17 @@ err=$E2E_TMP/warn.err
 run_tbwrap "$E2E_TMP/warn.out" "$err" --budget-enforcement-mode warn --overall-token-budget 60000 \
 	--command-budget /test=20000 --command-budget /slow=9000 --report-json "$report" -- bash "$script"
 echo "# 3 sequential agents (15 API calls) in warn mode: $TBWRAP_MS ms"
-assert_eq "0" "$TBWRAP_RC" "warn: tbwrap exits 0"
-assert_eq "0 0 0" "$(cat "$E2E_PROJECT"/a{1,2,3}.status | tr '\n' ' ' | sed 's/ $//')" "warn: all three agents exit 0"
+assert_eq "$TBWRAP_RC" "0" "warn: tbwrap exits 0"
+assert_eq "$(cat "$E2E_PROJECT"/a{1,2,3}.status | tr '\n' ' ' | sed 's/ $//')" "0 0 0" "warn: all three agents exit 0"
 if [[ ! -s $report ]]; then
 	not_ok "warn: tbwrap wrote the report" "$(head -c 2000 "$err")"
 	exit 1
 fi
-assert_eq "15" "$(main_calls "")" "warn: all 15 calls made (6 + 3 + 6)"
-assert_eq "10 2" "$(wc -l <"$E2E_PROJECT/test.marker") $(wc -l <"$E2E_PROJECT/slow.marker")" \
+assert_eq "$(main_calls "")" "15" "warn: all 15 calls made (6 + 3 + 6)"
+assert_eq "$(wc -l <"$E2E_PROJECT/test.marker") $(wc -l <"$E2E_PROJECT/slow.marker")" "10 2" \
 	"warn: every Bash tool turn ran (5 + 5 for /test, 2 for /slow)"
-assert_eq "Turn 5." "$(sed 's/ *$//' "$E2E_PROJECT/a1.out")" "warn: the first /test agent printed its final answer"
-assert_eq "success success" "$(result_field "$E2E_PROJECT/a2.out" subtype) $(result_field "$E2E_PROJECT/a3.out" subtype)" \
+assert_eq "$(sed 's/ *$//' "$E2E_PROJECT/a1.out")" "Turn 5." "warn: the first /test agent printed its final answer"
+assert_eq "$(result_field "$E2E_PROJECT/a2.out" subtype) $(result_field "$E2E_PROJECT/a3.out" subtype)" "success success" \
 	"warn: the json and stream-json agents finished with success"
 
 # count PATTERN: lines of tbwrap's stderr matching the extended regex exactly.
@@ -49,14 +49,14 @@ count() {
 	grep -cxE "$1" "$err"
 }
 N='[0-9]+(\.[0-9])?[KM]?'
-assert_eq "1 1 1" "$(count "tbwrap: warning: /test budget at 70%: $N/20\.0K") $(count "tbwrap: warning: /test budget at 90%: $N/20\.0K") $(count "tbwrap: warning: /test budget exceeded: $N/20\.0K \(warn mode: nothing is stopped\)")" \
+assert_eq "$(count "tbwrap: warning: /test budget at 70%: $N/20\.0K") $(count "tbwrap: warning: /test budget at 90%: $N/20\.0K") $(count "tbwrap: warning: /test budget exceeded: $N/20\.0K \(warn mode: nothing is stopped\)")" "1 1 1" \
 	"warn: /test (51000 of 20000): one line each for 70 %, 90 %, exceeded"
-assert_eq "1 0 0" "$(count "tbwrap: warning: /slow budget at 70%: $N/9\.0K") $(count "tbwrap: warning: /slow budget at 90%: .*") $(count "tbwrap: warning: /slow budget exceeded: .*")" \
+assert_eq "$(count "tbwrap: warning: /slow budget at 70%: $N/9\.0K") $(count "tbwrap: warning: /slow budget at 90%: .*") $(count "tbwrap: warning: /slow budget exceeded: .*")" "1 0 0" \
 	"warn: /slow (6690 of 9000): one line for 70 %, none for 90 % or exceeded"
-assert_eq "1 1 0" "$(count "tbwrap: warning: overall budget at 70%: $N/60\.0K") $(count "tbwrap: warning: overall budget at 90%: $N/60\.0K") $(count "tbwrap: warning: overall budget exceeded: .*")" \
+assert_eq "$(count "tbwrap: warning: overall budget at 70%: $N/60\.0K") $(count "tbwrap: warning: overall budget at 90%: $N/60\.0K") $(count "tbwrap: warning: overall budget exceeded: .*")" "1 1 0" \
 	"warn: overall (57690 of 60000): one line each for 70 % and 90 %, none for exceeded"
-assert_eq "6" "$(grep -c '^tbwrap: warning: ' "$err")" "warn: 6 warning lines in all"
-assert_eq "0" "$(grep -cE '^tbwrap(\[[0-9]+\])?: (stopping|refused)' "$err" "$E2E_PROJECT"/a*.err | awk -F: '{s += $NF} END {print s}')" \
+assert_eq "$(grep -c '^tbwrap: warning: ' "$err")" "6" "warn: 6 warning lines in all"
+assert_eq "$(grep -cE '^tbwrap(\[[0-9]+\])?: (stopping|refused)' "$err" "$E2E_PROJECT"/a*.err | awk -F: '{s += $NF} END {print s}')" "0" \
 	"warn: nothing stopped or refused"
 # Each warning is printed when the crossing happens, so the value it shows is past the threshold.
 bad=$(python3 - "$err" <<'PY'
@@ -70,15 +70,15 @@ for line in open(sys.argv[1]):
             print(line.strip())
 PY
 )
-assert_eq "" "$bad" "warn: every warning shows a value at or past its threshold"
+assert_eq "$bad" "" "warn: every warning shows a value at or past its threshold"
 
 for c in /test /slow; do
-	assert_eq "$(ground_truth $c)" "$(report_usage "$report" $c)" "warn: report $c usage equals the ground truth"
+	assert_eq "$(report_usage "$report" $c)" "$(ground_truth $c)" "warn: report $c usage equals the ground truth"
 done
-assert_eq "$(ground_truth)" "$(report_usage "$report")" "warn: report overall usage equals the ground truth"
-assert_eq "51000 6690 57690" \
-	"$(report_get "$report" '[[c["used"]["total"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")] + [r["overall"]["used"]["total"]]')" \
+assert_eq "$(report_usage "$report")" "$(ground_truth)" "warn: report overall usage equals the ground truth"
+assert_eq "$(report_get "$report" '[[c["used"]["total"] for c in r["commands"] if c["name"] == n][0] for n in ("/test", "/slow")] + [r["overall"]["used"]["total"]]')" \
+	"51000 6690 57690" \
 	"warn: report totals /test 51000, /slow 6690, overall 57690"
-assert_eq "warn exited exited exited 0 0" \
-	"$(report_get "$report" '[r["mode"]] + [a["status"] for a in r["agents"]] + [sum(c["stopped"] for c in r["commands"]), sum(c["refused"] for c in r["commands"])]')" \
+assert_eq "$(report_get "$report" '[r["mode"]] + [a["status"] for a in r["agents"]] + [sum(c["stopped"] for c in r["commands"]), sum(c["refused"] for c in r["commands"])]')" \
+	"warn exited exited exited 0 0" \
 	"warn: report: mode warn, 3 agents exited, none stopped or refused"

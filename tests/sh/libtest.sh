@@ -1,13 +1,14 @@
 # shellcheck shell=bash disable=SC2034
 # (SC2034: the paths and run's results are set here for the tests that source this file.)
-# libtest.sh: sourced by the shell tests (tests/sh/test_*.sh, tests/e2e/test_*.sh).
+# libtest.sh: sourced by the shell tests (tests/sh/test_*.sh).
 #
 # Gives every test the same frame: paths of what was built, a private temp dir ($T) that is removed
-# on exit together with any process the test left running, TAP output with automatic numbering
-# ("ok N - name", "not ok N - name", "ok N - name # SKIP why"), assertions that say what they got
-# and what they wanted, and small helpers (fake agents on PATH, JSON lookups, bounded waits).
+# on exit together with any process the test left running, the TAP lines and assertions of
+# tests/lib/tap.sh (the one TAP library, shared with the end-to-end tests: each assertion takes
+# what it got, then what it wants, then the case's name), and small helpers (fake agents on PATH,
+# JSON lookups, bounded waits).
 #
-#   source "$(dirname "$0")/libtest.sh"   (or the path from tests/e2e)
+#   source "$(dirname "$0")/libtest.sh"
 #   setup
 #   run "$TBWRAP" --budget 100 -- true
 #   assert_eq "$status" 0 "tbwrap runs true"
@@ -27,8 +28,9 @@ STATIC_EXEC=$HELPERS/static_exec
 BENCH_WRITES=$HELPERS/bench_writes
 FIX=$ROOT/tests/fixtures/claude-code-2.1.197
 
-_tap_n=0
-_tap_failed=0
+# shellcheck source=tests/lib/tap.sh
+source "$ROOT/tests/lib/tap.sh"
+
 _test_pids=()
 T=
 
@@ -106,49 +108,7 @@ start_bg() {
 	_test_pids+=("$BG_PID")
 }
 
-# ---- TAP ----
-
-ok() {
-	_tap_n=$((_tap_n + 1))
-	echo "ok $_tap_n - $1"
-}
-
-# not_ok NAME [REASON...]: a failed case; the reason lines become TAP diagnostics.
-not_ok() {
-	local name=$1
-	shift
-	_tap_n=$((_tap_n + 1))
-	_tap_failed=$((_tap_failed + 1))
-	echo "not ok $_tap_n - $name"
-	local line
-	for line in "$@"; do
-		diag "$line"
-	done
-}
-
-# skip NAME REASON: a case that could not run here, and why.
-skip() {
-	_tap_n=$((_tap_n + 1))
-	echo "ok $_tap_n - $1 # SKIP $2"
-}
-
-# diag TEXT: a TAP comment; multi-line text becomes one comment per line.
-diag() {
-	local line
-	while IFS= read -r line; do
-		echo "# $line"
-	done <<<"$1"
-}
-
-# done_testing: prints the plan and exits non-zero if any case failed.
-done_testing() {
-	echo "1..$_tap_n"
-	if ((_tap_failed > 0)); then
-		diag "$_tap_failed of $_tap_n failed"
-		exit 1
-	fi
-	exit 0
-}
+# ---- TAP: ok, not_ok, skip, diag, done_testing and the assert_* of tests/lib/tap.sh ----
 
 # skip_all REASON: the whole file cannot run here (missing tool, kernel feature).
 skip_all() {
@@ -198,78 +158,7 @@ wait_until() {
 	"$@"
 }
 
-# ---- assertions: each prints exactly one TAP line ----
-
-assert_eq() {
-	local got=$1 want=$2 name=$3
-	if [[ $got == "$want" ]]; then
-		ok "$name"
-	else
-		not_ok "$name" "got:  '$got'" "want: '$want'"
-	fi
-}
-
-assert_ne() {
-	local got=$1 unwanted=$2 name=$3
-	if [[ $got != "$unwanted" ]]; then
-		ok "$name"
-	else
-		not_ok "$name" "got '$got', which it must not be"
-	fi
-}
-
-assert_contains() {
-	local haystack=$1 needle=$2 name=$3
-	if [[ $haystack == *"$needle"* ]]; then
-		ok "$name"
-	else
-		not_ok "$name" "missing: '$needle'" "in: '${haystack:0:2000}'"
-	fi
-}
-
-assert_not_contains() {
-	local haystack=$1 needle=$2 name=$3
-	if [[ $haystack != *"$needle"* ]]; then
-		ok "$name"
-	else
-		not_ok "$name" "found: '$needle'" "in: '${haystack:0:2000}'"
-	fi
-}
-
-# assert_match STRING ERE NAME
-assert_match() {
-	local string=$1 re=$2 name=$3
-	if [[ $string =~ $re ]]; then
-		ok "$name"
-	else
-		not_ok "$name" "'${string:0:2000}'" "does not match /$re/"
-	fi
-}
-
-# assert_line_match TEXT ERE NAME: one line of TEXT matches the extended regular expression
-# (^ and $ anchor at that line).
-assert_line_match() {
-	if grep -qE -- "$2" <<<"$1"; then
-		ok "$3"
-	else
-		not_ok "$3" "'${1:0:2000}'" "has no line matching /$2/"
-	fi
-}
-
-# assert_file_eq GOT_FILE WANT_FILE NAME: byte-identical files.
-assert_file_eq() {
-	local a=$1 b=$2 name=$3
-	if [[ ! -f $a ]]; then
-		not_ok "$name" "no such file: $a"
-	elif [[ ! -f $b ]]; then
-		not_ok "$name" "no such file: $b"
-	elif cmp -s -- "$a" "$b"; then
-		ok "$name"
-	else
-		not_ok "$name" "$(cmp -- "$a" "$b" 2>&1)" \
-			"sizes: $(wc -c <"$a") vs $(wc -c <"$b") bytes ($a vs $b)"
-	fi
-}
+# ---- assertions beyond tests/lib/tap.sh's ----
 
 # assert_status WANT NAME CMD...: runs CMD (through run, so $output/$errout are set afterwards)
 # and checks its exit status.

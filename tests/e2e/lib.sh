@@ -7,6 +7,7 @@
 #   claude_version, claude_is_node the CLI under test: its version; whether it is the Node build
 #   claude_has_option OPTION       whether its --help lists OPTION (skip_unless_option: or SKIP)
 #   standin_start SCENARIO         starts a stand-in (sets STANDIN_PORT, STANDIN_LOG, base URL)
+#   scenario_file NAME JSON        a scenario of the test's own, as a file for standin_start
 #   run_claude OUT ERR ARGS...     runs `claude ARGS...` in the project (CLAUDE_RC, CLAUDE_MS)
 #   ground_truth [COMMAND]         "input output cache_creation cache_read" billed by the stand-in
 #   cli_truth [COMMAND]            the same for the main conversation only (what `usage` covers)
@@ -183,6 +184,13 @@ standin_start() {
 	fi
 	STANDIN_PORT=$(<"$dir/port")
 	export ANTHROPIC_BASE_URL=http://127.0.0.1:$STANDIN_PORT
+}
+
+# scenario_file NAME JSON: writes JSON as the test's scenario NAME and prints its path (for
+# standin_start).
+scenario_file() {
+	mkdir -p "$E2E_TMP/scenarios" && echo "$2" >"$E2E_TMP/scenarios/$1.json" &&
+		echo "$E2E_TMP/scenarios/$1.json"
 }
 
 standin_stop() {

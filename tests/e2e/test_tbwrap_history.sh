@@ -164,15 +164,7 @@ assert_eq "$TBWRAP_RC:$(billed_calls)" "125:$calls_before" "corrupt history unde
 H=$E2E_TMP/locked.db
 standin_start history
 session seed -- /small
-python3 - "$H" "$E2E_TMP/locked" <<'PY' &
-import sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("PRAGMA locking_mode=EXCLUSIVE")
-c.execute("BEGIN EXCLUSIVE")
-c.execute("UPDATE runs SET scope = scope")
-open(sys.argv[2], "w").close()
-time.sleep(20)
-PY
+python3 "$E2E_ROOT/tests/helpers/lock_history.py" "$H" "$E2E_TMP/locked" 20 &
 locker=$!
 e2e_track "$locker"
 for ((i = 0; i < 100; i++)); do [[ -e $E2E_TMP/locked ]] && break; sleep 0.05; done

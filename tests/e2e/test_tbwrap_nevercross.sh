@@ -22,14 +22,8 @@ tbwrap_require
 
 CALL=4250 # every call of the scenarios below: 1000 + 50 + 200 + 3000
 MIN_HELD=$((CALL - 50))
-mkdir -p "$E2E_TMP/sc"
-# scenario NAME JSON: a scenario file of this test.
-scenario() {
-	echo "$2" >"$E2E_TMP/sc/$1.json"
-	echo "$E2E_TMP/sc/$1.json"
-}
 USAGE='"usage": {"input": 1000, "cache_creation": 200, "cache_read": 3000, "output": 50}'
-SIX=$(scenario six "{\"turns\": 5, $USAGE, \"bash\": \"echo ran >> marker\", \"delay_ms\": 30, \"text\": \"Turn {turn}. \"}")
+SIX=$(scenario_file six "{\"turns\": 5, $USAGE, \"bash\": \"echo ran >> marker\", \"delay_ms\": 30, \"text\": \"Turn {turn}. \"}")
 
 # total "A B C D": their sum.
 total() { sum_of "$1"; }
@@ -114,7 +108,7 @@ done
 # each turn than the one before: the rule's input side holds, its output allowance (the largest
 # output so far) falls short by up to 400 a call. The budget may be exceeded by that error only:
 # billed - budget <= the largest prediction error the report shows.
-GROW=$(scenario grow '{"turns": 8, "usage": {"input": 20, "cache_creation": 0, "cache_read": 0, "output": 60}, "usage_from_body": true, "output_step": 400, "bash": "seq 1 20", "delay_ms": 20, "text": "Turn {turn}. "}')
+GROW=$(scenario_file grow '{"turns": 8, "usage": {"input": 20, "cache_creation": 0, "cache_read": 0, "output": 60}, "usage_from_body": true, "output_step": 400, "bash": "seq 1 20", "delay_ms": 20, "text": "Turn {turn}. "}')
 BUDGET=80000
 MIN_HELD=10000 # the first call of each version is above 12K here
 for mode in text stream-json; do
@@ -174,7 +168,7 @@ assert_eq "$(report_get "$E2E_TMP/p.json" '[r["overall"]["overshoot"], len(r["ag
 if claude_is_node; then
 	skip "2 parallel subagents: billed within the budget" "Claude Code $(claude_version) runs its subagents in the session transcript, which the test's sums do not split"
 else
-	SUBS=$(scenario subs "{\"turns\": 2, $USAGE, \"agents\": 2, \"agent_turns\": 2, \"delay_ms\": 30, \"text\": \"Turn {turn}. \"}")
+	SUBS=$(scenario_file subs "{\"turns\": 2, $USAGE, \"agents\": 2, \"agent_turns\": 2, \"delay_ms\": 30, \"text\": \"Turn {turn}. \"}")
 	BUDGET=20000
 	for mode in text stream-json; do
 		args=(-p /test --allowedTools Bash)
@@ -197,7 +191,7 @@ else
 fi
 
 # ---- json mode: the result object is written --------------------------------------------------
-SLOW=$(scenario slowtool "{\"turns\": 5, $USAGE, \"bash\": \"sleep 1.2\", \"delay_ms\": 30, \"text\": \"Turn {turn}. \"}")
+SLOW=$(scenario_file slowtool "{\"turns\": 5, $USAGE, \"bash\": \"sleep 1.2\", \"delay_ms\": 30, \"text\": \"Turn {turn}. \"}")
 BUDGET=10000
 fresh_config
 standin_start "$SLOW"

@@ -19,15 +19,9 @@ source "$(dirname "$0")/lib.sh"
 e2e_setup
 tbwrap_require
 
-mkdir -p "$E2E_TMP/sc"
-# scenario NAME JSON
-scenario() {
-	echo "$2" >"$E2E_TMP/sc/$1.json"
-	echo "$E2E_TMP/sc/$1.json"
-}
 USAGE='"usage": {"input": 1000, "cache_creation": 200, "cache_read": 3000, "output": 50}, "cache_1h": 100'
-THREE=$(scenario three "{\"turns\": 2, $USAGE, \"bash\": \"echo ran >> marker\", \"delay_ms\": 20, \"text\": \"Turn {turn}. \"}")
-SIX=$(scenario six "{\"turns\": 5, $USAGE, \"bash\": \"echo ran >> marker\", \"delay_ms\": 20, \"text\": \"Turn {turn}. \"}")
+THREE=$(scenario_file three "{\"turns\": 2, $USAGE, \"bash\": \"echo ran >> marker\", \"delay_ms\": 20, \"text\": \"Turn {turn}. \"}")
+SIX=$(scenario_file six "{\"turns\": 5, $USAGE, \"bash\": \"echo ran >> marker\", \"delay_ms\": 20, \"text\": \"Turn {turn}. \"}")
 
 # hand_usd [LOG] [RATES]: what the stand-in billed, priced by hand: USD per million tokens of each
 # model the CLIs ask for (platform.claude.com/docs/en/about-claude/pricing, read 2026-10): input,

@@ -395,4 +395,22 @@ printf 'source "%s"\nsetup\nok a\ndone_testing\n' "$ROOT/tests/sh/libtest.sh" >"
 assert_status 0 "done_testing exits 0 when every case passed" env -u KEEP_TMP bash "$T/pass.sh"
 assert_eq "$output" "$(printf 'ok 1 - a\n1..1')" "a passing file prints its case and plan"
 
+# The assertions of tests/lib/tap.sh, run apart (their failures must not count here): the argument
+# order in the diagnostics, whole-string against per-line matching, a failure's status.
+cat >"$T/asserts.sh" <<SH
+source "$ROOT/tests/lib/tap.sh"
+assert_eq got want eq; echo "rc=\$?"
+assert_eq same same eq2; echo "rc=\$?"
+assert_match "\$(printf 'a1\nb2')" '^b[0-9]$' whole
+assert_line_match "\$(printf 'a1\nb2')" '^b[0-9]$' line
+assert_match "\$(printf 'a1\nb2')" '^a1.b2$' whole2
+tap_plan; echo "plan=\$?"
+SH
+bash "$T/asserts.sh" >"$T/asserts.out" 2>&1
+assert_eq "$(cat "$T/asserts.out")" \
+	"$(printf '%s\n' 'not ok 1 - eq' "# got:  'got'" "# want: 'want'" 'rc=1' 'ok 2 - eq2' 'rc=0' \
+		'not ok 3 - whole' "# 'a1" "# b2'" '# does not match /^b[0-9]$/' 'ok 4 - line' 'ok 5 - whole2' \
+		'1..5' '# 2 of 5 failed' 'plan=1')" \
+	"tap.sh: got before want, assert_match whole string, assert_line_match per line, failures return 1"
+
 done_testing

@@ -262,15 +262,7 @@ assert_file_eq "$H" "$T/corrupt.orig" "a corrupt history is left as it was"
 
 H=$T/locked.db
 agent /test 1
-python3 - "$H" "$T/locked" <<'PY' &
-import sqlite3, sys, time, os
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("PRAGMA locking_mode=EXCLUSIVE")
-c.execute("BEGIN EXCLUSIVE")
-c.execute("UPDATE runs SET scope = scope")
-open(sys.argv[2], "w").close()
-time.sleep(8)
-PY
+python3 "$ROOT/tests/helpers/lock_history.py" "$H" "$T/locked" 8 &
 locker=$!
 wait_until 5 test -e "$T/locked"
 agent /test 1

@@ -15,11 +15,13 @@
 
 #include "tbwrap/log.h"
 
-bool procfs_read(const char *path, char *buf, size_t len)
+/* Reads up to len - 1 bytes of path into buf and NUL-terminates them; the count, or -1 when it
+ * cannot be opened. /proc files are generated per read(2): read until EOF, not once. */
+static ssize_t read_upto(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false;
+		return -1;
 	size_t got = 0;
 	while (got < len - 1) {
 		ssize_t n = read(fd, buf + got, len - 1 - got);
@@ -31,7 +33,12 @@ bool procfs_read(const char *path, char *buf, size_t len)
 	}
 	close(fd);
 	buf[got] = '\0';
-	return got > 0;
+	return (ssize_t)got;
+}
+
+bool procfs_read(const char *path, char *buf, size_t len)
+{
+	return read_upto(path, buf, len) > 0;
 }
 
 static bool parse_long(const char *p, long *out)
@@ -94,22 +101,10 @@ int procfs_cmdline(pid_t pid, char *buf, size_t len, char **argv, int max)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t got = 0;
-	while (got < len - 1) {
-		ssize_t n = read(fd, buf + got, len - 1 - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	if (got == 0)
-		return -1; /* a zombie or a kernel thread */
-	buf[got] = '\0';
+	ssize_t r = read_upto(path, buf, len);
+	if (r <= 0)
+		return -1; /* gone, a zombie or a kernel thread */
+	size_t got = (size_t)r;
 	int argc = 0;
 	for (size_t i = 0; i < got && argc < max - 1;) {
 		argv[argc++] = buf + i;

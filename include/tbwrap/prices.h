@@ -87,7 +87,6 @@ int32_t prices_today(void);
 /* Prints the table as `tbwrap prices` shows it. Returns 0, or -1 when writing failed. */
 int prices_print(FILE *f, const struct price_table *t);
 
-
 /* Parses a USD amount: "5", "0.25", "$1.50" (at most 6 decimals, at most $10,000,000).
  * Returns 0 with *pico set, or -1. */
 int prices_parse_usd(const char *s, uint64_t *pico);

@@ -306,8 +306,12 @@ static int say_hello(uint32_t flags, int value, int listener, struct proto_reply
 	do
 		n = recv(sup_fd, r, sizeof(*r), 0);
 	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ECONNRESET;
 	if (n != (ssize_t)sizeof(*r) || r->magic != PROTO_MAGIC)
-		return n == 0 ? -ECONNRESET : -EPROTO;
+		return -EPROTO;
 	r->text[sizeof(r->text) - 1] = '\0';
 	return 0;
 }
@@ -364,6 +368,13 @@ static void become_agent(const char *sock, const struct agent_exec *x, int first
 	int rc = say_hello(flags, value, listener, &r);
 	if (listener >= 0)
 		close(listener);
+	if (rc == -ECONNRESET || rc == -EPIPE) {
+		/* A supervisor killed while this agent connected: its listening socket still
+		 * took the connection as the process went, then closed it unanswered. */
+		errno = -rc;
+		log_die_errno(TBWRAP_EXIT_LOST,
+			      "the supervisor (@%s) went away before it took this agent", sock);
+	}
 	if (rc < 0) {
 		errno = -rc;
 		log_die_errno(TBWRAP_EXIT_LOST, "the supervisor did not take this agent");

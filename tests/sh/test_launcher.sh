@@ -45,7 +45,7 @@ for row in "${rows[@]}"; do
 	run "$TBWRAP" "${args[@]}" -- touch "$MARK"
 	assert_eq "$status:$errout" "2:$want" "refused: ${args[*]}"
 	assert_eq "$output" "" "  ... prints nothing on stdout"
-	[[ -e $MARK ]] && not_ok "  ... ran the command" || ok "  ... ran nothing"
+	assert_eq "$([[ -e $MARK ]] && echo ran)" "" "  ... ran nothing"
 done
 
 # Cases where the command itself is what is missing, so no marker command can follow.
@@ -71,7 +71,7 @@ run "$TBWRAP" --overall-token-budget -- touch "$MARK"
 assert_eq "$status:$errout" \
 	"2:tbwrap: --overall-token-budget '--': expected a token count such as 50000, 50K or 1.5M" \
 	"'--' as a budget value: refused"
-[[ -e $MARK ]] && not_ok "  ... ran the command" || ok "  ... ran nothing"
+assert_eq "$([[ -e $MARK ]] && echo ran)" "" "  ... ran nothing"
 run "$TBWRAP" status --bogus
 assert_eq "$status:$errout" \
 	"2:tbwrap: status: unknown option '--bogus' (usage: tbwrap status [--disable-budget-visuals] [PID])" \
@@ -128,7 +128,7 @@ command budget (prompt): 7.0K (7000 tokens)
 agents: programs named claude other
 preload: $LIBTBWRAP
 would run: touch $MARK second" "--dry-run prints the resolved budgets and the command"
-[[ -e $MARK ]] && not_ok "--dry-run runs nothing" || ok "--dry-run runs nothing"
+assert_eq "$([[ -e $MARK ]] && echo ran)" "" "--dry-run runs nothing"
 run "$TBWRAP" --dry-run -- true
 assert_eq "$output" "mode: warn
 estimate per agent: 1.0K (1000 tokens)

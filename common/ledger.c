@@ -869,20 +869,21 @@ static struct ledger_budget *budget_at(struct ledger *l, int idx)
 	return valid_command(l, (uint32_t)idx) ? &l->h->commands[idx] : NULL;
 }
 
-void ledger_set_others(struct ledger *l, int idx, uint64_t others)
+static void set_others(struct ledger *l, int idx, enum amount_unit unit, uint64_t v)
 {
 	struct ledger_budget *b = budget_at(l, idx);
 	if (!b)
 		return;
-	store64(&b->others, others);
+	store64(unit == AMOUNT_USD ? &b->usd_others : &b->others, v);
 	note_overshoot(b);
+}
+
+void ledger_set_others(struct ledger *l, int idx, uint64_t others)
+{
+	set_others(l, idx, AMOUNT_TOKENS, others);
 }
 
 void ledger_set_others_usd(struct ledger *l, int idx, uint64_t pusd)
 {
-	struct ledger_budget *b = budget_at(l, idx);
-	if (!b)
-		return;
-	store64(&b->usd_others, pusd);
-	note_overshoot(b);
+	set_others(l, idx, AMOUNT_USD, pusd);
 }

@@ -1687,19 +1687,27 @@ static uint64_t fake_price(void *ctx, const char *model, const struct meter_usag
 	return n * rate + (is_opus ? cache_1h * 10 : 0);
 }
 
+/* A meter whose calls fake_price prices, with one stream. */
+static void priced_meter(struct meter_core *core, struct fake_prices *f, struct meter_stream *s)
+{
+	memset(core, 0, sizeof(*core));
+	memset(f, 0, sizeof(*f));
+	core->price = fake_price;
+	core->price_ctx = f;
+	meter_stream_init(s, 0);
+}
+
 /* A result line whose modelUsage holds a side call of another model (1.0.x's small model) adds
  * it to the calls' own price, even where the calls' 1-hour writes make them cost more than the
  * result says of their model. */
 static void test_price_side_model_kept(void **state)
 {
 	(void)state;
-	struct meter_core core = {0};
-	struct fake_prices f = {0};
+	struct meter_core core;
+	struct fake_prices f;
 	struct meter_stream s;
 	struct meter_usage delta = {{0}};
-	core.price = fake_price;
-	core.price_ctx = &f;
-	meter_stream_init(&s, 0);
+	priced_meter(&core, &f, &s);
 	/* One opus call: 100 input, 1000 cache writes all 1-hour: 1100 x 10 + 1000 x 10. */
 	feed_str(&core, &s,
 		 "{\"type\":\"assistant\",\"message\":{\"id\":\"m1\",\"model\":\"opus\",\"usage\":"
@@ -1726,13 +1734,11 @@ static void test_price_side_model_kept(void **state)
 static void test_price_synthetic_ignored(void **state)
 {
 	(void)state;
-	struct meter_core core = {0};
-	struct fake_prices f = {0};
+	struct meter_core core;
+	struct fake_prices f;
 	struct meter_stream s;
 	struct meter_usage delta = {{0}};
-	core.price = fake_price;
-	core.price_ctx = &f;
-	meter_stream_init(&s, 0);
+	priced_meter(&core, &f, &s);
 	feed_str(&core, &s,
 		 "{\"type\":\"assistant\",\"message\":{\"id\":\"m1\",\"model\":\"opus\",\"usage\":"
 		 "{\"input_tokens\":10,\"output_tokens\":1}}}\n"

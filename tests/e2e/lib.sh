@@ -122,25 +122,39 @@ claude_is_node() {
 	[[ $E2E_CLAUDE_IS_NODE == yes ]]
 }
 
-# claude_help: the CLI's --help (not on a terminal, with the test's private HOME and config
-# dir), read once per test.
-claude_help() {
-	if [[ -z $E2E_CLAUDE_HELP ]]; then
-		E2E_CLAUDE_HELP=$(cd "$E2E_PROJECT" && timeout -k 5 60 claude --help 2>&1 </dev/null)
+# claude_help_load: reads the CLI's --help once per test into E2E_CLAUDE_HELP (not on a
+# terminal, with the test's private HOME and config dir). A --help that fails or prints no usage
+# is a failed case and status 1, never an empty text (which would make every option look missing
+# and its cases skip). Call it in the test's own shell, not in $(...): it counts a TAP case.
+claude_help_load() {
+	[[ -z $E2E_CLAUDE_HELP ]] || return 0
+	local help rc
+	help=$(cd "$E2E_PROJECT" && timeout -k 5 60 claude --help 2>&1 </dev/null)
+	rc=$?
+	if ((rc != 0)) || ! grep -q '^Usage:' <<<"$help"; then
+		not_ok "claude --help of $(claude_version) prints its usage" "exit status $rc" "${help:0:2000}"
+		return 1
 	fi
-	printf '%s\n' "$E2E_CLAUDE_HELP"
+	E2E_CLAUDE_HELP=$help
 }
 
-# claude_has_option OPTION: true when --help lists OPTION (e.g. --no-session-persistence).
+# claude_has_option OPTION: true when --help lists OPTION (e.g. --no-session-persistence); status
+# 2 when --help could not be read (claude_help_load has said so).
 claude_has_option() {
-	claude_help | grep -qE -- "(^|[ ,])$1([ ,=]|$)"
+	claude_help_load || return 2
+	grep -qE -- "(^|[ ,])$1([ ,=]|$)" <<<"$E2E_CLAUDE_HELP"
 }
 
 # skip_unless_option OPTION WHAT: true when the CLI has OPTION; otherwise prints a SKIP line for
-# WHAT that names the version and the missing option, and returns false.
+# WHAT that names the version and the missing option (or, when --help could not be read, a
+# failed case), and returns false.
 skip_unless_option() {
-	claude_has_option "$1" && return 0
-	skip "$2" "Claude Code $(claude_version) has no $1 option"
+	claude_has_option "$1"
+	case $? in
+	0) return 0 ;;
+	1) skip "$2" "Claude Code $(claude_version) has no $1 option" ;;
+	*) not_ok "$2" "the options of Claude Code $(claude_version) are unknown: its --help failed" ;;
+	esac
 	return 1
 }
 

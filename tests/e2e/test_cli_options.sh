@@ -17,7 +17,8 @@ if [[ ! -x $ARITY ]]; then
 	exit 1
 fi
 
-help=$(claude_help)
+claude_help_load
+help=$E2E_CLAUDE_HELP
 assert_line_match "$help" "^Usage: claude \[options\]" "claude --help prints commander's usage line"
 
 # parse_help: one line per option of the help's Options section, "ARITY SPELLING ARG" for each

@@ -97,6 +97,8 @@ struct scan {
 	bool has_cost;
 	bool is_cost_bad;
 	uint64_t cost_micro_usd;
+	bool has_stop; /* message.stop_reason is a string: the line has the call's final usage */
+	bool is_sub;   /* parent_tool_use_id is a string: a subagent's line */
 };
 
 /* Where in the document an object is; decides which keys matter. */
@@ -624,6 +626,11 @@ static bool scan_member(struct scan *sc, enum ctx ctx, struct group *g, const st
 			return scan_object(sc, CTX_EVENT, NULL, depth);
 		if (span_is(key, "usage") && is_object)
 			return scan_object(sc, CTX_USAGE, &sc->root_usage, depth);
+		if (span_is(key, "parent_tool_use_id") && is_string) {
+			struct span id;
+			sc->is_sub = true;
+			return scan_string(sc, &id);
+		}
 		if (span_is(key, "modelUsage") && is_object)
 			return scan_object(sc, CTX_MODEL_USAGE, &sc->model_sum, depth);
 		if (span_is(key, "total_cost_usd")) {
@@ -648,6 +655,13 @@ static bool scan_member(struct scan *sc, enum ctx ctx, struct group *g, const st
 			return scan_string(sc, &sc->msg_model);
 		if (span_is(key, "usage") && is_object)
 			return scan_object(sc, CTX_USAGE, &sc->msg_usage, depth);
+		/* null until the stream's message_delta: a line written before it carries the
+		 * message_start snapshot (output 1), not the call's final usage. */
+		if (span_is(key, "stop_reason") && is_string) {
+			struct span reason;
+			sc->has_stop = true;
+			return scan_string(sc, &reason);
+		}
 		break;
 	case CTX_EVENT:
 		if (span_is(key, "type") && is_string)
@@ -792,6 +806,8 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 		g = &sc->msg_usage;
 		ev->kind = METER_EV_MESSAGE;
 		ev->id_hash = meter_hash_id(sc->msg_id.s, sc->msg_id.len);
+		ev->is_final = sc->has_stop;
+		ev->is_sub = sc->is_sub;
 		if (sc->msg_model.is_set)
 			copy_span(ev->model, sizeof(ev->model), &sc->msg_model);
 	} else if (span_is(&sc->type, "stream_event") && sc->ev_type.is_set) {
@@ -801,6 +817,7 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 			g = &sc->ev_msg_usage;
 			ev->kind = METER_EV_MESSAGE_START;
 			ev->id_hash = meter_hash_id(sc->ev_msg_id.s, sc->ev_msg_id.len);
+			ev->is_sub = sc->is_sub;
 			if (sc->ev_model.is_set)
 				copy_span(ev->model, sizeof(ev->model), &sc->ev_model);
 		} else if (span_is(&sc->ev_type, "message_delta")) {
@@ -808,6 +825,7 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 				return 0;
 			g = &sc->ev_usage;
 			ev->kind = METER_EV_MESSAGE_DELTA;
+			ev->is_final = true;
 		}
 	}
 	if (!g)
@@ -1061,7 +1079,7 @@ static const char *model_name(const struct meter_core *core, uint8_t model)
 /* Raises the per-field maxima of one message; only the increase goes into msg_sum (and, priced,
  * into pusd_msgs). Returns true when the message is new. */
 static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct meter_usage *u,
-		      const char *model, uint64_t cache_1h)
+		      const char *model, uint64_t cache_1h, uint8_t flags)
 {
 	struct meter_msg *m = find_msg(core, id_hash);
 	bool is_new = !m, is_raised = false;
@@ -1070,6 +1088,7 @@ static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct me
 	 * again can only overcount, never let usage through unmetered. */
 	if (!m)
 		m = add_msg(core, id_hash);
+	m->flags |= flags;
 	for (int f = 0; f < METER_NFIELDS; f++) {
 		if (u->n[f] > m->n[f]) {
 			core->msg_sum.n[f] = sat_add(core->msg_sum.n[f], u->n[f] - m->n[f]);
@@ -1212,6 +1231,42 @@ static void update_total(struct meter_core *core, struct meter_usage *delta)
 	}
 }
 
+static uint8_t msg_flags(const struct meter_stream *s, const struct meter_event *ev)
+{
+	return (uint8_t)((ev->is_final ? METER_MSG_FINAL : 0) |
+			 (ev->is_sub || (s && s->subagent) ? METER_MSG_SUB : 0));
+}
+
+void meter_unfinal(const struct meter_core *core, bool (*skip)(const void *ctx, uint64_t id_hash),
+		   const void *ctx, struct meter_unfinal *out)
+{
+	memset(out, 0, sizeof(*out));
+	uint64_t largest = 0;
+	for (uint32_t i = 0; i < METER_WINDOW; i++)
+		if (core->win[i].id_hash && core->win[i].n[METER_OUTPUT] > largest)
+			largest = core->win[i].n[METER_OUTPUT];
+	for (uint32_t i = 0; i < METER_WINDOW; i++) {
+		const struct meter_msg *m = &core->win[i];
+		if (!m->id_hash || (m->flags & (METER_MSG_FINAL | METER_MSG_COVERED)) ||
+		    (skip && skip(ctx, m->id_hash)))
+			continue;
+		out->calls++;
+		if (m->n[METER_OUTPUT] >= largest)
+			continue;
+		out->gap = sat_add(out->gap, largest - m->n[METER_OUTPUT]);
+		if (!core->price)
+			continue;
+		/* The call as it would be, priced whole (a prompt-length tier is the call's). */
+		struct meter_usage would;
+		memcpy(would.n, m->n, sizeof(would.n));
+		would.n[METER_OUTPUT] = largest;
+		uint64_t p = core->price(core->price_ctx, model_name(core, m->model), &would,
+					 m->cache_1h, false);
+		if (p > m->pusd)
+			out->gap_pusd = sat_add(out->gap_pusd, p - m->pusd);
+	}
+}
+
 void meter_apply(struct meter_core *core, struct meter_stream *s, const struct meter_event *ev,
 		 struct meter_usage *delta)
 {
@@ -1220,11 +1275,13 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 		return;
 	case METER_EV_MESSAGE:
 		note_fresh(s, ev->id_hash,
-			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h));
+			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h,
+				     msg_flags(s, ev)));
 		break;
 	case METER_EV_MESSAGE_START:
 		note_fresh(s, ev->id_hash,
-			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h));
+			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h,
+				     msg_flags(s, ev)));
 		if (s) {
 			s->cur_msg = ev->id_hash;
 			s->has_cur_msg = true;
@@ -1235,10 +1292,17 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 			core->anomalies[METER_ANOM_ORPHAN_DELTA]++;
 			return;
 		}
-		raise_msg(core, s->cur_msg, &ev->usage, NULL, ev->cache_1h);
+		raise_msg(core, s->cur_msg, &ev->usage, NULL, ev->cache_1h, METER_MSG_FINAL);
 		break;
 	case METER_EV_RESULT:
 		core->results++;
+		/* Its usage is the main conversation's so far, its modelUsage the whole session's
+		 * (subagents included, measured): the calls made until now are in its figures,
+		 * with their final output, whatever their lines showed. */
+		for (uint32_t i = 0; i < METER_WINDOW; i++)
+			if (core->win[i].id_hash && (ev->n_models > 0 || ev->models_over ||
+						     !(core->win[i].flags & METER_MSG_SUB)))
+				core->win[i].flags |= METER_MSG_COVERED;
 		for (int f = 0; f < METER_NFIELDS; f++)
 			if (ev->usage.n[f] > core->result.n[f])
 				core->result.n[f] = ev->usage.n[f];

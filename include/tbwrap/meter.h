@@ -66,7 +66,20 @@ struct meter_msg {
 	uint64_t cache_1h; /* of n[METER_CACHE_CREATION]: written to a 1-hour cache */
 	uint64_t pusd;	   /* what it cost so far, in pico-USD (0 without a price function) */
 	uint8_t model;	   /* 1 + index into meter_core.models; 0 = not named */
+	uint8_t flags;	   /* METER_MSG_* */
 };
+
+/* A line showed the call's final usage (an assistant line with its stop_reason, or the stream's
+ * message_delta). Without it only the message_start snapshot is known (output 1): Claude Code
+ * 2.1.197 writes a content block's line when the block ends, and when its line is written
+ * before the stream's message_delta arrived, no line of the call ever has the final output. */
+#define METER_MSG_FINAL 0x1
+/* A subagent's call (seen on a subagent's transcript, or on a line with a parent_tool_use_id):
+ * a result line's usage leaves it out, its modelUsage has it. */
+#define METER_MSG_SUB 0x2
+/* A result line came after it and its figures cover the call (its usage: the main
+ * conversation's calls; its modelUsage: all). */
+#define METER_MSG_COVERED 0x4
 
 /*
  * What a call cost, in pico-USD: set by the supervisor (launcher/prices.c behind it), called
@@ -133,6 +146,7 @@ struct meter_stream {
 	size_t cap;	  /* allocated size of buf */
 	size_t max_line;  /* bound on one line */
 	bool skipping;	  /* inside an oversize line: drop bytes up to the next newline */
+	bool subagent;	  /* a subagent's transcript: its calls are in no result line */
 	bool has_cur_msg; /* a message_start was seen on this stream */
 	uint64_t cur_msg; /* id hash of the message most recently started on this stream */
 	uint64_t end;	  /* stream offset just past the last byte taken in */
@@ -167,6 +181,8 @@ struct meter_event {
 	struct meter_usage usage;
 	uint64_t cache_1h;	     /* usage.cache_creation.ephemeral_1h_input_tokens */
 	char model[METER_MODEL_LEN]; /* MESSAGE, MESSAGE_START: message.model ("" when absent) */
+	bool is_final;		     /* MESSAGE with a stop_reason; MESSAGE_DELTA */
+	bool is_sub;		     /* MESSAGE, MESSAGE_START: the line has a parent_tool_use_id */
 	bool has_cost;
 	uint64_t cost_micro_usd;
 	char subtype[METER_SUBTYPE_LEN];
@@ -220,6 +236,21 @@ bool meter_message_model(const struct meter_core *core, uint64_t id_hash, uint64
 
 /* What call id has cost so far (pico-USD, by the price function); 0 when unknown. */
 uint64_t meter_message_pusd(const struct meter_core *core, uint64_t id_hash);
+
+/*
+ * The calls whose final usage no line showed and no result line covers (METER_MSG_FINAL,
+ * METER_MSG_COVERED): their output is known only as the snapshot shown. gap is what they would
+ * add if each had the largest output of the agent's calls, gap_pusd its price (0 without a price
+ * function). Calls for which skip (when not NULL) returns true are left out (their requests
+ * still hold a prediction). Over the calls in the de-duplication window.
+ */
+struct meter_unfinal {
+	uint64_t calls;
+	uint64_t gap;
+	uint64_t gap_pusd;
+};
+void meter_unfinal(const struct meter_core *core, bool (*skip)(const void *ctx, uint64_t id_hash),
+		   const void *ctx, struct meter_unfinal *out);
 
 /* The model of the agent's latest call that named one; "" when none did. */
 const char *meter_last_model(const struct meter_core *core);

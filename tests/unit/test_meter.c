@@ -1753,6 +1753,116 @@ static void test_price_synthetic_ignored(void **state)
 	meter_stream_free(&s);
 }
 
+/* An assistant line of a call: its text block, with stop_reason null (written before the stream's
+ * message_delta: the message_start snapshot) or a string (the final usage). */
+#define TURN_LINE(id, stop, out)                                                                   \
+	"{\"type\":\"assistant\",\"message\":{\"id\":\"" id                                        \
+	"\",\"model\":\"opus\",\"stop_reason\":" stop                                              \
+	",\"usage\":{\"input_tokens\":10,\"output_tokens\":" #out "}}}\n"
+
+static bool skip_id(const void *ctx, uint64_t id_hash)
+{
+	return id_hash == *(const uint64_t *)ctx;
+}
+
+/* A call is final once a line shows its stop_reason or the stream's message_delta; one that only
+ * ever showed its snapshot is counted as shown and reported, with what it would add at the
+ * agent's largest output (the gap), priced as the whole call would be. */
+static void test_unfinal_calls(void **state)
+{
+	(void)state;
+	struct meter_core core;
+	struct fake_prices f;
+	struct meter_stream s;
+	struct meter_usage delta = {{0}};
+	struct meter_unfinal u;
+	priced_meter(&core, &f, &s);
+
+	/* m1: snapshot (null), then final on its next block's line: final. */
+	feed_str(&core, &s, TURN_LINE("m1", "null", 1) TURN_LINE("m1", "\"tool_use\"", 50), &delta);
+	/* m2: both of its lines written before the delta: never final (Claude Code 2.1.197). */
+	feed_str(&core, &s, TURN_LINE("m2", "null", 1) TURN_LINE("m2", "null", 1), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 1);
+	assert_int_equal(u.gap, 49);
+	/* Priced as m2 would be with output 50: (10 + 50) x 10 less its (10 + 1) x 10. */
+	assert_int_equal(u.gap_pusd, 490);
+	assert_usage(&core.total, 20, 0, 0, 51); /* counted as shown */
+
+	/* A call left out by the caller (its request still holds a prediction). */
+	uint64_t m2 = meter_hash_id("m2", 2);
+	meter_unfinal(&core, skip_id, &m2, &u);
+	assert_int_equal(u.calls, 0);
+	assert_int_equal(u.gap, 0);
+
+	/* A stream's message_delta is final usage. */
+	feed_str(&core, &s, START("m3", 1), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 2);
+	feed_str(&core, &s, DELTA(30), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 1);
+	assert_int_equal(u.gap, 49);
+
+	/* A line with stop_reason but a lower count raises nothing and makes the call final. */
+	feed_str(&core, &s, TURN_LINE("m2", "\"end_turn\"", 1), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 0);
+	meter_stream_free(&s);
+}
+
+/* A result line covers the main conversation's calls before it (its usage is their sum), not a
+ * subagent's (on a subagent's transcript, or with a parent_tool_use_id) unless it has a
+ * modelUsage (the whole session's), and not the calls after it. */
+static void test_unfinal_result_covers_main(void **state)
+{
+	(void)state;
+	struct meter_core core = {0};
+	struct meter_stream main_s, sub_s;
+	struct meter_usage delta = {{0}};
+	struct meter_unfinal u;
+	meter_stream_init(&main_s, 0);
+	meter_stream_init(&sub_s, 0);
+	sub_s.subagent = true;
+
+	feed_str(&core, &main_s, TURN_LINE("main1", "null", 1), &delta);
+	feed_str(&core, &sub_s, TURN_LINE("sub1", "null", 1), &delta);
+	feed_str(&core, &main_s,
+		 "{\"type\":\"assistant\",\"parent_tool_use_id\":\"toolu_1\",\"message\":{\"id\":"
+		 "\"sub2\",\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}"
+		 "}}\n",
+		 &delta);
+	/* parent_tool_use_id null: the main conversation's line. */
+	feed_str(&core, &main_s,
+		 "{\"type\":\"assistant\",\"parent_tool_use_id\":null,\"message\":{\"id\":"
+		 "\"main2\",\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":"
+		 "40}}}\n",
+		 &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 4);
+	assert_int_equal(u.gap, 3 * 39);
+	assert_int_equal(u.gap_pusd, 0); /* no price function */
+
+	feed_str(&core, &main_s, RESULT(40, 41, 0.01), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 2); /* sub1, sub2 */
+	assert_int_equal(u.gap, 2 * 39);
+
+	/* A main call after the result is not covered by it. */
+	feed_str(&core, &main_s, TURN_LINE("main3", "null", 1), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 3);
+	/* A result with a modelUsage covers them all. */
+	feed_str(&core, &main_s,
+		 "{\"type\":\"result\",\"usage\":{\"input_tokens\":30,\"output_tokens\":90},"
+		 "\"modelUsage\":{\"opus\":{\"inputTokens\":50,\"outputTokens\":200}}}\n",
+		 &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 0);
+	meter_stream_free(&main_s);
+	meter_stream_free(&sub_s);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
@@ -1785,6 +1895,8 @@ int main(void)
 		cmocka_unit_test(test_message_usage),
 		cmocka_unit_test(test_price_side_model_kept),
 		cmocka_unit_test(test_price_synthetic_ignored),
+		cmocka_unit_test(test_unfinal_calls),
+		cmocka_unit_test(test_unfinal_result_covers_main),
 	};
 	enum {
 		NFIXED = sizeof(fixed) / sizeof(fixed[0]),

@@ -665,11 +665,13 @@ void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, struct 
 	store64(&l->h->instances[inst].usd_max_under, max_under.v[AMOUNT_USD]);
 }
 
-void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, struct amount held)
+void ledger_hold_unreported(struct ledger *l, int inst, uint64_t unreported, uint64_t unfinal,
+			    struct amount held)
 {
 	if (!valid_instance(l, inst))
 		return;
-	store64(&l->h->instances[inst].unreported, n);
+	store64(&l->h->instances[inst].unreported, unreported);
+	store64(&l->h->instances[inst].unfinal, unfinal);
 	ledger_set_reserved(l, inst, held);
 }
 

@@ -347,12 +347,17 @@ static void sb_agent(struct render_buf *b, const struct ledger_header *h,
 		else
 			render_buf_printf(b, "  next request (predicted %s) refused", t);
 	}
-	uint64_t unrep = ledger_load(&in->unreported);
-	if (unrep) {
+	uint64_t unrep = ledger_load(&in->unreported), unfinal = ledger_load(&in->unfinal);
+	if (unrep)
+		render_buf_printf(b, "  + %" PRIu64 " call%s the CLI reported nowhere", unrep,
+				  unrep == 1 ? "" : "s");
+	if (unfinal)
+		render_buf_printf(b, "%s %" PRIu64 " call%s without final usage",
+				  unrep ? " and" : "  +", unfinal, unfinal == 1 ? "" : "s");
+	if ((unrep || unfinal) && h->mode == LEDGER_MODE_BLOCK) {
 		char t[32];
 		render_tokens(t, sizeof(t), ledger_load(&in->reserved));
-		render_buf_printf(b, "  + %" PRIu64 " call%s the CLI reported nowhere (%s held)",
-				  unrep, unrep == 1 ? "" : "s", t);
+		render_buf_printf(b, " (%s held)", t);
 	}
 	if (in->flags & LEDGER_F_NESTED)
 		render_buf_printf(b, "  (nested)");

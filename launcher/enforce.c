@@ -288,8 +288,28 @@ static void conv_tool_bytes(const struct agent *a, uint64_t *out)
 	}
 }
 
+static bool held_by_book(const void *ctx, uint64_t id)
+{
+	return req_holds(ctx, id);
+}
+
+/* What the agent's calls that never showed their final usage would add at its largest output
+ * (meter_unfinal), in both units; *calls of them. Those whose requests still hold their
+ * prediction are left out: req_reserved has them. */
+static struct amount unfinal_gap(const struct sup *s, const struct agent *a, uint64_t *calls)
+{
+	struct meter_unfinal u = {0};
+	if (a->core)
+		meter_unfinal(a->core, held_by_book, &a->book, &u);
+	*calls = u.calls;
+	struct meter_usage more = {{0}};
+	more.n[METER_OUTPUT] = u.gap;
+	return (struct amount){{meter_usage_total(&more, s->l->h->weights), u.gap_pusd}};
+}
+
 /* What the ledger holds for the agent: in block mode its requests in flight (the launch
- * estimate until the first); in warn mode the estimate, less the usage that has come in. */
+ * estimate until the first) and what its calls without a final usage may still add; in warn
+ * mode the estimate, less the usage that has come in. */
 static void set_reservation(struct sup *s, struct agent *a)
 {
 	if (a->inst < 0 || a->ended)
@@ -297,7 +317,8 @@ static void set_reservation(struct sup *s, struct agent *a)
 	struct amount want;
 	if (is_block(s)) {
 		BOOK_ENV(s, a);
-		want = req_reserved(&a->book, &env);
+		uint64_t unfinal;
+		want = amount_add(req_reserved(&a->book, &env), unfinal_gap(s, a, &unfinal));
 	} else {
 		struct amount used = {{instance_total(s, a), instance_pusd(s, a)}};
 		want = amount_sub(a->book.launch, used);
@@ -432,6 +453,25 @@ void enforce_usage_changed(struct sup *s, struct agent *a, struct source *src)
 		judge_next_call(s, a, src);
 }
 
+static void warn_unfinal(struct sup *s, const struct agent *a, uint64_t calls, struct amount gap)
+{
+	bool one = calls == 1;
+	char more[160] = "";
+	if (gap.v[AMOUNT_TOKENS]) {
+		char t[32];
+		render_tokens(t, sizeof(t), gap.v[AMOUNT_TOKENS]);
+		snprintf(more, sizeof(more),
+			 "; at the agent's largest output %s would add %s tokens%s",
+			 one ? "it" : "they", t, is_block(s) ? ", held against its budgets" : "");
+	}
+	sup_clear_live(s);
+	log_warn("warning: agent %d (%s): %llu API call%s never showed %s final usage (Claude Code "
+		 "wrote only the stream's first snapshot of %s): %s output is counted as shown and "
+		 "may be higher%s",
+		 (int)a->pid, command_name(s, a), (unsigned long long)calls, one ? "" : "s",
+		 one ? "its" : "their", one ? "it" : "them", one ? "its" : "their", more);
+}
+
 void enforce_agent_end(struct sup *s, struct agent *a)
 {
 	BOOK_ENV(s, a);
@@ -440,9 +480,19 @@ void enforce_agent_end(struct sup *s, struct agent *a)
 	 * nowhere. Their predictions stay held, so that the budget still counts them. */
 	uint64_t n = 0;
 	struct amount held = req_unreported(&a->book, &env, &n);
-	if (is_block(s) && n && a->core && a->core->results == 0)
-		ledger_hold_unreported(s->l, a->inst, n, held);
+	if (!is_block(s) || !a->core || a->core->results > 0)
+		n = 0, held = (struct amount){{0, 0}};
 	req_close_all(&a->book, &env);
+	/* Calls the CLI wrote only the first snapshot of (meter_unfinal): their output is counted
+	 * as shown; what they may add stays held, and each agent's are said once. */
+	uint64_t unfinal = 0;
+	struct amount gap = unfinal_gap(s, a, &unfinal);
+	if (unfinal)
+		warn_unfinal(s, a, unfinal, gap);
+	if (n || unfinal)
+		ledger_hold_unreported(s->l, a->inst, n, unfinal,
+				       is_block(s) ? amount_add(held, gap)
+						   : (struct amount){{0, 0}});
 	/* Block mode counts the requests admitted; warn mode, those started. */
 	uint64_t made = is_block(s) ? a->book.requests : a->requests;
 	ledger_note_requests(s->l, a->inst, made, a->book.max_under);

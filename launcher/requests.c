@@ -254,6 +254,14 @@ void req_final(struct req_book *b, uint64_t id)
 			b->open[i].final = true;
 }
 
+bool req_holds(const struct req_book *b, uint64_t id)
+{
+	for (int i = 0; i < b->n_open; i++)
+		if (b->open[i].msg_id == id && !b->open[i].final)
+			return true;
+	return false;
+}
+
 bool req_settled(const struct req_book *b)
 {
 	for (int i = 0; i < b->n_open; i++)

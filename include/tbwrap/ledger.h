@@ -27,8 +27,8 @@
 #include "tbwrap/amount.h"
 #include "tbwrap/meter.h"
 
-#define LEDGER_MAGIC UINT64_C(0x34474c5257425454) /* "TTBWRLG4" little-endian */
-#define LEDGER_VERSION 4u
+#define LEDGER_MAGIC UINT64_C(0x35474c5257425454) /* "TTBWRLG5" little-endian */
+#define LEDGER_VERSION 5u
 #define LEDGER_MAX_COMMANDS 64
 /* Budgets the command line may set: one entry of the table stays for the catch-all key. */
 #define LEDGER_MAX_BUDGETS (LEDGER_MAX_COMMANDS - 1)
@@ -106,6 +106,9 @@ struct ledger_instance {
 	char result_subtype[METER_SUBTYPE_LEN];
 	char note[LEDGER_NOTE_LEN];  /* why it was refused, stopped or not metered; "" when none */
 	char model[METER_MODEL_LEN]; /* the model of its latest call that named one; "" none */
+	uint64_t unfinal; /* calls whose final usage it never wrote (only the stream's first
+			   * snapshot): their output is counted as shown; block mode holds what
+			   * they would add at its largest output (meter_unfinal) */
 };
 
 #define LEDGER_F_NESTED 1u	 /* ran under another agent's listener */
@@ -234,9 +237,11 @@ void ledger_note_refused(struct ledger *l, int inst, struct amount prediction);
 /* Per-request figures for the report. */
 void ledger_note_requests(struct ledger *l, int inst, uint64_t requests, struct amount max_under);
 
-/* An ended agent's calls that nothing reported: n of them, held as its reservation from now on
- * (after ledger_settle, which released what it held). */
-void ledger_hold_unreported(struct ledger *l, int inst, uint64_t n, struct amount held);
+/* An ended agent's calls that nothing reported (unreported) and those whose final usage it never
+ * wrote (unfinal): held as its reservation from now on (after ledger_settle, which released
+ * what it held). held is zero in warn mode, which holds nothing. */
+void ledger_hold_unreported(struct ledger *l, int inst, uint64_t unreported, uint64_t unfinal,
+			    struct amount held);
 
 /* Publishes what the meter knows beyond counts: cost, result lines, subtype, anomalies. */
 void ledger_publish_meter(struct ledger *l, int inst, const struct meter_core *core);

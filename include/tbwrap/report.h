@@ -1,8 +1,8 @@
 /*
  * The machine-readable end-of-run report (--report-json FILE).
  *
- * Schema (version 4), counts are JSON numbers, unknown values are null:
- *   {"version":4, "mode":"warn"|"block", "estimate":N, "counted":["input",...], "unlisted":N,
+ * Schema (version 5), counts are JSON numbers, unknown values are null:
+ *   {"version":5, "mode":"warn"|"block", "estimate":N, "counted":["input",...], "unlisted":N,
  *    "overall":  {"limit":N|null, "used":USAGE, "reserved":N, "agents":N, "refused":N,
  *                 "stopped":N, "overshoot":N, "usd_limit":USD|null, "usd_reserved":USD,
  *                 "usd_overshoot":USD},
@@ -18,8 +18,9 @@
  *                               "orphan_delta":N},
  *                  "requests":N, "refused_prediction":N|null,
  *                  "refused_prediction_usd":USD|null, "max_prediction_error":N,
- *                  "max_prediction_error_usd":USD, "unreported_calls":N, "held":N,
- *                  "held_usd":USD, "nested":bool, "adopted":bool, "metered":bool,
+ *                  "max_prediction_error_usd":USD, "unreported_calls":N,
+ *                  "unfinal_calls":N, "held":N, "held_usd":USD, "nested":bool,
+ *                  "adopted":bool, "metered":bool,
  *                  "note":"why it was refused, stopped or not metered"|null}]}
  * "metered": false says tbwrap could not read that agent's usage: its counts are not its
  * usage. "unlisted" counts agents that ran beyond the agent table (warn mode, unmetered).
@@ -27,7 +28,10 @@
  * (block mode's request admission, README "Never cross"): "requests" admitted (warn mode:
  * started), the prediction of the request refused, the largest amount a call exceeded its
  * prediction, and calls whose usage nothing reported (Claude Code 1.0.x's side calls when it
- * writes no result) with what the budgets still hold for them.
+ * writes no result) with what the budgets still hold for them. "unfinal_calls" (both modes):
+ * calls the CLI wrote only the stream's first usage snapshot of (no stop_reason, no result line
+ * after them): their output is counted as shown; block mode holds what they would add at the
+ * agent's largest output in "held" (meter_unfinal).
  * USD figures are tbwrap's own prices (launcher/prices.c), written as exact decimals
  * ("0.018375"); "cost_usd" is the CLI's own total_cost_usd where a result line gave one.
  * "priced": false when a call was of a model the price table lacks ("model"), priced at the
@@ -45,7 +49,7 @@
 /* The report as JSON text ending with a newline; malloc'd, NULL when out of memory. */
 char *report_json(const struct ledger_header *h);
 
-#define REPORT_VERSION 4
+#define REPORT_VERSION 5
 
 /* A report file opened before the command runs (so that a path that cannot be written is an
  * error before anything was spent) and written at the end. */

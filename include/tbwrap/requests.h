@@ -112,9 +112,14 @@ bool req_start(struct req_book *b, uint64_t sock, const struct meter_usage *pred
  * one predicted as a new conversation, else the oldest of all). */
 void req_message(struct req_book *b, int conv, uint64_t id, uint64_t tool_bytes);
 
-/* The final usage of call id is in (it was written to a transcript, where usage is final; a
- * stream-json line carries the call's first snapshot). */
+/* Call id reached a transcript: the CLI has written what it writes of it (a stream-json line
+ * carries only the call's first snapshot). Whether that was its final usage the meter tells
+ * (METER_MSG_FINAL); one that never shows it is held apart (meter_unfinal). */
 void req_final(struct req_book *b, uint64_t id);
+
+/* Whether a request in flight still holds its prediction for call id (its call has shown, not
+ * yet in a transcript). */
+bool req_holds(const struct req_book *b, uint64_t id);
 
 /* Whether every request in flight has its call's final usage in (a stop may interrupt then
  * without losing any billed call from the ledger). */

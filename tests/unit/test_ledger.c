@@ -1785,23 +1785,23 @@ static void test_map_readonly_refuses_bad_magic(void **state)
 	h->magic = UINT64_C(0x0123456789abcdef);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x0123456789abcdef, expected "
-			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x35474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	/* The version 1 to 3 ledgers' magics ("TTBWRLG1" ... "TTBWRLG3"). */
 	h->magic = UINT64_C(0x31474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x31474c5257425454, expected "
-			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x35474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	h->magic = UINT64_C(0x32474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x32474c5257425454, expected "
-			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x35474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	h->magic = UINT64_C(0x33474c5257425454);
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
 			   "ledger has a bad magic number (0x33474c5257425454, expected "
-			   "0x34474c5257425454): not a tbwrap ledger, or one of another tbwrap "
+			   "0x35474c5257425454): not a tbwrap ledger, or one of another tbwrap "
 			   "version");
 	free(h);
 }
@@ -1811,12 +1811,12 @@ static void test_map_readonly_refuses_wrong_version(void **state)
 	struct ledger_header *h = good_header();
 
 	(void)state;
-	h->version = 3;
+	h->version = 4;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 3, this tbwrap reads version 4");
-	h->version = 5;
+			   "ledger has version 4, this tbwrap reads version 5");
+	h->version = 6;
 	expect_map_refused(forged_memfd(h, HS, ALL_SEALS),
-			   "ledger has version 5, this tbwrap reads version 4");
+			   "ledger has version 6, this tbwrap reads version 5");
 	free(h);
 }
 

@@ -35,6 +35,7 @@ ALIGNED8(ledger_instance, refused_prediction);
 ALIGNED8(ledger_instance, max_under);
 ALIGNED8(ledger_instance, used);
 ALIGNED8(ledger_instance, unreported);
+ALIGNED8(ledger_instance, unfinal);
 ALIGNED8(ledger_instance, cost_micro_usd);
 ALIGNED8(ledger_instance, results);
 ALIGNED8(ledger_instance, anomalies);
@@ -77,10 +78,10 @@ static void test_sizes(void **state)
 	assert_int_equal(sizeof(struct meter_usage), 32);
 	assert_int_equal(sizeof(struct ledger_counts), 48);
 	assert_int_equal(sizeof(struct ledger_budget), 208);
-	assert_int_equal(sizeof(struct ledger_instance), 440);
-	assert_int_equal(sizeof(struct ledger_header), 464160);
-	assert_int_equal(LEDGER_VERSION, 4);
-	assert_true(LEDGER_MAGIC == UINT64_C(0x34474c5257425454));
+	assert_int_equal(sizeof(struct ledger_instance), 448);
+	assert_int_equal(sizeof(struct ledger_header), 472352);
+	assert_int_equal(LEDGER_VERSION, 5);
+	assert_true(LEDGER_MAGIC == UINT64_C(0x35474c5257425454));
 	assert_int_equal(METER_MODEL_LEN, 64);
 	assert_int_equal(LEDGER_MAX_COMMANDS, 64);
 	assert_int_equal(LEDGER_MAX_INSTANCES, 1024);
@@ -149,8 +150,9 @@ static void test_instance(void **state)
 	OFF(ledger_instance, result_subtype, 224);
 	OFF(ledger_instance, note, 256);
 	OFF(ledger_instance, model, 376);
-	/* The model is the last field and ends the struct: no trailing padding. */
-	assert_int_equal(offsetof(struct ledger_instance, model) + METER_MODEL_LEN,
+	OFF(ledger_instance, unfinal, 440);
+	/* The last field ends the struct: no trailing padding. */
+	assert_int_equal(offsetof(struct ledger_instance, unfinal) + sizeof(uint64_t),
 			 sizeof(struct ledger_instance));
 }
 

@@ -419,6 +419,65 @@ static void test_report_unmetered(void **state)
 	free(h);
 }
 
+/* Calls reported nowhere and calls without a final usage are said on the agent's line; block mode
+ * adds what is held for them, warn mode holds nothing. */
+static void test_report_unfinal(void **state)
+{
+	(void)state;
+	for (int block = 0; block < 2; block++) {
+		struct ledger_header *h = new_header();
+		assert_non_null(h);
+		h->mode = block ? LEDGER_MODE_BLOCK : LEDGER_MODE_WARN;
+		h->overall.limit = LEDGER_NO_LIMIT;
+		h->n_commands = 1;
+		strcpy(h->commands[0].name, "/test");
+		h->commands[0].limit = LEDGER_NO_LIMIT;
+		h->commands[0].agents = 3;
+		struct ledger_instance *in = add_instance(h, 51, 0, LEDGER_INST_STOPPED, 87);
+		set_counts(&in->used, 10, 1, 0, 0);
+		in->unfinal = 1;
+		in->reserved = block ? 49 : 0;
+		in = add_instance(h, 52, 0, LEDGER_INST_STOPPED, 87);
+		in->unreported = 2;
+		in->unfinal = 3;
+		in->reserved = block ? 8647 : 0;
+		in = add_instance(h, 53, 0, LEDGER_INST_STOPPED, 87);
+		in->unreported = 1;
+		in->reserved = block ? 4200 : 0;
+
+		struct render_opts o = {.color = false, .bars = false, .width = 20};
+		char *text = render_report(h, &o);
+		assert_non_null(text);
+		const char *agents = strstr(text, "Agents:\n");
+		assert_non_null(agents);
+		expect_text(
+			agents,
+			block ? "Agents:\n"
+				"  pid 51  /test  stopped 87  11 tokens (input 10, output 1, cache "
+				"creation 0, cache read 0)  + 1 call without final usage (49 "
+				"held)\n"
+				"  pid 52  /test  stopped 87  0 tokens (input 0, output 0, cache "
+				"creation 0, cache read 0)  + 2 calls the CLI reported nowhere and "
+				"3 "
+				"calls without final usage (8.6K held)\n"
+				"  pid 53  /test  stopped 87  0 tokens (input 0, output 0, cache "
+				"creation 0, cache read 0)  + 1 call the CLI reported nowhere "
+				"(4.2K "
+				"held)\n"
+			      : "Agents:\n"
+				"  pid 51  /test  stopped 87  11 tokens (input 10, output 1, cache "
+				"creation 0, cache read 0)  + 1 call without final usage\n"
+				"  pid 52  /test  stopped 87  0 tokens (input 0, output 0, cache "
+				"creation 0, cache read 0)  + 2 calls the CLI reported nowhere and "
+				"3 "
+				"calls without final usage\n"
+				"  pid 53  /test  stopped 87  0 tokens (input 0, output 0, cache "
+				"creation 0, cache read 0)  + 1 call the CLI reported nowhere\n");
+		free(text);
+		free(h);
+	}
+}
+
 static void test_status_line(void **state)
 {
 	struct render_opts o = {.color = false, .bars = true, .width = 10};
@@ -536,6 +595,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_report_no_bars, setup_ledger, teardown_ledger),
 		cmocka_unit_test(test_report_empty),
 		cmocka_unit_test(test_report_unmetered),
+		cmocka_unit_test(test_report_unfinal),
 		cmocka_unit_test_setup_teardown(test_status_line, setup_ledger, teardown_ledger),
 		cmocka_unit_test(test_usd),
 		cmocka_unit_test(test_use_color),

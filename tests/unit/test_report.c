@@ -174,8 +174,9 @@ static void fill(struct ledger *l)
 	ledger_note_refused(l, d, TOK(1500));
 	ledger_mark(l, d, 0, "stopped: overall budget");
 	ledger_settle(l, d, LEDGER_INST_STOPPED, 143);
-	/* Stopped with a call whose usage nothing reported: its prediction stays held. */
-	ledger_hold_unreported(l, d, 1, TOK(1200));
+	/* Stopped with a call whose usage nothing reported and two whose final usage never
+	 * showed: what they may cost stays held. */
+	ledger_hold_unreported(l, d, 1, 2, TOK(1200));
 
 	e = ledger_record_unadmitted(l, 1, 105, LEDGER_INST_RUNNING,
 				     "no libtbwrap.so in it:\tstatic binary");
@@ -315,7 +316,8 @@ static void assert_requests(const cJSON *a, double requests, double refused, dou
 	"pid", "command", "status", "exit_code", "usage", "model", "priced", "cost_usd",           \
 		"result_subtype", "anomalies", "requests", "refused_prediction",                   \
 		"refused_prediction_usd", "max_prediction_error", "max_prediction_error_usd",      \
-		"unreported_calls", "held", "held_usd", "nested", "adopted", "metered", "note"
+		"unreported_calls", "unfinal_calls", "held", "held_usd", "nested", "adopted",      \
+		"metered", "note"
 
 static void assert_no_anomalies(const cJSON *a)
 {
@@ -332,7 +334,7 @@ static void check_report(const char *text)
 		fail_msg("not JSON:\n%s", text);
 	KEYS(root, "version", "mode", "estimate", "counted", "overall", "unlisted", "commands",
 	     "agents");
-	assert_true(num(root, "version") == 4);
+	assert_true(num(root, "version") == 5);
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "counted")), 4);
 	assert_string_equal(str(root, "mode"), "block");
 	assert_true(num(root, "estimate") == 1000);
@@ -407,6 +409,7 @@ static void check_report(const char *text)
 	assert_requests(b, 1, -1, 0);
 	/* Reserved while it runs, but nothing unreported: nothing held for such calls. */
 	assert_true(num(b, "unreported_calls") == 0);
+	assert_true(num(b, "unfinal_calls") == 0);
 	assert_true(num(b, "held") == 0);
 	assert_bool(b, "nested", true);
 	assert_bool(b, "adopted", false);
@@ -435,6 +438,7 @@ static void check_report(const char *text)
 	assert_usage(d, "usage", 5, 0, 0, 0);
 	assert_requests(d, 2, 1500, 7);
 	assert_true(num(d, "unreported_calls") == 1);
+	assert_true(num(d, "unfinal_calls") == 2);
 	assert_true(num(d, "held") == 1200);
 	assert_bool(d, "metered", true);
 	assert_string_equal(str(d, "note"), "stopped: overall budget");

@@ -96,6 +96,12 @@ static void test_launch_then_first_call(void **state)
 	/* Larger than predicted: nothing is held any more (never below zero). */
 	set_call(&f, 11, 1000, 50, 200, 3000);
 	assert_int_equal(req_reserved(&b, &env).v[AMOUNT_TOKENS], 0);
+	/* Shown but not in a transcript yet: its request still holds its prediction for it (the
+	 * meter's calls without a final usage leave it out, req_holds); in a transcript, not. */
+	assert_true(req_holds(&b, 11));
+	assert_false(req_holds(&b, 12));
+	req_final(&b, 11);
+	assert_false(req_holds(&b, 11));
 }
 
 static void test_next_call_rule(void **state)

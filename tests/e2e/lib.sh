@@ -596,6 +596,84 @@ print(show(eval(sys.argv[2], {"r": r})))
 PYEOF
 }
 
+# cli_unfinal [STDOUT...]: over the calls the CLI wrote (its transcripts under CLAUDE_CONFIG_DIR,
+# and the stdout files given), those it never wrote a final usage of, as tbwrap's meter tells
+# them (README, Limits): no line with a stop_reason, no result line after them (one with a
+# modelUsage covers every call, one without the main conversation's). Prints "K MISSING GAP":
+# K such calls, MISSING what the stand-in billed of their output beyond what was shown, GAP
+# what they would add at the largest output shown of any call (what block mode holds).
+cli_unfinal() {
+	python3 - "$STANDIN_LOG" "$CLAUDE_CONFIG_DIR/projects" "$@" <<'PY'
+import json, os, sys
+log, projects, outs = sys.argv[1], sys.argv[2], sys.argv[3:]
+calls = {}  # id -> [output shown, final, sub]
+covered = {"main": False, "all": False}
+
+def take(o, sub):
+    if not isinstance(o, dict):
+        return
+    if o.get("type") == "result":
+        covered["all" if isinstance(o.get("modelUsage"), dict) and o["modelUsage"] else "main"] = True
+        return
+    m = o.get("message") if o.get("type") == "assistant" else None
+    if not isinstance(m, dict) or not isinstance(m.get("usage"), dict) or "id" not in m:
+        return
+    c = calls.setdefault(m["id"], [0, False, False])
+    c[0] = max(c[0], m["usage"].get("output_tokens", 0))
+    c[1] = c[1] or isinstance(m.get("stop_reason"), str)
+    c[2] = c[2] or sub or isinstance(o.get("parent_tool_use_id"), str)
+
+def take_file(path, sub):
+    for line in open(path, encoding="utf-8", errors="replace"):
+        line = line.strip()
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        for o in v if isinstance(v, list) else [v]:
+            take(o, sub)
+
+for root, _, files in os.walk(projects):
+    for f in files:
+        if f.endswith(".jsonl"):
+            take_file(os.path.join(root, f), "/subagents/" in os.path.join(root, f))
+for f in outs:
+    take_file(f, False)
+billed = {}
+for r in map(json.loads, open(log, encoding="utf-8")):
+    if r.get("billed") and r.get("message_id"):
+        billed[r["message_id"]] = r["billed"]["output"]
+largest = max((c[0] for c in calls.values()), default=0)
+k = missing = gap = 0
+for mid, (shown, final, sub) in calls.items():
+    if final or covered["all"] or (covered["main"] and not sub):
+        continue
+    k += 1
+    missing += max(billed.get(mid, shown) - shown, 0)
+    gap += largest - shown
+print(k, missing, gap)
+PY
+}
+
+# assert_ledger_billing NAME REPORT [STDOUT...]: the report's overall usage is the stand-in's
+# billing, less the output the CLI never wrote of its calls without a final usage
+# (cli_unfinal), and the report counts those calls.
+assert_ledger_billing() {
+	local name=$1 report=$2 k missing gap what="the ledger equals the billing"
+	shift 2
+	read -r k missing gap <<<"$(cli_unfinal "$@")"
+	local want
+	want=$(ground_truth)
+	if ((k > 0)); then
+		want=$(usage_minus "$want" "0 $missing 0 0")
+		what="the ledger equals the billing less the output ($missing) of the $k call(s) the CLI never wrote a final usage of"
+	fi
+	assert_eq "$(report_usage "$report")" "$want" "$name: $what"
+	assert_eq "$(report_get "$report" 'sum(a["unfinal_calls"] for a in r["agents"])')" "$k" \
+		"$name: the report counts $k call(s) without a final usage"
+	UNFINAL_GAP=$gap
+}
+
 # sum_of "a b c d": the token total of four counts (the ledger's total is their plain sum).
 sum_of() {
 	local a b c d

@@ -34,6 +34,10 @@ DEFAULTS = {
     "usage": {"input": 1000, "cache_creation": 200, "cache_read": 3000, "output": 50},
     "bash": "echo tool-ran",
     "delay_ms": 0,
+    # An extra pause before message_delta (the call's final output count): a final usage that
+    # comes late. Claude Code 2.1.197 then writes the call's transcript lines with the
+    # message_start snapshot only (output 1), and no line of the call has its final usage.
+    "delta_delay_ms": 0,
     "text": "Turn {turn}. ",
     # Subagents: the first answer of a conversation with agents > 0 is that many Agent tool_use
     # blocks at once; each subagent then makes agent_turns Bash turns and a final text answer.
@@ -76,8 +80,10 @@ def check_fields(fields, where):
         raise ScenarioError(f"{where}: unknown field(s) {sorted(unknown)}")
     if "turns" in fields and (not isinstance(fields["turns"], int) or fields["turns"] < 0):
         raise ScenarioError(f"{where}: 'turns' must be an integer >= 0")
-    if "delay_ms" in fields and (not isinstance(fields["delay_ms"], (int, float)) or fields["delay_ms"] < 0):
-        raise ScenarioError(f"{where}: 'delay_ms' must be a number >= 0")
+    for name in ("delay_ms", "delta_delay_ms"):
+        if name in fields and (not isinstance(fields[name], (int, float)) or isinstance(fields[name], bool)
+                               or fields[name] < 0):
+            raise ScenarioError(f"{where}: '{name}' must be a number >= 0")
     for name in ("usage", "agent_usage", "side_usage"):
         if name not in fields or (name != "usage" and fields[name] is None):
             continue
@@ -406,7 +412,8 @@ class Handler(BaseHTTPRequestHandler):
                           "cache_read_input_tokens": 0, "output_tokens": 0},
             })
             return
-        self.stream_message(msg_id, model, plan, text, usage, sc["delay_ms"], sc["cache_1h"])
+        self.stream_message(msg_id, model, plan, text, usage, sc["delay_ms"], sc["cache_1h"],
+                            sc["delta_delay_ms"])
 
     @staticmethod
     def plan(sc, kind, agent, messages, body, stream):
@@ -440,7 +447,7 @@ class Handler(BaseHTTPRequestHandler):
             plan = ("bash", bash if isinstance(bash, str) else bash[min(turn, len(bash) - 1)])
         return plan, turn, sc["text"].replace("{turn}", str(turn)), sc["usage"]
 
-    def stream_message(self, msg_id, model, plan, text, usage, delay_ms, cache_1h=None):
+    def stream_message(self, msg_id, model, plan, text, usage, delay_ms, cache_1h=None, delta_delay_ms=0):
         start_usage = {"input_tokens": usage["input"],
                        "cache_creation_input_tokens": usage["cache_creation"],
                        "cache_read_input_tokens": usage["cache_read"],
@@ -495,6 +502,8 @@ class Handler(BaseHTTPRequestHandler):
             for name, data in events:
                 if delay:
                     time.sleep(delay)
+                if name == "message_delta" and delta_delay_ms:
+                    time.sleep(delta_delay_ms / 1000.0)
                 chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()

@@ -16,16 +16,21 @@ tbwrap_require
 # streamed slowly (40 ms per event) so that the sessions overlap.
 standin_start three_turns
 script=$E2E_TMP/parallel.sh
+# Each agent has a config dir of its own: 1.0.x asks a title for the previous session of its
+# config dir, and with one dir shared by agents that start at once that call (billed under a
+# session no command names) goes to whichever agent saw another's session first.
 cat >"$script" <<'SH'
 #!/usr/bin/env bash
-claude -p /test --allowedTools Bash >t1.out 2>t1.err </dev/null &
+cfg=$CLAUDE_CONFIG_DIR
+mkdir -p "$cfg/t1" "$cfg/t2" "$cfg/s1" "$cfg/s2"
+CLAUDE_CONFIG_DIR=$cfg/t1 claude -p /test --allowedTools Bash >t1.out 2>t1.err </dev/null &
 p1=$!
-claude -p /test --allowedTools Bash --output-format json >t2.out 2>t2.err </dev/null &
+CLAUDE_CONFIG_DIR=$cfg/t2 claude -p /test --allowedTools Bash --output-format json >t2.out 2>t2.err </dev/null &
 p2=$!
-claude -p /slow --allowedTools Bash --output-format stream-json --verbose >s1.out 2>s1.err </dev/null &
+CLAUDE_CONFIG_DIR=$cfg/s1 claude -p /slow --allowedTools Bash --output-format stream-json --verbose >s1.out 2>s1.err </dev/null &
 p3=$!
-claude -p /slow --allowedTools Bash --output-format stream-json --verbose --include-partial-messages \
-	>s2.out 2>s2.err </dev/null &
+CLAUDE_CONFIG_DIR=$cfg/s2 claude -p /slow --allowedTools Bash --output-format stream-json --verbose \
+	--include-partial-messages >s2.out 2>s2.err </dev/null &
 p4=$!
 rc=0 codes=()
 for p in $p1 $p2 $p3 $p4; do

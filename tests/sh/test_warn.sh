@@ -9,12 +9,14 @@ require_files "$TBWRAP" "$LIBTBWRAP" "$FAKE_AGENT"
 
 AGENTS=$(agent_dir)
 
-# 10 API calls with distinct message ids, 4250 tokens each (42,500 in all). Budgets chosen so that
+# 10 API calls with distinct message ids, 4250 tokens each (42,500 in all), each line with its
+# final usage (a stop_reason: a line without one is the stream's first snapshot, which tbwrap
+# reports as a call without a final usage). Budgets chosen so that
 # each threshold is crossed by a different call:
 #   /test 34K:   70 % (23.8K) at call 6 (25.5K), 90 % (30.6K) at call 8 (34.0K), >100 % at call 9
 #   overall 42K: 70 % (29.4K) at call 7 (29.75K), 90 % (37.8K) at call 9, >100 % at call 10
 for i in $(seq 1 10); do
-	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","model":"claude-opus-4-8","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
+	printf '{"type":"assistant","message":{"id":"msg_%02d","type":"message","role":"assistant","model":"claude-opus-4-8","stop_reason":"end_turn","usage":{"input_tokens":1000,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}}\n' "$i"
 done >"$T/calls.jsonl"
 
 WANT="tbwrap: warning: /test budget at 70%: 25.5K/34.0K

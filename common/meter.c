@@ -98,7 +98,6 @@ struct scan {
 	bool is_cost_bad;
 	uint64_t cost_micro_usd;
 	bool has_stop; /* message.stop_reason is a string: the line has the call's final usage */
-	bool is_sub;   /* parent_tool_use_id is a string: a subagent's line */
 };
 
 /* Where in the document an object is; decides which keys matter. */
@@ -626,11 +625,6 @@ static bool scan_member(struct scan *sc, enum ctx ctx, struct group *g, const st
 			return scan_object(sc, CTX_EVENT, NULL, depth);
 		if (span_is(key, "usage") && is_object)
 			return scan_object(sc, CTX_USAGE, &sc->root_usage, depth);
-		if (span_is(key, "parent_tool_use_id") && is_string) {
-			struct span id;
-			sc->is_sub = true;
-			return scan_string(sc, &id);
-		}
 		if (span_is(key, "modelUsage") && is_object)
 			return scan_object(sc, CTX_MODEL_USAGE, &sc->model_sum, depth);
 		if (span_is(key, "total_cost_usd")) {
@@ -807,7 +801,6 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 		ev->kind = METER_EV_MESSAGE;
 		ev->id_hash = meter_hash_id(sc->msg_id.s, sc->msg_id.len);
 		ev->is_final = sc->has_stop;
-		ev->is_sub = sc->is_sub;
 		if (sc->msg_model.is_set)
 			copy_span(ev->model, sizeof(ev->model), &sc->msg_model);
 	} else if (span_is(&sc->type, "stream_event") && sc->ev_type.is_set) {
@@ -817,7 +810,6 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 			g = &sc->ev_msg_usage;
 			ev->kind = METER_EV_MESSAGE_START;
 			ev->id_hash = meter_hash_id(sc->ev_msg_id.s, sc->ev_msg_id.len);
-			ev->is_sub = sc->is_sub;
 			if (sc->ev_model.is_set)
 				copy_span(ev->model, sizeof(ev->model), &sc->ev_model);
 		} else if (span_is(&sc->ev_type, "message_delta")) {
@@ -833,6 +825,10 @@ static int classify(const struct scan *sc, struct meter_event *ev, enum meter_an
 	if (g->is_bad)
 		goto bad;
 	ev->usage = (struct meter_usage){{g->n[0], g->n[1], g->n[2], g->n[3]}};
+	/* More output than a message_start snapshot has: the count is final, stop_reason or not
+	 * (1.0.x writes none on a text-only answer). */
+	if (ev->kind == METER_EV_MESSAGE && ev->usage.n[METER_OUTPUT] > METER_SNAPSHOT_OUTPUT_MAX)
+		ev->is_final = true;
 	ev->cache_1h = g->n[FIELD_CACHE_1H];
 	return 0;
 bad:
@@ -1231,10 +1227,9 @@ static void update_total(struct meter_core *core, struct meter_usage *delta)
 	}
 }
 
-static uint8_t msg_flags(const struct meter_stream *s, const struct meter_event *ev)
+static uint8_t msg_flags(const struct meter_event *ev)
 {
-	return (uint8_t)((ev->is_final ? METER_MSG_FINAL : 0) |
-			 (ev->is_sub || (s && s->subagent) ? METER_MSG_SUB : 0));
+	return ev->is_final ? METER_MSG_FINAL : 0;
 }
 
 void meter_unfinal(const struct meter_core *core, bool (*skip)(const void *ctx, uint64_t id_hash),
@@ -1276,12 +1271,12 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 	case METER_EV_MESSAGE:
 		note_fresh(s, ev->id_hash,
 			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h,
-				     msg_flags(s, ev)));
+				     msg_flags(ev)));
 		break;
 	case METER_EV_MESSAGE_START:
 		note_fresh(s, ev->id_hash,
 			   raise_msg(core, ev->id_hash, &ev->usage, ev->model, ev->cache_1h,
-				     msg_flags(s, ev)));
+				     msg_flags(ev)));
 		if (s) {
 			s->cur_msg = ev->id_hash;
 			s->has_cur_msg = true;
@@ -1296,13 +1291,14 @@ void meter_apply(struct meter_core *core, struct meter_stream *s, const struct m
 		break;
 	case METER_EV_RESULT:
 		core->results++;
-		/* Its usage is the main conversation's so far, its modelUsage the whole session's
-		 * (subagents included, measured): the calls made until now are in its figures,
-		 * with their final output, whatever their lines showed. */
-		for (uint32_t i = 0; i < METER_WINDOW; i++)
-			if (core->win[i].id_hash && (ev->n_models > 0 || ev->models_over ||
-						     !(core->win[i].flags & METER_MSG_SUB)))
-				core->win[i].flags |= METER_MSG_COVERED;
+		/* Its modelUsage is the whole session's so far (subagents included, measured): the
+		 * calls made until now are in its figures with their final output, whatever their
+		 * lines showed, and the total takes the larger. Its usage alone is the main
+		 * conversation's, which a subagent's calls in the sum can hide: no cover then. */
+		if (ev->n_models > 0 || ev->models_over)
+			for (uint32_t i = 0; i < METER_WINDOW; i++)
+				if (core->win[i].id_hash)
+					core->win[i].flags |= METER_MSG_COVERED;
 		for (int f = 0; f < METER_NFIELDS; f++)
 			if (ev->usage.n[f] > core->result.n[f])
 				core->result.n[f] = ev->usage.n[f];

@@ -677,7 +677,6 @@ struct source *agents_source(struct sup *s, struct agent *a, pid_t tgid, int fd,
 	src->pos.seekable = S_ISREG(st->st_mode) || S_ISBLK(st->st_mode);
 	meter_stream_init(&src->s, METER_LINE_MAX_DEFAULT);
 	src->s.track_calls = true;
-	src->s.subagent = src->subagent;
 	return src;
 }
 

@@ -74,12 +74,12 @@ struct meter_msg {
  * 2.1.197 writes a content block's line when the block ends, and when its line is written
  * before the stream's message_delta arrived, no line of the call ever has the final output. */
 #define METER_MSG_FINAL 0x1
-/* A subagent's call (seen on a subagent's transcript, or on a line with a parent_tool_use_id):
- * a result line's usage leaves it out, its modelUsage has it. */
-#define METER_MSG_SUB 0x2
-/* A result line came after it and its figures cover the call (its usage: the main
- * conversation's calls; its modelUsage: all). */
-#define METER_MSG_COVERED 0x4
+/* A result line with a modelUsage came after it: its figures have the call's final usage (the
+ * session's, subagents included). */
+#define METER_MSG_COVERED 0x2
+/* The most output a message_start snapshot shows (1, at times 2): a line without a stop_reason
+ * that shows more has the call's final count. */
+#define METER_SNAPSHOT_OUTPUT_MAX 2
 
 /*
  * What a call cost, in pico-USD: set by the supervisor (launcher/prices.c behind it), called
@@ -146,7 +146,6 @@ struct meter_stream {
 	size_t cap;	  /* allocated size of buf */
 	size_t max_line;  /* bound on one line */
 	bool skipping;	  /* inside an oversize line: drop bytes up to the next newline */
-	bool subagent;	  /* a subagent's transcript: its calls are in no result line */
 	bool has_cur_msg; /* a message_start was seen on this stream */
 	uint64_t cur_msg; /* id hash of the message most recently started on this stream */
 	uint64_t end;	  /* stream offset just past the last byte taken in */
@@ -181,8 +180,7 @@ struct meter_event {
 	struct meter_usage usage;
 	uint64_t cache_1h;	     /* usage.cache_creation.ephemeral_1h_input_tokens */
 	char model[METER_MODEL_LEN]; /* MESSAGE, MESSAGE_START: message.model ("" when absent) */
-	bool is_final;		     /* MESSAGE with a stop_reason; MESSAGE_DELTA */
-	bool is_sub;		     /* MESSAGE, MESSAGE_START: the line has a parent_tool_use_id */
+	bool is_final; /* MESSAGE with a stop_reason or above METER_SNAPSHOT_OUTPUT_MAX; DELTA */
 	bool has_cost;
 	uint64_t cost_micro_usd;
 	char subtype[METER_SUBTYPE_LEN];
@@ -239,7 +237,8 @@ uint64_t meter_message_pusd(const struct meter_core *core, uint64_t id_hash);
 
 /*
  * The calls whose final usage no line showed and no result line covers (METER_MSG_FINAL,
- * METER_MSG_COVERED): their output is known only as the snapshot shown. gap is what they would
+ * METER_MSG_COVERED): their output is known only as the snapshot shown (at most
+ * METER_SNAPSHOT_OUTPUT_MAX). gap is what they would
  * add if each had the largest output of the agent's calls, gap_pusd its price (0 without a price
  * function). Calls for which skip (when not NULL) returns true are left out (their requests
  * still hold a prediction). Over the calls in the de-duplication window.

@@ -1811,56 +1811,46 @@ static void test_unfinal_calls(void **state)
 	meter_stream_free(&s);
 }
 
-/* A result line covers the main conversation's calls before it (its usage is their sum), not a
- * subagent's (on a subagent's transcript, or with a parent_tool_use_id) unless it has a
- * modelUsage (the whole session's), and not the calls after it. */
-static void test_unfinal_result_covers_main(void **state)
+/* A result line with a modelUsage covers the calls before it (its figures are the session's,
+ * subagents included), not those after it; one without (the main conversation's usage, which a
+ * subagent's calls in the sum can hide) covers none. A line without a stop_reason that shows
+ * more output than a snapshot has the final count (1.0.x's text-only answers). */
+static void test_unfinal_result_covers(void **state)
 {
 	(void)state;
 	struct meter_core core = {0};
-	struct meter_stream main_s, sub_s;
+	struct meter_stream s;
 	struct meter_usage delta = {{0}};
 	struct meter_unfinal u;
-	meter_stream_init(&main_s, 0);
-	meter_stream_init(&sub_s, 0);
-	sub_s.subagent = true;
+	meter_stream_init(&s, 0);
 
-	feed_str(&core, &main_s, TURN_LINE("main1", "null", 1), &delta);
-	feed_str(&core, &sub_s, TURN_LINE("sub1", "null", 1), &delta);
-	feed_str(&core, &main_s,
-		 "{\"type\":\"assistant\",\"parent_tool_use_id\":\"toolu_1\",\"message\":{\"id\":"
-		 "\"sub2\",\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}"
-		 "}}\n",
-		 &delta);
-	/* parent_tool_use_id null: the main conversation's line. */
-	feed_str(&core, &main_s,
-		 "{\"type\":\"assistant\",\"parent_tool_use_id\":null,\"message\":{\"id\":"
-		 "\"main2\",\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":"
-		 "40}}}\n",
-		 &delta);
+	feed_str(&core, &s, TURN_LINE("m0", "\"end_turn\"", 50), &delta);
+	feed_str(&core, &s, TURN_LINE("m1", "null", 1), &delta);
+	feed_str(&core, &s, TURN_LINE("m2", "null", 2), &delta);
+	feed_str(&core, &s, TURN_LINE("m3", "null", 3), &delta); /* more than a snapshot */
 	meter_unfinal(&core, NULL, NULL, &u);
-	assert_int_equal(u.calls, 4);
-	assert_int_equal(u.gap, 3 * 39);
+	assert_int_equal(u.calls, 2);
+	assert_int_equal(u.gap, 49 + 48);
 	assert_int_equal(u.gap_pusd, 0); /* no price function */
 
-	feed_str(&core, &main_s, RESULT(40, 41, 0.01), &delta);
+	feed_str(&core, &s, RESULT(40, 106, 0.01), &delta);
 	meter_unfinal(&core, NULL, NULL, &u);
-	assert_int_equal(u.calls, 2); /* sub1, sub2 */
-	assert_int_equal(u.gap, 2 * 39);
+	assert_int_equal(u.calls, 2);
 
-	/* A main call after the result is not covered by it. */
-	feed_str(&core, &main_s, TURN_LINE("main3", "null", 1), &delta);
-	meter_unfinal(&core, NULL, NULL, &u);
-	assert_int_equal(u.calls, 3);
-	/* A result with a modelUsage covers them all. */
-	feed_str(&core, &main_s,
+	feed_str(&core, &s,
 		 "{\"type\":\"result\",\"usage\":{\"input_tokens\":30,\"output_tokens\":90},"
 		 "\"modelUsage\":{\"opus\":{\"inputTokens\":50,\"outputTokens\":200}}}\n",
 		 &delta);
 	meter_unfinal(&core, NULL, NULL, &u);
 	assert_int_equal(u.calls, 0);
-	meter_stream_free(&main_s);
-	meter_stream_free(&sub_s);
+	assert_usage(&core.total, 50, 0, 0, 200); /* the result's figures */
+
+	/* A call after the result is not covered by it. */
+	feed_str(&core, &s, TURN_LINE("m4", "null", 1), &delta);
+	meter_unfinal(&core, NULL, NULL, &u);
+	assert_int_equal(u.calls, 1);
+	assert_int_equal(u.gap, 49);
+	meter_stream_free(&s);
 }
 
 int main(void)
@@ -1896,7 +1886,7 @@ int main(void)
 		cmocka_unit_test(test_price_side_model_kept),
 		cmocka_unit_test(test_price_synthetic_ignored),
 		cmocka_unit_test(test_unfinal_calls),
-		cmocka_unit_test(test_unfinal_result_covers_main),
+		cmocka_unit_test(test_unfinal_result_covers),
 	};
 	enum {
 		NFIXED = sizeof(fixed) / sizeof(fixed[0]),

@@ -354,7 +354,7 @@ static void sb_agent(struct render_buf *b, const struct ledger_header *h,
 	if (unfinal)
 		render_buf_printf(b, "%s %" PRIu64 " call%s without final usage",
 				  unrep ? " and" : "  +", unfinal, unfinal == 1 ? "" : "s");
-	if ((unrep || unfinal) && h->mode == LEDGER_MODE_BLOCK) {
+	if ((unrep || unfinal) && ledger_load(&in->reserved)) {
 		char t[32];
 		render_tokens(t, sizeof(t), ledger_load(&in->reserved));
 		render_buf_printf(b, " (%s held)", t);

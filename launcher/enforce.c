@@ -294,14 +294,15 @@ static bool held_by_book(const void *ctx, uint64_t id)
 }
 
 /* What the agent's calls that never showed their final usage would add at its largest output
- * (meter_unfinal), in both units; *calls of them. Those whose requests still hold their
- * prediction are left out: req_reserved has them. */
+ * (meter_unfinal), in both units; *calls of them (calls may be NULL). Those whose requests
+ * still hold their prediction are left out: req_reserved has them. */
 static struct amount unfinal_gap(const struct sup *s, const struct agent *a, uint64_t *calls)
 {
 	struct meter_unfinal u = {0};
 	if (a->core)
 		meter_unfinal(a->core, held_by_book, &a->book, &u);
-	*calls = u.calls;
+	if (calls)
+		*calls = u.calls;
 	struct meter_usage more = {{0}};
 	more.n[METER_OUTPUT] = u.gap;
 	return (struct amount){{meter_usage_total(&more, s->l->h->weights), u.gap_pusd}};
@@ -317,8 +318,7 @@ static void set_reservation(struct sup *s, struct agent *a)
 	struct amount want;
 	if (is_block(s)) {
 		BOOK_ENV(s, a);
-		uint64_t unfinal;
-		want = amount_add(req_reserved(&a->book, &env), unfinal_gap(s, a, &unfinal));
+		want = amount_add(req_reserved(&a->book, &env), unfinal_gap(s, a, NULL));
 	} else {
 		struct amount used = {{instance_total(s, a), instance_pusd(s, a)}};
 		want = amount_sub(a->book.launch, used);
@@ -455,21 +455,25 @@ void enforce_usage_changed(struct sup *s, struct agent *a, struct source *src)
 
 static void warn_unfinal(struct sup *s, const struct agent *a, uint64_t calls, struct amount gap)
 {
-	bool one = calls == 1;
-	char more[160] = "";
-	if (gap.v[AMOUNT_TOKENS]) {
-		char t[32];
+	bool is_one = calls == 1;
+	char held[160] = "";
+	if (gap.v[AMOUNT_TOKENS] || gap.v[AMOUNT_USD]) {
+		char t[32], d[32] = "";
 		render_tokens(t, sizeof(t), gap.v[AMOUNT_TOKENS]);
-		snprintf(more, sizeof(more),
-			 "; at the agent's largest output %s would add %s tokens%s",
-			 one ? "it" : "they", t, is_block(s) ? ", held against its budgets" : "");
+		if (s->cfg->prices)
+			render_usd(d, sizeof(d), gap.v[AMOUNT_USD]);
+		snprintf(held, sizeof(held),
+			 "; at the agent's largest output: %s tokens%s%s%s more%s", t,
+			 d[0] ? " (" : "", d, d[0] ? ")" : "",
+			 is_block(s) ? ", held against its budgets" : "");
 	}
 	sup_clear_live(s);
-	log_warn("warning: agent %d (%s): %llu API call%s never showed %s final usage (Claude Code "
-		 "wrote only the stream's first snapshot of %s): %s output is counted as shown and "
-		 "may be higher%s",
-		 (int)a->pid, command_name(s, a), (unsigned long long)calls, one ? "" : "s",
-		 one ? "its" : "their", one ? "it" : "them", one ? "its" : "their", more);
+	log_warn(
+		"warning: agent %d (%s): %llu API call%s with no final usage in anything the CLI "
+		"wrote (no stop_reason, no result after %s): counted at %s shown output, which may "
+		"be low%s",
+		(int)a->pid, command_name(s, a), (unsigned long long)calls, is_one ? "" : "s",
+		is_one ? "it" : "them", is_one ? "its" : "their", held);
 }
 
 void enforce_agent_end(struct sup *s, struct agent *a)

@@ -171,11 +171,11 @@ static void add_agent(struct builder *b, cJSON *arr, const struct ledger_header 
 	add_usd(b, a, "max_prediction_error_usd", ledger_load(&in->usd_max_under));
 	/* Calls nothing reported the usage of, calls whose final usage was never written, and
 	 * what the budgets still hold for them. */
-	bool holds = ledger_load(&in->unreported) || ledger_load(&in->unfinal);
+	bool is_held = ledger_load(&in->unreported) || ledger_load(&in->unfinal);
 	add_u64(b, a, "unreported_calls", ledger_load(&in->unreported));
 	add_u64(b, a, "unfinal_calls", ledger_load(&in->unfinal));
-	add_u64(b, a, "held", holds ? ledger_load(&in->reserved) : 0);
-	add_usd(b, a, "held_usd", holds ? ledger_load(&in->usd_reserved) : 0);
+	add_u64(b, a, "held", is_held ? ledger_load(&in->reserved) : 0);
+	add_usd(b, a, "held_usd", is_held ? ledger_load(&in->usd_reserved) : 0);
 	uint32_t flags = ledger_load32(&in->flags);
 	check(b, cJSON_AddBoolToObject(a, "nested", (flags & LEDGER_F_NESTED) != 0));
 	check(b, cJSON_AddBoolToObject(a, "adopted", (flags & LEDGER_F_ADOPTED) != 0));

@@ -29,9 +29,10 @@
  * started), the prediction of the request refused, the largest amount a call exceeded its
  * prediction, and calls whose usage nothing reported (Claude Code 1.0.x's side calls when it
  * writes no result) with what the budgets still hold for them. "unfinal_calls" (both modes):
- * calls the CLI wrote only the stream's first usage snapshot of (no stop_reason, no result line
- * after them): their output is counted as shown; block mode holds what they would add at the
- * agent's largest output in "held" (meter_unfinal).
+ * calls the CLI wrote only the stream's first usage snapshot of (meter_unfinal: no stop_reason
+ * nor more output than a snapshot, no result line with a modelUsage after them): their output
+ * is counted as shown; block mode holds what they would add at the agent's largest output in
+ * "held".
  * USD figures are tbwrap's own prices (launcher/prices.c), written as exact decimals
  * ("0.018375"); "cost_usd" is the CLI's own total_cost_usd where a result line gave one.
  * "priced": false when a call was of a model the price table lacks ("model"), priced at the

@@ -597,60 +597,83 @@ PYEOF
 }
 
 # cli_unfinal [STDOUT...]: over the calls the CLI wrote (its transcripts under CLAUDE_CONFIG_DIR,
-# and the stdout files given), those it never wrote a final usage of, as tbwrap's meter tells
-# them (README, Limits): no line with a stop_reason, no result line after them (one with a
-# modelUsage covers every call, one without the main conversation's). Prints "K MISSING GAP":
-# K such calls, MISSING what the stand-in billed of their output beyond what was shown, GAP
-# what they would add at the largest output shown of any call (what block mode holds).
+# and the stdout files given), those it never wrote a final usage of, by the meter's rule
+# (README, Limits): no line with a stop_reason or with more output than a snapshot's
+# (METER_SNAPSHOT_OUTPUT_MAX, 2), no message_delta, and no result line with a modelUsage in their
+# session. Prints "K MISSING GAP": K such calls, MISSING what the stand-in billed of their output
+# beyond what was shown, GAP what they would add at the largest output shown in their session
+# (one agent's: what block mode holds).
 cli_unfinal() {
 	python3 - "$STANDIN_LOG" "$CLAUDE_CONFIG_DIR/projects" "$@" <<'PY'
 import json, os, sys
 log, projects, outs = sys.argv[1], sys.argv[2], sys.argv[3:]
-calls = {}  # id -> [output shown, final, sub]
-covered = {"main": False, "all": False}
+SNAPSHOT_MAX = 2
+calls = {}  # id -> {"session", "shown", "final"}
+covered = set()  # sessions with a result line that has a modelUsage
 
-def take(o, sub):
+def call(mid, session):
+    c = calls.setdefault(mid, {"session": session, "shown": 0, "final": False})
+    c["session"] = c["session"] or session
+    return c
+
+def take(o, session, cur):
     if not isinstance(o, dict):
         return
+    session = o.get("session_id") or o.get("sessionId") or session
     if o.get("type") == "result":
-        covered["all" if isinstance(o.get("modelUsage"), dict) and o["modelUsage"] else "main"] = True
+        if isinstance(o.get("modelUsage"), dict) and o["modelUsage"]:
+            covered.add(session)
+        return
+    if o.get("type") == "stream_event" and isinstance(o.get("event"), dict):
+        ev = o["event"]
+        if ev.get("type") == "message_start" and isinstance(ev.get("message"), dict):
+            cur[0] = ev["message"].get("id")
+        elif ev.get("type") == "message_delta" and cur[0]:
+            c = call(cur[0], session)
+            c["final"] = True
+            c["shown"] = max(c["shown"], (ev.get("usage") or {}).get("output_tokens", 0))
         return
     m = o.get("message") if o.get("type") == "assistant" else None
     if not isinstance(m, dict) or not isinstance(m.get("usage"), dict) or "id" not in m:
         return
-    c = calls.setdefault(m["id"], [0, False, False])
-    c[0] = max(c[0], m["usage"].get("output_tokens", 0))
-    c[1] = c[1] or isinstance(m.get("stop_reason"), str)
-    c[2] = c[2] or sub or isinstance(o.get("parent_tool_use_id"), str)
+    c = call(m["id"], session)
+    out = m["usage"].get("output_tokens", 0)
+    c["shown"] = max(c["shown"], out)
+    c["final"] = c["final"] or isinstance(m.get("stop_reason"), str) or out > SNAPSHOT_MAX
 
-def take_file(path, sub):
+def take_file(path, session):
+    cur = [None]
     for line in open(path, encoding="utf-8", errors="replace"):
-        line = line.strip()
         try:
             v = json.loads(line)
         except ValueError:
             continue
         for o in v if isinstance(v, list) else [v]:
-            take(o, sub)
+            take(o, session, cur)
 
 for root, _, files in os.walk(projects):
     for f in files:
-        if f.endswith(".jsonl"):
-            take_file(os.path.join(root, f), "/subagents/" in os.path.join(root, f))
+        if not f.endswith(".jsonl"):
+            continue
+        parts = os.path.join(root, f).split(os.sep)
+        session = parts[-3] if len(parts) >= 3 and parts[-2] == "subagents" else f[:-6]
+        take_file(os.path.join(root, f), session)
 for f in outs:
-    take_file(f, False)
+    take_file(f, None)
 billed = {}
 for r in map(json.loads, open(log, encoding="utf-8")):
     if r.get("billed") and r.get("message_id"):
         billed[r["message_id"]] = r["billed"]["output"]
-largest = max((c[0] for c in calls.values()), default=0)
+largest = {}
+for c in calls.values():
+    largest[c["session"]] = max(largest.get(c["session"], 0), c["shown"])
 k = missing = gap = 0
-for mid, (shown, final, sub) in calls.items():
-    if final or covered["all"] or (covered["main"] and not sub):
+for mid, c in calls.items():
+    if c["final"] or c["session"] in covered:
         continue
     k += 1
-    missing += max(billed.get(mid, shown) - shown, 0)
-    gap += largest - shown
+    missing += max(billed.get(mid, c["shown"]) - c["shown"], 0)
+    gap += largest[c["session"]] - c["shown"]
 print(k, missing, gap)
 PY
 }

@@ -157,41 +157,47 @@ check_mode stream-json yes --output-format stream-json --verbose
 # tbwrap counts it as shown, says so, reports the calls, and block mode holds what they may add
 # at the agent's largest output. 2.1.332 waits for the delta: nothing to report.
 LATE=$(scenario_file late "$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); s["delta_delay_ms"] = 400; print(json.dumps(s))' "$E2E_SCENARIOS/agents.json")")
-late_modes=(warn block)
+# json mode: the result's modelUsage has every call's final usage (subagents included), so
+# nothing is left without one.
+late_runs=(warn:text block:text warn:json)
 if claude_is_node; then
 	skip "late final usage: counted as shown, reported, held" "Claude Code $(claude_version) makes side calls that are in no transcript (README, Limits): its billing is not the sum of what it writes"
-	late_modes=()
+	late_runs=()
 fi
-for mode in "${late_modes[@]}"; do
+for run in "${late_runs[@]}"; do
+	mode=${run%:*} format=${run#*:} name="late final usage, ${run/:/, }"
+	args=(-p /test --allowedTools Bash)
+	[[ $format == json ]] && args+=(--output-format json)
 	fresh_config
 	standin_start "$LATE"
 	rm -f "$E2E_PROJECT"/*.marker
 	run_tbwrap "$E2E_TMP/late.out" "$E2E_TMP/late.err" --budget-enforcement-mode "$mode" \
-		--report-json "$E2E_TMP/late.json" -- claude -p /test --allowedTools Bash
-	assert_eq "$TBWRAP_RC" "0" "late final usage, $mode: tbwrap exits 0"
+		--report-json "$E2E_TMP/late.json" -- claude "${args[@]}"
+	assert_eq "$TBWRAP_RC" "0" "$name: tbwrap exits 0"
 	read -r k missing gap <<<"$(cli_unfinal "$E2E_TMP/late.out")"
-	case $(claude_version) in
-	2.1.197)
+	case $(claude_version):$format in
+	2.1.197:text)
 		# Which of the 4 subagent calls depends on the CLI's timing (block mode holds requests).
 		if ((k >= 1 && k <= 4 && missing == k * 19)); then
-			ok "late final usage, $mode: 2.1.197 wrote $k of the 4 subagent calls with output 1 only ($k x 19 tokens unwritten)"
+			ok "$name: 2.1.197 wrote $k of the 4 subagent calls with output 1 only ($k x 19 tokens unwritten)"
 		else
-			not_ok "late final usage, $mode: 2.1.197 wrote subagent calls with output 1 only" "$k call(s), $missing tokens unwritten"
+			not_ok "$name: 2.1.197 wrote subagent calls with output 1 only" "$k call(s), $missing tokens unwritten"
 		fi
 		;;
-	2.1.332) assert_eq "$k" "0" "late final usage, $mode: 2.1.332 wrote every call's final usage" ;;
-	*) echo "# late final usage, $mode: $(claude_version) left $k call(s) without a final usage" ;;
+	*:json) assert_eq "$k" "0" "$name: the result's modelUsage covers every call" ;;
+	2.1.332:*) assert_eq "$k" "0" "$name: 2.1.332 wrote every call's final usage" ;;
+	*) echo "# $name: $(claude_version) left $k call(s) without a final usage" ;;
 	esac
-	assert_ledger_billing "late final usage, $mode" "$E2E_TMP/late.json" "$E2E_TMP/late.out"
+	assert_ledger_billing "$name" "$E2E_TMP/late.json" "$E2E_TMP/late.out"
 	want_held=0
 	[[ $mode == block ]] && want_held=$UNFINAL_GAP
 	assert_eq "$(report_get "$E2E_TMP/late.json" 'sum(a["held"] for a in r["agents"])')" "$want_held" \
-		"late final usage, $mode: held for them: $want_held"
+		"$name: held for them: $want_held"
 	if ((k > 0)); then
 		assert_line_match "$(cat "$E2E_TMP/late.err")" \
-			"tbwrap: warning: agent [0-9]+ \\(/test\\): $k API calls? never showed (its|their) final usage .*" \
-			"late final usage, $mode: tbwrap says so at the agent's end"
+			"tbwrap: warning: agent [0-9]+ \\(/test\\): $k API calls? with no final usage in anything the CLI wrote .*" \
+			"$name: tbwrap says so at the agent's end"
 	else
-		assert_not_contains "$(cat "$E2E_TMP/late.err")" "final usage" "late final usage, $mode: nothing to say"
+		assert_not_contains "$(cat "$E2E_TMP/late.err")" "final usage" "$name: nothing to say"
 	fi
 done

@@ -483,20 +483,19 @@ void enforce_agent_end(struct sup *s, struct agent *a)
 	 * sum them up (Claude Code 1.0.x's side calls, when it was stopped): billed, reported
 	 * nowhere. Their predictions stay held, so that the budget still counts them. */
 	uint64_t n = 0;
-	struct amount held = req_unreported(&a->book, &env, &n);
-	if (!is_block(s) || !a->core || a->core->results > 0)
-		n = 0, held = (struct amount){{0, 0}};
+	struct amount held = {{0, 0}};
+	if (is_block(s) && a->core && a->core->results == 0)
+		held = req_unreported(&a->book, &env, &n);
 	req_close_all(&a->book, &env);
 	/* Calls the CLI wrote only the first snapshot of (meter_unfinal): their output is counted
-	 * as shown; what they may add stays held, and each agent's are said once. */
+	 * as shown; block mode holds what they may add. */
 	uint64_t unfinal = 0;
 	struct amount gap = unfinal_gap(s, a, &unfinal);
 	if (unfinal)
 		warn_unfinal(s, a, unfinal, gap);
 	if (n || unfinal)
 		ledger_hold_unreported(s->l, a->inst, n, unfinal,
-				       is_block(s) ? amount_add(held, gap)
-						   : (struct amount){{0, 0}});
+				       is_block(s) ? amount_add(held, gap) : held);
 	/* Block mode counts the requests admitted; warn mode, those started. */
 	uint64_t made = is_block(s) ? a->book.requests : a->requests;
 	ledger_note_requests(s->l, a->inst, made, a->book.max_under);

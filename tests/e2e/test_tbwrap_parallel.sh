@@ -155,7 +155,9 @@ echo "# parallel: at most $concurrent of the 4 sessions were between their first
 # --- a nested agent ----------------------------------------------------------------------------
 
 # nested: /test makes 1 tool turn whose Bash command runs `claude -p /slow` (3 calls of its own),
-# then answers: outer 2 calls of 1000/50/200/3000, inner 3 calls of 700/30/0/1500.
+# then answers: outer 2 calls of 1000/50/200/3000, inner 3 calls of 700/30/0/1500. The inner
+# claude has a config dir of its own, for the reason the parallel agents have (above): in the
+# outer's, 1.0.x would ask a title for the outer's session.
 standin_start nested
 rm -f "$E2E_PROJECT"/inner.* "$E2E_PROJECT/slow.marker"
 report=$E2E_TMP/nested.json

@@ -1092,6 +1092,8 @@ static bool raise_msg(struct meter_core *core, uint64_t id_hash, const struct me
 			is_raised = true;
 		}
 	}
+	if (m->n[METER_OUTPUT] > core->largest_output)
+		core->largest_output = m->n[METER_OUTPUT];
 	if (cache_1h > m->cache_1h) {
 		m->cache_1h = cache_1h;
 		is_raised = true;
@@ -1236,10 +1238,7 @@ void meter_unfinal(const struct meter_core *core, bool (*skip)(const void *ctx, 
 		   const void *ctx, struct meter_unfinal *out)
 {
 	memset(out, 0, sizeof(*out));
-	uint64_t largest = 0;
-	for (uint32_t i = 0; i < METER_WINDOW; i++)
-		if (core->win[i].id_hash && core->win[i].n[METER_OUTPUT] > largest)
-			largest = core->win[i].n[METER_OUTPUT];
+	uint64_t largest = core->largest_output;
 	for (uint32_t i = 0; i < METER_WINDOW; i++) {
 		const struct meter_msg *m = &core->win[i];
 		if (!m->id_hash || (m->flags & (METER_MSG_FINAL | METER_MSG_COVERED)) ||

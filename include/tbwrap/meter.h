@@ -99,6 +99,7 @@ struct meter_core {
 	uint64_t cost_micro_usd;    /* largest total_cost_usd of a result line, in micro-USD */
 	uint64_t messages;	    /* distinct message ids seen */
 	uint64_t results;	    /* result lines seen */
+	uint64_t largest_output;    /* the largest output count of any of its calls */
 	uint64_t lines;		    /* complete lines processed */
 	uint64_t lines_ignored;	    /* lines that carried no usage (text, other JSON, non-JSON) */
 	uint64_t anomalies[METER_NANOMALY];
